@@ -1,0 +1,196 @@
+"""Command line: ``python -m fuadnb <command>`` (see ``--help`` of each command).
+
+Every expected failure (missing dataset, bad parameter, no CUDA, absent weights) ends
+with one ``fuadnb: error: ...`` line and exit status 2; set ``FUADNB_TRACEBACK=1`` to
+see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from fuadnb import config, data, experiment, models, runs
+from fuadnb.data import synthetic
+from fuadnb.data.contamination import ContaminationError
+from fuadnb.data.index import DatasetError
+from fuadnb.nn.backbones import BACKBONES, WeightsNotFoundError
+from fuadnb.utils import DeviceError
+
+EXPECTED_ERRORS = (DatasetError, ContaminationError, WeightsNotFoundError, DeviceError,
+                   ValueError, FileExistsError)
+DEMO_CATEGORIES = ("brick", "washer")
+DEMO_NOISE = (0.0, 0.1, 0.2)
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("method and profile")
+    g.add_argument("--method", default="rd", choices=sorted(models.REGISTRY),
+                   help="detection method (default: %(default)s)")
+    g.add_argument("--profile", default="demo", choices=config.PROFILES,
+                   help="parameter set: smoke = seconds on a CPU (tests), demo = "
+                   "minutes on a CPU, paper = the paper's settings on a GPU "
+                   "(default: %(default)s)")
+    g.add_argument("--backbone", choices=BACKBONES,
+                   help="teacher network (default: the profile's)")
+    g.add_argument("--weights", help="teacher weights: imagenet (torch hub cache), "
+                   "random-bnstats (offline: random init, BatchNorm statistics from "
+                   "the training images), random, or a .pth file (default: the "
+                   "profile's)")
+    g.add_argument("--epochs", type=int, help="training epochs (default: profile)")
+    g.add_argument("--image-size", type=int, help="square input size in pixels "
+                   "(default: profile)")
+    g.add_argument("--batch-size", type=int, help="training batch size (default: "
+                   "profile)")
+    g = p.add_argument_group("data and contamination")
+    g.add_argument("--dataset", default="synthetic", choices=data.DATASETS,
+                   help="dataset layout of --root (default: %(default)s)")
+    g.add_argument("--root", type=Path, default=Path("data/synthetic"),
+                   help="dataset root folder (default: %(default)s)")
+    g.add_argument("--definition", default="softpatch",
+                   choices=("softpatch", "fraction"), help="noise ratio definition: "
+                   "softpatch = int(ratio x clean training images) anomalies; "
+                   "fraction = ratio of the final training set (default: %(default)s)")
+    g.add_argument("--overlap", action="store_true", help="keep injected anomalies in "
+                   "the test set (SoftPatch --overlap); default removes them")
+    g.add_argument("--source", default="test", choices=("test", "pool"),
+                   help="draw anomalies from the test set (SoftPatch) or the "
+                   "synthetic pool split (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=111, help="seeds the contamination draw "
+                   "and the model (default: %(default)s, RD4AD's)")
+    g = p.add_argument_group("where and how")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N "
+                   "(default: %(default)s)")
+    g.add_argument("--runs", type=Path, default=Path("runs"), help="run folders and "
+                   "results table (default: %(default)s)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return {"backbone": args.backbone, "weights": args.weights, "epochs": args.epochs,
+            "image_size": args.image_size, "batch_size": args.batch_size}
+
+
+def _run_kwargs(args: argparse.Namespace) -> dict:
+    return {"dataset": args.dataset, "root": args.root, "seed": args.seed,
+            "profile": args.profile, "overlap": args.overlap,
+            "definition": args.definition, "source": args.source,
+            "device": args.device, "runs_root": args.runs,
+            "options": _options(args), "progress": not args.quiet}
+
+
+def _print_table(df: pd.DataFrame) -> None:
+    with pd.option_context("display.width", 200, "display.max_columns", 30,
+                           "display.float_format", "{:.4f}".format):
+        print(experiment.table(df).to_string(index=False))
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    spec = synthetic.Spec.tiny() if args.tiny else synthetic.Spec()
+    spec = synthetic.Spec(**{**spec.__dict__, "seed": args.seed,
+                             **({"size": args.size} if args.size else {})})
+    manifest = synthetic.generate(args.root, spec, categories=args.categories,
+                                  workers=args.workers, progress=not args.quiet,
+                                  overwrite=args.overwrite)
+    print(f"synthetic benchmark ({spec.size} px, seed {spec.seed}) at {args.root}; "
+          f"manifest {manifest}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    result = experiment.run(args.method, category=args.category,
+                            noise_ratio=args.noise, **_run_kwargs(args))
+    _print_table(pd.DataFrame([result.row]))
+    print(f"run folder: {result.dir}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    if args.dataset == "synthetic":
+        synthetic.ensure(args.root, progress=not args.quiet)
+    rows = []
+    for category in args.categories:
+        for noise in args.noise:
+            result = experiment.run(args.method, category=category, noise_ratio=noise,
+                                    **_run_kwargs(args))
+            rows.append(result.row)
+            print(f"{category} noise {noise}: image AUROC "
+                  f"{result.row['image_auroc']:.4f} ({result.dir})", flush=True)
+    table = runs.write_table(runs.collect(args.runs), args.runs / runs.RESULTS_FILE)
+    print()
+    _print_table(pd.DataFrame(rows))
+    print(f"\nall results: {table}")
+
+
+def cmd_results(args: argparse.Namespace) -> None:
+    df = runs.collect(args.runs)
+    if df.empty:
+        print(f"no finished runs under {args.runs}")
+        return
+    _print_table(df)
+    if args.csv:
+        print(f"written: {runs.write_table(df, args.csv)}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``fuadnb`` argument parser."""
+    p = argparse.ArgumentParser(prog="python -m fuadnb", description=(
+        "Fully unsupervised anomaly detection: generate the synthetic benchmark, run "
+        "a method on a contaminated training set, collect results."))
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    g = sub.add_parser("generate", help="write the synthetic benchmark (MVTec AD "
+                       "layout, with a pool of extra anomalies)")
+    g.add_argument("--root", type=Path, default=Path("data/synthetic"),
+                   help="output folder (default: %(default)s)")
+    g.add_argument("--size", type=int, help="image side in pixels, a power of two "
+                   "(default: 256; 64 with --tiny)")
+    g.add_argument("--tiny", action="store_true", help="the tiny test-sized variant")
+    g.add_argument("--seed", type=int, default=0, help="generator seed "
+                   "(default: %(default)s)")
+    g.add_argument("--categories", nargs="+", choices=sorted(synthetic.CATEGORIES),
+                   help="only these categories (default: all)")
+    g.add_argument("--workers", type=int, help="processes (default: up to 4); the "
+                   "output is byte-identical whatever the number")
+    g.add_argument("--overwrite", action="store_true", help="replace a different "
+                   "dataset already at --root")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_generate)
+
+    r = sub.add_parser("run", help="run one method on one category at one noise ratio "
+                       "and print its metrics")
+    r.add_argument("--category", required=True, help="category name, e.g. brick")
+    r.add_argument("--noise", type=float, default=0.1, help="noise ratio "
+                   "(default: %(default)s)")
+    _add_run_options(r)
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="the main job: RD on the synthetic benchmark at "
+                       "noise ratios 0, 0.1 and 0.2 for two categories, as a table")
+    d.add_argument("--categories", nargs="+", default=list(DEMO_CATEGORIES),
+                   help="categories (default: %(default)s)")
+    d.add_argument("--noise", type=float, nargs="+", default=list(DEMO_NOISE),
+                   help="noise ratios (default: %(default)s)")
+    _add_run_options(d)
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("results", help="list the finished runs as a table")
+    s.add_argument("--runs", type=Path, default=Path("runs"), help="run folders "
+                   "(default: %(default)s)")
+    s.add_argument("--csv", type=Path, help="also write the full table to this CSV")
+    s.set_defaults(func=cmd_results)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except EXPECTED_ERRORS as err:
+        if os.environ.get("FUADNB_TRACEBACK") == "1":
+            raise
+        print(f"fuadnb: error: {err}", file=sys.stderr)
+        return 2
+    return 0

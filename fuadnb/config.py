@@ -1,0 +1,68 @@
+"""Paths, profile names and hashing helpers shared by every layer.
+
+Paths come from environment variables with repository-relative defaults, so the CLI,
+notebooks and tests agree on where data, runs and weights live.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+Profile = Literal["smoke", "demo", "paper"]
+PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    """Where datasets, runs and backbone weights live.
+
+    Attributes:
+        data: dataset root (env ``FUADNB_DATA``, default ``data``).
+        runs: run folders and results (env ``FUADNB_RUNS``, default ``runs``).
+    """
+
+    data: Path = dataclasses.field(
+        default_factory=lambda: Path(os.environ.get("FUADNB_DATA", "data")))
+    runs: Path = dataclasses.field(
+        default_factory=lambda: Path(os.environ.get("FUADNB_RUNS", "runs")))
+
+
+def is_offline() -> bool:
+    """True when downloads must not even be tried (``FUADNB_OFFLINE`` or
+    ``HF_HUB_OFFLINE`` set to 1)."""
+    return any(os.environ.get(k, "") in ("1", "true", "True")
+               for k in ("FUADNB_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def check_profile(profile: str) -> str:
+    """Return `profile` if it is known, else raise a ValueError naming the choices."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    return profile
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, tuples, paths and numpy scalars as plain JSON values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name))
+                for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return obj.item()
+    return obj
+
+
+def short_hash(obj: Any, n: int = 10) -> str:
+    """First `n` hex digits of the sha1 of `obj` as canonical JSON."""
+    blob = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(blob.encode()).hexdigest()[:n]

@@ -1,0 +1,194 @@
+"""Contaminated training sets: anomalous images silently added to the training set.
+
+Protocols (reference/data_and_metrics.md §2; methods.md §1):
+
+* ``definition="softpatch"`` (the de-facto standard; SoftPatch main.py L98-L127):
+  ``n = int(ratio * n_clean_train)`` anomalies, drawn uniformly from the pooled
+  anomalous test images of every defect type. ``overlap=False`` (SoftPatch's default,
+  "no overlap") removes them from the test set; ``overlap=True`` keeps the test set
+  unchanged, so injected images are also evaluated. At ratio 0.1 anomalies are
+  1/11 = 9.1 % of the final training set.
+* ``definition="fraction"`` (Real-IAD FUIAD style): ``n = round(ratio / (1 - ratio) *
+  n_clean_train)``, so anomalies are ``ratio`` of the final training set.
+* ``source="pool"``: draw from the synthetic benchmark's ``pool`` split instead of the
+  test set (the test set is then never touched).
+* A training split that already contains anomalies (Real-IAD ``fuiad_*`` JSONs) is
+  used as shipped: its anomalous training images are the injected ones; asking for
+  more (ratio > 0) is an error.
+
+Deviation from SoftPatch, on purpose: its draw runs before seeding (pitfall 16). Here
+the draw uses its own generator, ``SeedSequence([seed, crc32(dataset),
+crc32(category)])``, over the sorted candidate ids, so a seed always gives the same
+split, and the chosen ids are written to a manifest that no model reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from fuadnb.utils import atomic_write_text
+
+Definition = Literal["softpatch", "fraction"]
+Source = Literal["test", "pool"]
+MANIFEST_VERSION = 1
+
+
+class ContaminationError(ValueError):
+    """A contamination request that the dataset cannot satisfy."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """A contaminated train/test split.
+
+    Attributes:
+        train: index rows of the training set with a bool column ``is_injected``.
+        test: index rows of the test set; ``is_injected`` marks injected images kept
+            in the test set under ``overlap=True``.
+        manifest: the protocol, seed, counts and the injected / removed ids.
+    """
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    manifest: dict[str, Any]
+
+    def test_composition(self) -> dict[str, int]:
+        """Counts of the test set: good, anomalous, per defect type."""
+        return _composition(self.test)
+
+    def save(self, path: Path | str) -> Path:
+        """Write the manifest as JSON (atomically) and return its path."""
+        path = Path(path)
+        atomic_write_text(path, json.dumps(self.manifest, indent=1) + "\n")
+        return path
+
+
+def _composition(rows: pd.DataFrame) -> dict[str, int]:
+    out = {"total": len(rows), "good": int((rows["label"] == 0).sum()),
+           "anomalous": int((rows["label"] == 1).sum())}
+    for defect, n in sorted(rows.loc[rows["label"] == 1, "defect"].value_counts()
+                            .items()):
+        out[f"defect:{defect}"] = int(n)
+    return out
+
+
+def n_injected(n_clean: int, ratio: float, definition: Definition = "softpatch") -> int:
+    """How many anomalies a protocol adds to `n_clean` normal training images."""
+    if not (isinstance(ratio, (int, float)) and math.isfinite(ratio) and ratio >= 0):
+        raise ContaminationError(f"noise ratio must be a finite number >= 0, got "
+                                 f"{ratio!r}")
+    if definition == "softpatch":
+        return int(ratio * n_clean)
+    if definition == "fraction":
+        if ratio >= 1:
+            raise ContaminationError(f"definition='fraction' needs a noise ratio < 1 "
+                                     f"(the anomalous share of the training set), got "
+                                     f"{ratio}")
+        return round(ratio / (1 - ratio) * n_clean)
+    raise ContaminationError(f"unknown definition {definition!r}; choose 'softpatch' "
+                             "or 'fraction'")
+
+
+def rng_for(seed: int, dataset: str, category: str) -> np.random.Generator:
+    """The split's own generator, independent of every global RNG."""
+    return np.random.default_rng(np.random.SeedSequence(
+        [seed, zlib.crc32(dataset.encode()), zlib.crc32(category.encode())]))
+
+
+def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
+                definition: Definition = "softpatch", overlap: bool = False,
+                source: Source = "test") -> Split:
+    """Add anomalous images to the training set of one category's `index`.
+
+    Args:
+        index: rows of one dataset/category as returned by the readers.
+        ratio: the noise ratio under `definition`.
+        seed: seeds the draw (nothing else).
+        definition: ``softpatch`` (anomalies / clean train) or ``fraction``
+            (anomalies / final train).
+        overlap: keep injected test images in the test set (SoftPatch ``--overlap``).
+        source: draw from the anomalous ``test`` images or from the ``pool`` split.
+
+    Returns:
+        the Split, with its manifest.
+
+    Raises:
+        ContaminationError: bad ratio/definition/source, or more anomalies asked for
+            than exist (the message says how many exist).
+    """
+    if source not in ("test", "pool"):
+        raise ContaminationError(f"unknown source {source!r}; choose 'test' or 'pool'")
+    keys = index[["dataset", "category"]].drop_duplicates()
+    if len(keys) != 1:
+        raise ContaminationError("contaminate() takes the index of exactly one dataset "
+                                 f"category; got {len(keys)} ({keys.values.tolist()[:4]})")
+    dataset, category = keys.iloc[0]
+    train = index[index["split"] == "train"]
+    test = index[index["split"] == "test"]
+    shipped = train[train["label"] == 1]
+    n_clean = int((train["label"] == 0).sum())
+    n = n_injected(n_clean, ratio, definition)
+    if len(shipped) and n:
+        raise ContaminationError(f"{dataset}/{category}: the training split already "
+                                 f"holds {len(shipped)} anomalous images (a shipped "
+                                 "noisy split); use noise ratio 0 to train on it as is")
+    candidates = index[(index["split"] == source) & (index["label"] == 1)]
+    candidates = candidates.sort_values("id", kind="stable")
+    if n > len(candidates):
+        limit = _max_ratio(n_clean, len(candidates), definition)
+        raise ContaminationError(
+            f"{dataset}/{category}: noise ratio {ratio} ({definition}) asks for {n} "
+            f"anomalies ({n_clean} clean training images) but only {len(candidates)} "
+            f"anomalous {source} images exist; use a noise ratio <= {limit:.4f}"
+            + (" or source='pool'" if source == "test" and "pool" in set(
+                index["split"]) else ""))
+    pick = np.sort(rng_for(seed, dataset, category).choice(len(candidates), n,
+                                                          replace=False))
+    injected = candidates.iloc[pick]
+    injected_ids = set(injected["id"]) | set(shipped["id"])
+    removed = injected if (source == "test" and not overlap) else injected.iloc[:0]
+    train = pd.concat([train, injected]).assign(split="train")
+    test = test[~test["id"].isin(set(removed["id"]))]
+    train = train.assign(is_injected=train["id"].isin(injected_ids)).reset_index(
+        drop=True)
+    test = test.assign(is_injected=test["id"].isin(injected_ids)).reset_index(drop=True)
+    manifest = {
+        "manifest_version": MANIFEST_VERSION, "dataset": dataset, "category": category,
+        "ratio": ratio, "definition": definition, "overlap": overlap, "source": source,
+        "seed": seed, "n_clean_train": n_clean, "n_injected": len(injected_ids),
+        "injected_fraction": len(injected_ids) / max(len(train), 1),
+        "injected_ids": sorted(injected_ids),
+        "removed_from_test_ids": sorted(removed["id"]),
+        "train_composition": _composition(train), "test_composition": _composition(test),
+    }
+    return Split(train=train, test=test, manifest=manifest)
+
+
+def _max_ratio(n_clean: int, available: int, definition: Definition) -> float:
+    """A ratio that asks for at most `available` anomalies (rounded down)."""
+    if definition == "fraction":
+        return math.floor(available / (n_clean + available) * 1e4) / 1e4
+    return math.floor(available / n_clean * 1e4) / 1e4 if n_clean else 0.0
+
+
+def load_manifest(path: Path | str) -> dict[str, Any]:
+    """Read a manifest written by `Split.save`."""
+    path = Path(path)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ContaminationError(f"{path}: not a readable split manifest ({err})") \
+            from err
+    if manifest.get("manifest_version") != MANIFEST_VERSION:
+        raise ContaminationError(f"{path}: manifest version "
+                                 f"{manifest.get('manifest_version')}, expected "
+                                 f"{MANIFEST_VERSION}; regenerate it")
+    return manifest

@@ -1,0 +1,90 @@
+"""Decode images and masks once into tensors (uint8 images, bool masks).
+
+Resizing follows RD4AD (dataset.py L9-L23): PIL bilinear resize to a square
+``size x size`` with no crop, which is what torchvision's ``Resize((s, s))`` does to a
+PIL image. Masks are binarised at full size with ``!= 0`` (VisA masks are multi-valued
+per defect instance), resized bilinearly and thresholded at 0.5 (RD4AD test.py L85),
+never truncated with ``astype(int)`` (the SoftPatch quirk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
+
+from fuadnb.data.index import DatasetError
+
+
+def _open(path: str) -> Image.Image:
+    try:
+        img = Image.open(path)
+        img.load()
+    except FileNotFoundError as err:
+        raise DatasetError(f"{path}: file not found; the index is stale, rebuild it "
+                           "from the dataset root") from err
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DatasetError(f"{path}: cannot be decoded as an image ({err}); re-extract "
+                           "the dataset or delete the file") from err
+    return img
+
+
+def _load_pair(image_path: str, mask_path: str | None, size: int, with_mask: bool
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    img = _open(image_path)
+    full_size = img.size
+    rgb = np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
+    if not with_mask:
+        return rgb, None
+    if mask_path is None:
+        return rgb, np.zeros((size, size), bool)
+    mask = _open(mask_path)
+    if mask.size != full_size:
+        raise DatasetError(f"{mask_path}: mask is {mask.size[0]}x{mask.size[1]} but its "
+                           f"image {image_path} is {full_size[0]}x{full_size[1]}; the "
+                           "mask belongs to another image or was resized")
+    binary = Image.fromarray((np.asarray(mask.convert("L")) != 0).astype(np.uint8) * 255)
+    resized = np.asarray(binary.resize((size, size), Image.BILINEAR))
+    return rgb, resized > 127.5
+
+
+def load(rows: pd.DataFrame | Sequence[dict], size: int, *, masks: bool = True,
+         workers: int = 4, progress: bool = False
+         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Decode the images (and masks) of index `rows`, resized to ``size x size``.
+
+    Args:
+        rows: index rows with ``image_path`` and ``mask_path``.
+        size: output side length in pixels.
+        masks: also load masks (all-false for rows without a mask).
+        workers: decoding threads (PIL releases the GIL while decoding).
+
+    Returns:
+        images uint8 (N, 3, size, size) and masks bool (N, 1, size, size) or None,
+        in the order of `rows`.
+
+    Raises:
+        DatasetError: a file is missing or corrupt, or a mask's size differs from its
+            image's, naming the file.
+    """
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    if size < 8:
+        raise ValueError(f"image size {size} is too small; use at least 8 pixels")
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        jobs = pool.map(lambda r: _load_pair(r["image_path"], r["mask_path"], size,
+                                             masks), records)
+        pairs = list(tqdm(jobs, total=len(records), desc="load images",
+                          disable=not progress, leave=False))
+    if not pairs:
+        return (torch.empty(0, 3, size, size, dtype=torch.uint8),
+                torch.empty(0, 1, size, size, dtype=torch.bool) if masks else None)
+    images = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2)
+    if not masks:
+        return images.contiguous(), None
+    mask_t = torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None]
+    return images.contiguous(), mask_t

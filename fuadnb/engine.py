@@ -1,0 +1,93 @@
+"""Method-agnostic training and inference plumbing.
+
+Images arrive as one uint8 tensor (N, 3, H, W) already on the device; this module
+normalises them batch by batch there, caches a frozen teacher's features once per
+image, shuffles batches with a seeded generator, and turns a method's map function into
+image scores and full-size maps. CUDA runs use bf16 autocast and channels_last; the CPU
+path stays float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fuadnb.nn import backbones
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, a no-op elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare(module: nn.Module, device: torch.device) -> nn.Module:
+    """Move to `device`; channels_last on CUDA (faster convolutions with bf16)."""
+    module = module.to(device)
+    return module.to(memory_format=torch.channels_last) if device.type == "cuda" \
+        else module
+
+
+def batches(n: int, batch_size: int, *, generator: torch.Generator | None = None
+            ) -> Iterator[torch.Tensor]:
+    """Index batches over ``range(n)``: shuffled with `generator`, else in order; the
+    last batch may be short (as a DataLoader with drop_last=False)."""
+    order = torch.randperm(n, generator=generator) if generator is not None \
+        else torch.arange(n)
+    yield from order.split(batch_size)
+
+
+def inputs(images: torch.Tensor, idx: torch.Tensor, device: torch.device
+           ) -> torch.Tensor:
+    """Normalised float batch ``images[idx]`` on `device` (channels_last on CUDA)."""
+    x = backbones.normalize(images[idx.to(images.device)].to(device, non_blocking=True))
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" \
+        else x
+
+
+@torch.no_grad()
+def teacher_features(teacher: nn.Module, images: torch.Tensor, *, batch_size: int,
+                     device: torch.device, progress: bool = False
+                     ) -> list[torch.Tensor]:
+    """Run the frozen teacher once over all images.
+
+    Returns:
+        per scale, one tensor (N, C_i, H_i, W_i) on `device`: bf16 on CUDA (half the
+        memory; the student trains under bf16 autocast anyway), float32 on the CPU.
+    """
+    store_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    chunks: list[list[torch.Tensor]] = []
+    for idx in tqdm(list(batches(len(images), batch_size)), desc="teacher features",
+                    disable=not progress, leave=False):
+        with autocast(device):
+            chunks.append([f.to(store_dtype) for f in teacher(inputs(images, idx,
+                                                                      device))])
+    return [torch.cat(scale) for scale in zip(*chunks, strict=True)]
+
+
+@torch.no_grad()
+def predict(map_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *,
+            batch_size: int, device: torch.device, progress: bool = False,
+            desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly maps and image scores (max of the map) for every image.
+
+    Args:
+        map_fn: normalised (B, 3, H, W) -> (B, 1, H, W) float map, higher = anomalous.
+        images: uint8 (N, 3, H, W).
+
+    Returns:
+        scores (N,) float64 and maps (N, H, W) float32, as numpy arrays.
+    """
+    scores, maps = [], []
+    for idx in tqdm(list(batches(len(images), batch_size)), desc=desc,
+                    disable=not progress, leave=False):
+        amap = map_fn(inputs(images, idx, device)).float()           # (B, 1, H, W)
+        maps.append(amap[:, 0].cpu())
+        scores.append(amap.flatten(1).amax(1).double().cpu())
+    return torch.cat(scores).numpy(), torch.cat(maps).numpy()

@@ -1,0 +1,185 @@
+"""Reverse Distillation (RD): frozen teacher -> one-class bottleneck -> student decoder.
+
+Paper: Deng & Li, "Anomaly Detection via Reverse Distillation from One-Class
+Embedding", CVPR 2022. Reference code: hq-deng/RD4AD@6554076 (MIT): main.py L33-L43
+(loss), L61-L109 (training), test.py L25-L45 and L84 (anomaly map), resnet.py and
+de_resnet.py (networks, see `fuadnb.nn.blocks`).
+Explained in: book/chapters/02_reverse_distillation
+
+Deliberate deviations:
+* The frozen teacher's features are computed once per training image and reused every
+  epoch (exactly equivalent: the teacher is in eval mode and RD has no augmentation).
+* The teacher runs under ``no_grad`` (the reference lets gradients flow into it).
+* Evaluation is batched (the reference uses batch size 1); the model is the last
+  epoch's, never one chosen on the test set (the reference evaluates every 10 epochs
+  and reports the last evaluation, which is the same thing).
+* Offline profiles use a random teacher with BatchNorm statistics re-estimated on the
+  training images (``weights="random-bnstats"``), labelled in every result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from fuadnb import engine
+from fuadnb.nn import backbones, blocks, maps
+
+LossKind = Literal["flat", "pixel"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """RD's hyper-parameters; defaults are the paper's (the ``paper`` profile)."""
+
+    backbone: str = "wide_resnet50_2"          # RD4AD main.py L70
+    weights: str = "imagenet"                  # torchvision IMAGENET1K_V1
+    image_size: int = 256                      # dataset.py L9-L23: Resize((256,256))
+    epochs: int = 200                          # main.py L64
+    batch_size: int = 16                       # main.py L66
+    lr: float = 0.005                          # main.py L65
+    betas: tuple[float, float] = (0.5, 0.999)  # main.py L87 (anomalib uses 0.99)
+    loss: LossKind = "flat"                    # main.py L33-L43: cosine of C*H*W
+    fusion: maps.Fusion = "add"                # test.py L37: amap_mode 'a' = sum
+    sigma: float = 4.0                         # test.py L84, output pixels
+    seed: int = 111                            # main.py L57 setup_seed(111)
+    eval_batch_size: int = 32                  # ours (reference: 1)
+
+
+# A profile is only a set of values; the code path is the same.
+PROFILES: dict[str, dict] = {
+    "paper": {},
+    "demo": {"backbone": "resnet18", "weights": "random-bnstats", "image_size": 128,
+             "epochs": 20, "sigma": maps.sigma_for(128)},
+    "smoke": {"backbone": "resnet18", "weights": "random-bnstats", "image_size": 64,
+              "epochs": 2, "batch_size": 8, "sigma": maps.sigma_for(64)},
+}
+
+
+def config(profile: str = "paper", **overrides) -> Config:
+    """The `profile`'s Config with `overrides` (None values are ignored)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
+    values = PROFILES[profile] | {k: v for k, v in overrides.items() if v is not None}
+    names = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown RD option(s) {unknown}; known: {sorted(names)}")
+    return Config(**values)
+
+
+class RD(nn.Module):
+    """Teacher E (frozen), one-class bottleneck OCBE and student decoder D."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.teacher = backbones.build(cfg.backbone, cfg.weights, seed=cfg.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.bottleneck, self.student = blocks.build_student(
+                self.teacher.channels, self.teacher.family)
+        self.history: list[float] = []   # mean training loss per epoch
+
+    @property
+    def reproducible_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes `build(cfg)` restores exactly (not saved with a run)."""
+        random_teacher = self.cfg.weights in ("random", "random-bnstats")
+        return () if random_teacher else ("teacher.",)
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """x (B, 3, H, W) -> teacher and student features, 3 x (B, C_i, H_i, W_i)."""
+        with torch.no_grad():
+            feats_t = self.teacher(x)
+        return feats_t, self.student(self.bottleneck(feats_t))
+
+
+def build(cfg: Config) -> RD:
+    """An untrained RD; weights and random inits are seeded by ``cfg.seed``."""
+    return RD(cfg)
+
+
+def loss(feats_t: list[torch.Tensor], feats_s: list[torch.Tensor],
+         kind: LossKind = "flat") -> torch.Tensor:
+    """Sum over scales of the mean ``1 - cos`` between teacher and student features.
+
+    ``flat`` (the code, RD4AD main.py L33-L43): one cosine per image between the
+    flattened C*H*W vectors. ``pixel`` (the paper's text): the channel cosine at every
+    position, averaged over positions and images.
+    """
+    total = torch.zeros((), device=feats_t[0].device)
+    for t, s in zip(feats_t, feats_s, strict=True):
+        t, s = t.float(), s.float()
+        if kind == "flat":
+            cos = F.cosine_similarity(t.flatten(1), s.flatten(1), dim=1)   # (B,)
+        else:
+            cos = F.cosine_similarity(t, s, dim=1)                         # (B, H, W)
+        total = total + (1 - cos).mean()
+    return total
+
+
+@torch.no_grad()
+def anomaly_map(model: RD, x: torch.Tensor) -> torch.Tensor:
+    """x (B, 3, H, W) -> amap (B, 1, H, W): sum over scales of upsampled
+    ``1 - cos``, Gaussian-smoothed; higher = more anomalous."""
+    with engine.autocast(x.device):
+        feats_t, feats_s = model(x)
+    dist = maps.cosine_distance(feats_t, feats_s)         # 3 x (B, 1, H_i, W_i)
+    amap = maps.fuse(dist, size=x.shape[-2:], mode=model.cfg.fusion)
+    return maps.gaussian_smooth(amap, sigma=model.cfg.sigma)
+
+
+def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
+        progress: bool = False) -> RD:
+    """Train RD on uint8 images (N, 3, S, S); returns the last epoch's model, in eval.
+
+    The teacher's features are computed once; each epoch shuffles them with a
+    generator seeded by ``cfg.seed`` and trains OCBE + decoder with Adam.
+    """
+    n = len(train_images)
+    model = engine.prepare(build(cfg), device)
+    if cfg.weights == "random-bnstats":
+        backbones.recalibrate_bn(model.teacher, (
+            engine.inputs(train_images, idx, device)
+            for idx in engine.batches(n, cfg.eval_batch_size)))
+    feats = engine.teacher_features(model.teacher, train_images, device=device,
+                                    batch_size=cfg.eval_batch_size, progress=progress)
+    params = [*model.bottleneck.parameters(), *model.student.parameters()]
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    bar = tqdm(range(cfg.epochs), desc=f"RD {cfg.backbone}", disable=not progress)
+    for _ in bar:
+        total = torch.zeros((), device=device)
+        for idx in engine.batches(n, cfg.batch_size, generator=gen):
+            feats_t = [f[idx.to(device)] for f in feats]
+            with engine.autocast(device):
+                batch_loss = loss(feats_t, model.student(model.bottleneck(feats_t)),
+                                  cfg.loss)
+            opt.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            opt.step()
+            total += batch_loss.detach() * len(idx)
+        model.history.append(total.item() / n)
+        bar.set_postfix(loss=f"{model.history[-1]:.4f}")
+    return model.eval()
+
+
+def predict(model: RD, images: torch.Tensor, *, progress: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Image scores (N,) = max of the map, and maps (N, S, S), for uint8 images."""
+    device = next(model.parameters()).device
+    return engine.predict(lambda x: anomaly_map(model, x), images, device=device,
+                          batch_size=model.cfg.eval_batch_size, progress=progress)
+
+
+def score_train(model: RD, train_images: torch.Tensor) -> np.ndarray:
+    """Anomaly score of every training image (to rank the contaminating ones)."""
+    return predict(model, train_images)[0]

@@ -1,0 +1,179 @@
+"""Reverse Distillation's trainable parts: the one-class bottleneck and the decoder.
+
+Built from the teacher's channels ``(c1, c2, c3)`` instead of hard-coded ResNet widths,
+so any three-scale teacher fits. With wide_resnet50_2 (256, 512, 1024) and
+``family="bottleneck"`` they are exactly RD4AD's ``BN_layer(AttnBottleneck, 3)`` and
+``de_wide_resnet50_2``; with resnet18 (64, 128, 256) and ``family="basic"`` its
+``BN_layer(AttnBasicBlock, 2)`` and ``de_resnet18``.
+
+Reference: RD4AD@6554076 resnet.py L386-L462 (OCBE; the "Attn" blocks have their
+attention commented out, so they are plain ResNet blocks), de_resnet.py L39-L263
+(decoder). Deviations: none in structure. RD4AD's unused ``conv4/bn4`` are omitted.
+Initialisation as RD4AD: kaiming-normal (fan_out) for ``nn.Conv2d`` only, so the
+``ConvTranspose2d`` upsampling layers keep PyTorch's default init; BatchNorm 1 / 0.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck
+
+Family = Literal["basic", "bottleneck"]
+
+
+def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+
+
+def deconv2x2(c_in: int, c_out: int) -> nn.ConvTranspose2d:
+    """The decoder's x2 upsampling in place of a strided 3x3 conv."""
+    return nn.ConvTranspose2d(c_in, c_out, kernel_size=2, stride=2, bias=False)
+
+
+def _init_like_rd4ad(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):  # not ConvTranspose2d: RD4AD pitfall, kept
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+
+
+def _cbr(conv: nn.Module, c_out: int) -> nn.Sequential:
+    return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class OCBE(nn.Module):
+    """One-class bottleneck embedding: multi-scale feature fusion (MFF) + one-class
+    embedding (OCE) blocks.
+
+    ``[f1, f2, f3]`` (B, c_i, H_i, W_i) -> (B, 2*c3, H_3/2, W_3/2), e.g.
+    256x64², 512x32², 1024x16² -> 2048x8² for wide_resnet50_2 at 256 px.
+    """
+
+    def __init__(self, channels: tuple[int, int, int], family: Family = "bottleneck",
+                 n_blocks: int = 3, base_width: int = 128):
+        super().__init__()
+        c1, c2, c3 = channels
+        # MFF: f1 down x4 and f2 down x2 to f3's grid (RD4AD conv1..3, 3x3 stride 2)
+        self.down1 = nn.Sequential(_cbr(conv3x3(c1, c2, 2), c2),
+                                   _cbr(conv3x3(c2, c3, 2), c3))
+        self.down2 = _cbr(conv3x3(c2, c3, 2), c3)
+        c_out = 2 * c3
+        if family == "bottleneck":
+            block, planes, kw = Bottleneck, c_out // Bottleneck.expansion, {
+                "base_width": base_width}
+        else:
+            block, planes, kw = BasicBlock, c_out, {}
+        downsample = nn.Sequential(nn.Conv2d(3 * c3, c_out, 1, stride=2, bias=False),
+                                   nn.BatchNorm2d(c_out))
+        layers = [block(3 * c3, planes, stride=2, downsample=downsample, **kw)]
+        layers += [block(c_out, planes, **kw) for _ in range(n_blocks - 1)]
+        self.oce = nn.Sequential(*layers)
+        self.out_channels = c_out
+        _init_like_rd4ad(self)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        f1, f2, f3 = feats
+        fused = torch.cat([self.down1(f1), self.down2(f2), f3], dim=1)  # (B, 3*c3, ..)
+        return self.oce(fused).contiguous()
+
+
+class DecoderBasicBlock(nn.Module):
+    """BasicBlock whose first conv upsamples x2 (deconv) when ``upsample`` is set."""
+
+    expansion = 1
+
+    def __init__(self, c_in: int, planes: int, upsample: nn.Module | None = None,
+                 base_width: int = 64):
+        super().__init__()
+        first = deconv2x2(c_in, planes) if upsample is not None else conv3x3(c_in,
+                                                                            planes)
+        self.conv1, self.bn1 = first, nn.BatchNorm2d(planes)
+        self.conv2, self.bn2 = conv3x3(planes, planes), nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.upsample = upsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.upsample is None else self.upsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class DecoderBottleneck(nn.Module):
+    """Bottleneck whose 3x3 conv is a x2 deconv when ``upsample`` is set."""
+
+    expansion = 4
+
+    def __init__(self, c_in: int, planes: int, upsample: nn.Module | None = None,
+                 base_width: int = 64):
+        super().__init__()
+        width = int(planes * base_width / 64)
+        self.conv1, self.bn1 = nn.Conv2d(c_in, width, 1, bias=False), nn.BatchNorm2d(
+            width)
+        mid = deconv2x2(width, width) if upsample is not None else conv3x3(width, width)
+        self.conv2, self.bn2 = mid, nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.upsample = upsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.upsample is None else self.upsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNetDecoder(nn.Module):
+    """The student: a mirrored ResNet that upsamples the embedding back to the
+    teacher's three scales.
+
+    (B, 2*c3, h, w) -> ``[(B, c1, 8h, 8w), (B, c2, 4h, 4w), (B, c3, 2h, 2w)]``,
+    aligned with the teacher's ``[f1, f2, f3]``.
+    """
+
+    def __init__(self, channels: tuple[int, int, int], family: Family = "bottleneck",
+                 n_blocks: tuple[int, int, int] = (3, 4, 6), base_width: int = 128):
+        super().__init__()
+        block = DecoderBottleneck if family == "bottleneck" else DecoderBasicBlock
+        c_in = 2 * channels[2]
+        stages = []
+        for c_out, n in zip(reversed(channels), n_blocks, strict=True):  # c3, c2, c1
+            planes = c_out // block.expansion
+            upsample = nn.Sequential(deconv2x2(c_in, c_out), nn.BatchNorm2d(c_out))
+            blocks = [block(c_in, planes, upsample, base_width)]
+            blocks += [block(c_out, planes, None, base_width) for _ in range(n - 1)]
+            stages.append(nn.Sequential(*blocks))
+            c_in = c_out
+        self.layer1, self.layer2, self.layer3 = stages
+        _init_like_rd4ad(self)
+
+    def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
+        a = self.layer1(z)   # (B, c3, 2h, 2w)
+        b = self.layer2(a)   # (B, c2, 4h, 4w)
+        c = self.layer3(b)   # (B, c1, 8h, 8w)
+        return [c, b, a]
+
+
+# RD4AD's depth and width per teacher family (resnet.py L546-L559, de_resnet.py
+# L366-L379 for wide_resnet50_2; the resnet18 variants for "basic").
+FAMILY_LAYOUT: dict[str, dict] = {
+    "bottleneck": {"ocbe_blocks": 3, "decoder_blocks": (3, 4, 6), "base_width": 128},
+    "basic": {"ocbe_blocks": 2, "decoder_blocks": (2, 2, 2), "base_width": 64},
+}
+
+
+def build_student(channels: tuple[int, int, int], family: Family
+                  ) -> tuple[OCBE, ResNetDecoder]:
+    """RD's bottleneck and decoder for a teacher with `channels` and block `family`."""
+    layout = FAMILY_LAYOUT[family]
+    ocbe = OCBE(channels, family, layout["ocbe_blocks"], layout["base_width"])
+    decoder = ResNetDecoder(channels, family, layout["decoder_blocks"],
+                            layout["base_width"])
+    return ocbe, decoder

@@ -1,0 +1,126 @@
+"""Small helpers with no fuadnb dependencies: seeding, devices, timing, atomic files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class DeviceError(RuntimeError):
+    """A device was asked for that this machine does not have."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """Resolve ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` to a torch device.
+
+    Raises:
+        DeviceError: CUDA was asked for on a machine without it.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise DeviceError(f"--device {name!r} is not a device name; use auto, cpu, "
+                          "cuda or cuda:N") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {name} asked for CUDA, but torch sees no CUDA "
+                              "GPU on this machine; use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA "
+                              "device(s) present")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    """A human name: the GPU model, or the CPU architecture and core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work so wall-clock timings are honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Timer:
+    """Context manager measuring wall seconds (synchronising CUDA on exit)."""
+
+    def __init__(self, device: torch.device | None = None):
+        self.device = device
+        self.seconds = float("nan")
+
+    def __enter__(self) -> Timer:
+        if self.device is not None:
+            synchronize(self.device)
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device is not None:
+            synchronize(self.device)
+        self.seconds = time.perf_counter() - self._start
+
+
+def git_commit(path: Path | str = ".") -> str:
+    """The git commit of the checkout containing `path` (``+dirty`` if modified),
+    or ``unknown`` outside a git checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=path,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=path, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; rename it onto `path` only on success.
+
+    Works for files and folders: nothing half-written is ever left at `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    target = tmp / path.name
+    try:
+        yield target
+        os.replace(target, path)
+    finally:
+        _remove_tree(tmp)
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write `text` to `path` through a temporary file and an atomic rename."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _remove_tree(path: Path) -> None:
+    if not path.exists():
+        return
+    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        child.rmdir() if child.is_dir() and not child.is_symlink() else child.unlink()
+    path.rmdir()
