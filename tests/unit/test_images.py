@@ -1,0 +1,61 @@
+"""Decoding images and masks into tensors, and the clear errors on bad files."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fuadnb.data import images
+from fuadnb.data.index import DatasetError
+
+
+def write(path, array, mode=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode).save(path)
+    return str(path)
+
+
+def test_images_resize_like_pil_bilinear_and_keep_order(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(3)]
+    rows = [{"image_path": write(tmp_path / f"{i}.png", a), "mask_path": None}
+            for i, a in enumerate(arrays)]
+    gray = rng.integers(0, 256, (40, 40), dtype=np.uint8)
+    rows.append({"image_path": write(tmp_path / "g.png", gray), "mask_path": None})
+    imgs, masks = images.load(rows, 16, workers=2)
+    assert imgs.dtype == torch.uint8 and imgs.shape == (4, 3, 16, 16)
+    expected = np.asarray(Image.fromarray(arrays[1]).resize((16, 16), Image.BILINEAR))
+    np.testing.assert_array_equal(imgs[1].permute(1, 2, 0).numpy(), expected)
+    assert torch.equal(imgs[3][0], imgs[3][1])            # grey converted to RGB
+    assert masks.shape == (4, 1, 16, 16) and not masks.any()
+    assert images.load(rows, 16, masks=False)[1] is None
+
+
+def test_masks_are_binarised_then_resized_and_thresholded(tmp_path):
+    img = write(tmp_path / "i.png", np.zeros((32, 32, 3), np.uint8))
+    m = np.zeros((32, 32), np.uint8)
+    m[0:16, 0:16] = 1          # VisA-style instance values, not 255
+    m[16:, 16:] = 3
+    mask = write(tmp_path / "m.png", m)
+    _, masks = images.load([{"image_path": img, "mask_path": mask}], 8)
+    expected = np.zeros((8, 8), bool)
+    expected[:4, :4] = expected[4:, 4:] = True
+    np.testing.assert_array_equal(masks[0, 0].numpy(), expected)
+
+
+def test_mask_size_mismatch_names_both_files(tmp_path):
+    img = write(tmp_path / "i.png", np.zeros((32, 32, 3), np.uint8))
+    mask = write(tmp_path / "m.png", np.zeros((30, 32), np.uint8))
+    with pytest.raises(DatasetError) as err:
+        images.load([{"image_path": img, "mask_path": mask}], 8)
+    assert "m.png" in str(err.value) and "i.png" in str(err.value)
+    assert "32x30" in str(err.value)
+
+
+def test_corrupt_and_missing_images_name_the_file(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG not really")
+    with pytest.raises(DatasetError, match="bad.png: cannot be decoded"):
+        images.load([{"image_path": str(bad), "mask_path": None}], 8)
+    with pytest.raises(DatasetError, match="gone.png: file not found"):
+        images.load([{"image_path": str(tmp_path / "gone.png"), "mask_path": None}], 8)
