@@ -1,0 +1,47 @@
+"""Imports inside fuadnb point only to strictly lower layers (STYLE.md B3).
+
+One refinement of B3: ``engine`` sits one layer above ``nn`` because it normalises
+inputs with the backbones' ImageNet statistics.
+"""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "fuadnb"
+LAYERS = [{"utils", "config"}, {"data", "metrics", "runs"}, {"nn"}, {"engine"},
+          {"models"}, {"evaluate", "strategies"}, {"experiment", "plot"},
+          {"nb", "bench", "cli", "__main__"}]
+RANK = {name: level for level, names in enumerate(LAYERS) for name in names}
+
+
+def fuadnb_imports(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "use absolute imports inside fuadnb"
+            if node.module == "fuadnb":
+                yield from (f"fuadnb.{alias.name}" for alias in node.names)
+            elif node.module:
+                yield node.module
+
+
+def test_every_module_has_a_layer():
+    tops = {p.relative_to(PACKAGE).parts[0].removesuffix(".py")
+            for p in PACKAGE.rglob("*.py")} - {"__init__"}
+    assert tops <= set(RANK), f"add {sorted(tops - set(RANK))} to LAYERS"
+
+
+def test_imports_only_point_to_lower_layers():
+    checked = 0
+    for path in PACKAGE.rglob("*.py"):
+        own = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        if own == "__init__":
+            continue
+        for name in fuadnb_imports(ast.parse(path.read_text())):
+            parts = name.split(".")
+            if parts[0] != "fuadnb" or len(parts) < 2 or parts[1] == own:
+                continue
+            checked += 1
+            assert RANK.get(parts[1], 99) < RANK[own], f"{path} imports {name}"
+    assert checked > 10
