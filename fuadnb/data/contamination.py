@@ -12,6 +12,9 @@ Protocols (reference/data_and_metrics.md §2; methods.md §1):
   n_clean_train)``, so anomalies are ``ratio`` of the final training set.
 * ``source="pool"``: draw from the synthetic benchmark's ``pool`` split instead of the
   test set (the test set is then never touched).
+* ``repeat=True`` (SoftPatch+, methods.md §1.2): when anomalies run out, each is
+  injected again with a slight random rotation (±3°) and shift (±3 %); the copies get
+  the id ``<id>~aug<k>`` and their parameters are stored in the manifest.
 * A training split that already contains anomalies (Real-IAD ``fuiad_*`` JSONs) is
   used as shipped: its anomalous training images are the injected ones; asking for
   more (ratio > 0) is an error.
@@ -105,7 +108,7 @@ def rng_for(seed: int, dataset: str, category: str) -> np.random.Generator:
 
 def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
                 definition: Definition = "softpatch", overlap: bool = False,
-                source: Source = "test") -> Split:
+                source: Source = "test", repeat: bool = False) -> Split:
     """Add anomalous images to the training set of one category's `index`.
 
     Args:
@@ -116,6 +119,9 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
             (anomalies / final train).
         overlap: keep injected test images in the test set (SoftPatch ``--overlap``).
         source: draw from the anomalous ``test`` images or from the ``pool`` split.
+        repeat: when more anomalies are asked for than exist, inject each one more
+            than once, the copies slightly rotated (±3°) and shifted (±3 %), as
+            SoftPatch+ did at 15-20 % noise (needs ``overlap=True`` or the pool).
 
     Returns:
         the Split, with its manifest.
@@ -128,8 +134,9 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
         raise ContaminationError(f"unknown source {source!r}; choose 'test' or 'pool'")
     keys = index[["dataset", "category"]].drop_duplicates()
     if len(keys) != 1:
-        raise ContaminationError("contaminate() takes the index of exactly one dataset "
-                                 f"category; got {len(keys)} ({keys.values.tolist()[:4]})")
+        raise ContaminationError("contaminate() takes the index of exactly one "
+                                 f"dataset category; got {len(keys)} "
+                                 f"({keys.values.tolist()[:4]})")
     dataset, category = keys.iloc[0]
     train = index[index["split"] == "train"]
     test = index[index["split"] == "test"]
@@ -142,20 +149,35 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
                                  "noisy split); use noise ratio 0 to train on it as is")
     candidates = index[(index["split"] == source) & (index["label"] == 1)]
     candidates = candidates.sort_values("id", kind="stable")
-    if n > len(candidates):
-        limit = _max_ratio(n_clean, len(candidates), definition)
+    m = len(candidates)
+    if n > m and not (repeat and m):
+        limit = _max_ratio(n_clean, m, definition)
         raise ContaminationError(
             f"{dataset}/{category}: noise ratio {ratio} ({definition}) asks for {n} "
-            f"anomalies ({n_clean} clean training images) but only {len(candidates)} "
-            f"anomalous {source} images exist; use a noise ratio <= {limit:.4f}"
-            + (" or source='pool'" if source == "test" and "pool" in set(
-                index["split"]) else ""))
-    pick = np.sort(rng_for(seed, dataset, category).choice(len(candidates), n,
-                                                          replace=False))
-    injected = candidates.iloc[pick]
+            f"anomalies ({n_clean} clean training images) but only {m} anomalous "
+            f"{source} images exist; use a noise ratio <= {limit:.4f}"
+            + (", source='pool'" if source == "test" and "pool" in set(
+                index["split"]) else "") + " or repeat=True")
+    if n > m and source == "test" and not overlap:
+        raise ContaminationError(
+            f"{dataset}/{category}: repeat=True injects every anomalous test image, "
+            "which would leave no anomaly to test on; use overlap=True (as SoftPatch+ "
+            "did) or source='pool'")
+    rng = rng_for(seed, dataset, category)
+    if n <= m:
+        pick, copy = np.sort(rng.choice(m, n, replace=False)), np.zeros(n, int)
+    else:   # SoftPatch+: every anomaly once, then again with a small augmentation
+        rounds = -(-n // m)
+        pick = np.concatenate([rng.permutation(m) for _ in range(rounds)])[:n]
+        copy = np.repeat(np.arange(rounds), m)[:n]
+    injected = candidates.iloc[pick].assign(augment=[
+        _augmentation(rng) if k else None for k in copy])
+    injected["id"] = [i if k == 0 else f"{i}~aug{k}"
+                      for i, k in zip(injected["id"], copy, strict=True)]
     injected_ids = set(injected["id"]) | set(shipped["id"])
     removed = injected if (source == "test" and not overlap) else injected.iloc[:0]
-    train = pd.concat([train, injected]).assign(split="train")
+    augmented = injected.loc[injected["augment"].notna(), ["id", "augment"]]
+    train = pd.concat([train.assign(augment=None), injected]).assign(split="train")
     test = test[~test["id"].isin(set(removed["id"]))]
     train = train.assign(is_injected=train["id"].isin(injected_ids)).reset_index(
         drop=True)
@@ -167,9 +189,17 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
         "injected_fraction": len(injected_ids) / max(len(train), 1),
         "injected_ids": sorted(injected_ids),
         "removed_from_test_ids": sorted(removed["id"]),
-        "train_composition": _composition(train), "test_composition": _composition(test),
+        "augmented": dict(zip(augmented["id"], augmented["augment"], strict=True)),
+        "train_composition": _composition(train),
+        "test_composition": _composition(test),
     }
     return Split(train=train, test=test, manifest=manifest)
+
+
+def _augmentation(rng: np.random.Generator) -> dict[str, float]:
+    """SoftPatch+'s slight augmentation of a repeated anomaly (SoftPatch#14)."""
+    dx, dy = rng.uniform(-0.03, 0.03, size=2)
+    return {"angle": float(rng.uniform(-3, 3)), "dx": float(dx), "dy": float(dy)}
 
 
 def _max_ratio(n_clean: int, available: int, definition: Definition) -> float:

@@ -34,21 +34,26 @@ def _open(path: str) -> Image.Image:
     return img
 
 
-def _load_pair(image_path: str, mask_path: str | None, size: int, with_mask: bool
-               ) -> tuple[np.ndarray, np.ndarray | None]:
+def _load_pair(image_path: str, mask_path: str | None, size: int, with_mask: bool,
+               augment: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     img = _open(image_path)
     full_size = img.size
-    rgb = np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
+    img = img.convert("RGB")
+    if augment is not None:   # a repeated anomaly (contamination repeat=True)
+        img = img.rotate(augment["angle"], resample=Image.BILINEAR, translate=(
+            augment["dx"] * full_size[0], augment["dy"] * full_size[1]))
+    rgb = np.asarray(img.resize((size, size), Image.BILINEAR))
     if not with_mask:
         return rgb, None
     if mask_path is None:
         return rgb, np.zeros((size, size), bool)
     mask = _open(mask_path)
     if mask.size != full_size:
-        raise DatasetError(f"{mask_path}: mask is {mask.size[0]}x{mask.size[1]} but its "
-                           f"image {image_path} is {full_size[0]}x{full_size[1]}; the "
-                           "mask belongs to another image or was resized")
-    binary = Image.fromarray((np.asarray(mask.convert("L")) != 0).astype(np.uint8) * 255)
+        raise DatasetError(f"{mask_path}: mask is {mask.size[0]}x{mask.size[1]} but "
+                           f"its image {image_path} is {full_size[0]}x{full_size[1]}; "
+                           "the mask belongs to another image or was resized")
+    binary = np.asarray(mask.convert("L")) != 0
+    binary = Image.fromarray(binary.astype(np.uint8) * 255)
     resized = np.asarray(binary.resize((size, size), Image.BILINEAR))
     return rgb, resized > 127.5
 
@@ -59,7 +64,9 @@ def load(rows: pd.DataFrame | Sequence[dict], size: int, *, masks: bool = True,
     """Decode the images (and masks) of index `rows`, resized to ``size x size``.
 
     Args:
-        rows: index rows with ``image_path`` and ``mask_path``.
+        rows: index rows with ``image_path`` and ``mask_path`` (and optionally
+            ``augment``, the rotation/shift of a repeated anomaly; its mask is not
+            loaded, as training images need none).
         size: output side length in pixels.
         masks: also load masks (all-false for rows without a mask).
         workers: decoding threads (PIL releases the GIL while decoding).
@@ -77,7 +84,7 @@ def load(rows: pd.DataFrame | Sequence[dict], size: int, *, masks: bool = True,
         raise ValueError(f"image size {size} is too small; use at least 8 pixels")
     with ThreadPoolExecutor(max(1, workers)) as pool:
         jobs = pool.map(lambda r: _load_pair(r["image_path"], r["mask_path"], size,
-                                             masks), records)
+                                             masks, r.get("augment")), records)
         pairs = list(tqdm(jobs, total=len(records), desc="load images",
                           disable=not progress, leave=False))
     if not pairs:

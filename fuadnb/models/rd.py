@@ -52,6 +52,19 @@ class Config:
     seed: int = 111                            # main.py L57 setup_seed(111)
     eval_batch_size: int = 32                  # ours (reference: 1)
 
+    def __post_init__(self):
+        if self.image_size < 64 or self.image_size % 32:
+            raise ValueError(f"image_size must be a multiple of 32 and at least 64 "
+                             f"(RD's decoder mirrors the teacher's 32x downsampling); "
+                             f"got {self.image_size}")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.loss not in ("flat", "pixel"):
+            raise ValueError(f"loss must be 'flat' or 'pixel', got {self.loss!r}")
+        if self.fusion not in ("add", "mul", "mean"):
+            raise ValueError(f"fusion must be add, mul or mean, got {self.fusion!r}")
+
 
 # A profile is only a set of values; the code path is the same.
 PROFILES: dict[str, dict] = {

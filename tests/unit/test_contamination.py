@@ -138,3 +138,30 @@ def test_clean_split_and_manifest_round_trip(tmp_path):
     path.write_text("{}")
     with pytest.raises(C.ContaminationError, match="version"):
         C.load_manifest(path)
+
+
+def test_repeat_reuses_anomalies_with_a_slight_augmentation():
+    index = make(n_train=391, defects=("crack",), per_defect=70)
+    plain = C.contaminate(index, 0.1, seed=0, overlap=True)
+    same = C.contaminate(index, 0.1, seed=0, overlap=True, repeat=True)
+    assert plain.manifest["injected_ids"] == same.manifest["injected_ids"]
+    assert same.manifest["augmented"] == {}
+    split = C.contaminate(index, 0.2, seed=0, overlap=True, repeat=True)
+    train = split.train[split.train["is_injected"]]
+    assert len(train) == 78 and train["id"].is_unique
+    copies = train[train["id"].str.contains("~aug")]
+    assert len(copies) == 8 and copies["id"].str.endswith("~aug1").all()
+    originals = {i.split("~")[0] for i in train["id"]}
+    assert len(originals) == 70                       # every anomaly at least once
+    for aug in copies["augment"]:
+        assert abs(aug["angle"]) <= 3 and abs(aug["dx"]) <= 0.03
+        assert abs(aug["dy"]) <= 0.03
+    assert train.loc[~train["id"].str.contains("~"), "augment"].isna().all()
+    assert set(split.manifest["augmented"]) == set(copies["id"])
+    assert len(split.test) == 100 and split.test["is_injected"].sum() == 70
+    again = C.contaminate(index, 0.2, seed=0, overlap=True, repeat=True)
+    assert again.manifest == split.manifest
+    with pytest.raises(C.ContaminationError, match="overlap=True"):
+        C.contaminate(index, 0.2, seed=0, repeat=True)
+    with pytest.raises(C.ContaminationError, match="repeat=True"):
+        C.contaminate(index, 0.2, seed=0)

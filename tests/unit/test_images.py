@@ -59,3 +59,17 @@ def test_corrupt_and_missing_images_name_the_file(tmp_path):
         images.load([{"image_path": str(bad), "mask_path": None}], 8)
     with pytest.raises(DatasetError, match="gone.png: file not found"):
         images.load([{"image_path": str(tmp_path / "gone.png"), "mask_path": None}], 8)
+
+
+def test_repeated_anomalies_are_rotated_and_shifted(tmp_path):
+    rng = np.random.default_rng(2)
+    base = np.kron(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8),
+                   np.ones((8, 8, 1), np.uint8))                     # 64x64 blocks
+    path = write(tmp_path / "a.png", base)
+    row = {"image_path": path, "mask_path": None}
+    aug = {"angle": 3.0, "dx": 0.03, "dy": -0.03}
+    (plain, shifted), _ = images.load([row, row | {"augment": aug}], 64, masks=False)
+    assert not torch.equal(plain, shifted)
+    expected = np.asarray(Image.fromarray(base).rotate(
+        3.0, resample=Image.BILINEAR, translate=(1.92, -1.92)))
+    np.testing.assert_array_equal(shifted.permute(1, 2, 0).numpy(), expected)

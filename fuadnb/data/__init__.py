@@ -1,0 +1,1 @@
+"""Datasets (integration in progress)."""
