@@ -26,7 +26,7 @@ Deliberate choices:
   mask path set); code that needs "anomalous implies non-empty mask" must check.
 - Everything else (errors, ids, sorting) is `fuadnb.data.mvtec.index_tree`.
 
-Explained in: book/chapters/00_data
+Explained in: book/chapters/01_contamination
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def index(root: str | Path, category: str) -> pd.DataFrame:
         DatasetError: missing root, unknown product (lists those found), missing
             ``train/ok``, or a ``ko`` image without a mask.
 
-    Explained in: book/chapters/00_data
+    Explained in: book/chapters/01_contamination
     """
     return mvtec.index_tree(root, category, dataset="btad", normal=NORMAL_FOLDER,
                             mask_names=btad_mask_names)

@@ -10,7 +10,7 @@ Layout (reference: /work/shared/reference/data_and_metrics.md §1.4; anomalib
 Everything, including pairing masks by name and the errors, is `fuadnb.data.mvtec.index`
 with ``dataset="mpdd"``.
 
-Explained in: book/chapters/00_data
+Explained in: book/chapters/01_contamination
 """
 
 from __future__ import annotations
@@ -40,6 +40,6 @@ def index(root: str | Path, category: str) -> pd.DataFrame:
     Raises:
         DatasetError: as `fuadnb.data.mvtec.index`.
 
-    Explained in: book/chapters/00_data
+    Explained in: book/chapters/01_contamination
     """
     return mvtec.index(root, category, dataset="mpdd")

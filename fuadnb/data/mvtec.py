@@ -22,7 +22,7 @@ masks from ``ground_truth/``. Deliberate deviations:
   an empty or mis-labelled frame.
 - Indexing lists files only; no image or mask is opened.
 
-Explained in: book/chapters/00_data
+Explained in: book/chapters/01_contamination
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def index(root: str | Path, category: str, *, dataset: str = "mvtec_ad",
         >>> df = mvtec.index("data/mvtec_ad", "bottle")  # doctest: +SKIP
         >>> df.groupby(["split", "label"]).size()  # doctest: +SKIP
 
-    Explained in: book/chapters/00_data
+    Explained in: book/chapters/01_contamination
     """
     return index_tree(root, category, dataset=dataset, normal=normal,
                       mask_names=mvtec_mask_names)

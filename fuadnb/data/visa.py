@@ -26,7 +26,7 @@ Deliberate choices:
 - The header, the labels and the existence of every referenced file are checked, so a
   wrong root fails here and not in the middle of training.
 
-Explained in: book/chapters/00_data
+Explained in: book/chapters/01_contamination
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def index(root: str | Path, category: str, *,
             the objects in the CSV), an unknown split or label, an anomaly without a
             mask, or referenced files that do not exist (first one named, count given).
 
-    Explained in: book/chapters/00_data
+    Explained in: book/chapters/01_contamination
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
