@@ -8,6 +8,7 @@ see the traceback instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -91,8 +92,7 @@ def _print_table(df: pd.DataFrame) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> None:
     spec = synthetic.Spec.tiny() if args.tiny else synthetic.Spec()
-    spec = synthetic.Spec(**{**spec.__dict__, "seed": args.seed,
-                             **({"size": args.size} if args.size else {})})
+    spec = dataclasses.replace(spec, seed=args.seed, size=args.size or spec.size)
     manifest = synthetic.generate(args.root, spec, categories=args.categories,
                                   workers=args.workers, progress=not args.quiet,
                                   overwrite=args.overwrite)

@@ -1,1 +1,59 @@
-"""Datasets (integration in progress)."""
+"""Datasets: layout readers, the synthetic benchmark, contamination, image loading.
+
+``fb.data.index(dataset, root, category)`` is the one entry point to every layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from fuadnb.data import (
+    btad,
+    contamination,
+    images,
+    mpdd,
+    mvtec,
+    real_iad,
+    synthetic,
+    visa,
+)
+from fuadnb.data.contamination import Split, contaminate
+from fuadnb.data.index import COLUMNS, DatasetError
+
+READERS = {"mvtec_ad": mvtec, "visa": visa, "mpdd": mpdd, "btad": btad,
+           "real_iad": real_iad, "synthetic": synthetic}
+DATASETS = tuple(READERS)
+
+__all__ = ["COLUMNS", "DATASETS", "DatasetError", "Split", "categories", "contaminate",
+           "contamination", "images", "index", "synthetic"]
+
+
+def _check(dataset: str, root: Path | str) -> Path:
+    if dataset not in READERS:
+        raise DatasetError(f"unknown dataset layout {dataset!r}; choose one of "
+                           f"{list(DATASETS)}")
+    root = Path(root)
+    if not root.is_dir():
+        hint = (" (generate it with `python -m fuadnb generate`)"
+                if dataset == "synthetic" else "")
+        raise DatasetError(f"dataset root {root} does not exist or is not a folder; "
+                           f"pass the folder that holds the {dataset} categories{hint}")
+    return root
+
+
+def index(dataset: str, root: Path | str, category: str, **options) -> pd.DataFrame:
+    """One row per image of `category` (see `fuadnb.data.index` for the columns)."""
+    root = _check(dataset, root)
+    if dataset == "synthetic":
+        return mvtec.index(root, category, dataset="synthetic", **options)
+    return READERS[dataset].index(root, category, **options)
+
+
+def categories(dataset: str, root: Path | str) -> list[str]:
+    """The categories of `dataset` present under `root`, sorted."""
+    root = _check(dataset, root)
+    if dataset in ("visa", "real_iad"):
+        return list(READERS[dataset].CATEGORIES)
+    return sorted(p.name for p in root.iterdir() if (p / "train").is_dir())

@@ -15,7 +15,8 @@ def make(n_train=100, n_good_test=30, defects=("crack", "hole", "scratch", "stai
     rows = []
 
     def add(split, label, defect, i):
-        rows.append({"id": f"{category}/{split}/{defect}/{i:03d}", "dataset": "synthetic",
+        rows.append({"id": f"{category}/{split}/{defect}/{i:03d}",
+                     "dataset": "synthetic",
                      "category": category, "split": split, "label": label,
                      "defect": defect, "image_path": f"/x/{split}/{defect}/{i}.png",
                      "mask_path": None if label == 0 else f"/x/m/{defect}/{i}.png"})

@@ -1,4 +1,4 @@
-"""Reverse Distillation: shapes, loss and map against numpy/scipy, training behaviour."""
+"""Reverse Distillation: shapes, loss and map against numpy/scipy, training."""
 
 import numpy as np
 import pytest
@@ -44,8 +44,8 @@ def test_loss_matches_numpy_formulas():
     t = [rng.normal(size=s) for s in shapes]
     s = [a + rng.normal(scale=0.7, size=a.shape) for a in t]
     flat = sum((1 - np_cos(a.reshape(3, -1), b.reshape(3, -1), 1)).mean()
-               for a, b in zip(t, s))
-    pixel = sum((1 - np_cos(a, b, 1)).mean() for a, b in zip(t, s))
+               for a, b in zip(t, s, strict=True))
+    pixel = sum((1 - np_cos(a, b, 1)).mean() for a, b in zip(t, s, strict=True))
     tt, ss = [torch.from_numpy(a) for a in t], [torch.from_numpy(b) for b in s]
     assert rd.loss(tt, ss, "flat").item() == pytest.approx(flat, rel=1e-6)
     assert rd.loss(tt, ss, "pixel").item() == pytest.approx(pixel, rel=1e-6)
@@ -58,7 +58,7 @@ def test_anomaly_map_matches_numpy_and_scipy():
     with torch.no_grad():
         feats_t, feats_s = model(x)
     total = 0
-    for t, s in zip(feats_t, feats_s):
+    for t, s in zip(feats_t, feats_s, strict=True):
         d = 1 - np_cos(t.double().numpy(), s.double().numpy(), 1)[:, None]
         total = total + F.interpolate(torch.from_numpy(d), size=(64, 64),
                                       mode="bilinear", align_corners=True).numpy()
