@@ -58,9 +58,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "fraction = ratio of the final training set (default: %(default)s)")
     g.add_argument("--overlap", action="store_true", help="keep injected anomalies in "
                    "the test set (SoftPatch --overlap); default removes them")
-    g.add_argument("--source", default="test", choices=("test", "pool"),
-                   help="draw anomalies from the test set (SoftPatch) or the "
-                   "synthetic pool split (default: %(default)s)")
+    g.add_argument("--source", default="auto", choices=("auto", "test", "pool"),
+                   help="draw anomalies from the test set (SoftPatch), from the "
+                   "synthetic pool split (the test set then stays the same at every "
+                   "noise ratio), or auto: the pool where the dataset has one "
+                   "(default: %(default)s)")
     g.add_argument("--seed", type=int, default=111, help="seeds the contamination draw "
                    "and the model (default: %(default)s, RD4AD's)")
     g = p.add_argument_group("where and how")

@@ -42,7 +42,7 @@ def environment(device: torch.device) -> dict[str, str]:
 
 def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
         noise_ratio: float = 0.0, seed: int = 111, profile: str = "demo",
-        overlap: bool = False, definition: str = "softpatch", source: str = "test",
+        overlap: bool = False, definition: str = "softpatch", source: str = "auto",
         device: str = "auto", runs_root: Path | str = "runs",
         options: dict[str, Any] | None = None, progress: bool = False) -> Result:
     """Run `method` on one category at one noise ratio; cached by configuration.

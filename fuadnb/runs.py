@@ -4,7 +4,7 @@ A run is keyed by a hash of everything that determines its model: method, datase
 category, contamination protocol and the exact injected ids, seed, profile, the
 method's full Config and `CACHE_VERSION`. Its folder holds::
 
-    runs/<method>/<dataset>/<category>/n0.10-nooverlap/s111-<key>/
+    runs/<method>/<dataset>/<category>/n0.10-pool/s111-<key>/
         config.json      the full identity (what was hashed)
         split.json       the contamination manifest (injected / removed ids)
         weights.pt       trained state (minus parts `build` restores exactly)
@@ -70,7 +70,8 @@ class RunSpec:
 
     @property
     def dir(self) -> Path:
-        tag = f"n{self.noise_ratio:.2f}-{'overlap' if self.overlap else 'nooverlap'}"
+        tag = f"n{self.noise_ratio:.2f}-{self.split['source']}" + (
+            "-overlap" if self.overlap else "")
         return (Path(self.root) / self.method / self.dataset / self.category / tag
                 / f"s{self.seed}-{self.key}")
 

@@ -11,7 +11,9 @@ Protocols (reference/data_and_metrics.md §2; methods.md §1):
 * ``definition="fraction"`` (Real-IAD FUIAD style): ``n = round(ratio / (1 - ratio) *
   n_clean_train)``, so anomalies are ``ratio`` of the final training set.
 * ``source="pool"``: draw from the synthetic benchmark's ``pool`` split instead of the
-  test set (the test set is then never touched).
+  test set (the test set is then never touched, so every noise ratio is scored on the
+  same test images). ``source="auto"`` (the default) takes the pool where the index
+  has one and the test set otherwise (data_and_metrics.md §2.6).
 * ``repeat=True`` (SoftPatch+, methods.md §1.2): when anomalies run out, each is
   injected again with a slight random rotation (±3°) and shift (±3 %); the copies get
   the id ``<id>~aug<k>`` and their parameters are stored in the manifest.
@@ -40,7 +42,7 @@ import pandas as pd
 from fuadnb.utils import atomic_write_text
 
 Definition = Literal["softpatch", "fraction"]
-Source = Literal["test", "pool"]
+Source = Literal["auto", "test", "pool"]
 MANIFEST_VERSION = 1
 
 
@@ -108,7 +110,7 @@ def rng_for(seed: int, dataset: str, category: str) -> np.random.Generator:
 
 def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
                 definition: Definition = "softpatch", overlap: bool = False,
-                source: Source = "test", repeat: bool = False) -> Split:
+                source: Source = "auto", repeat: bool = False) -> Split:
     """Add anomalous images to the training set of one category's `index`.
 
     Args:
@@ -118,7 +120,8 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
         definition: ``softpatch`` (anomalies / clean train) or ``fraction``
             (anomalies / final train).
         overlap: keep injected test images in the test set (SoftPatch ``--overlap``).
-        source: draw from the anomalous ``test`` images or from the ``pool`` split.
+        source: draw from the anomalous ``test`` images, from the ``pool`` split, or
+            ``auto``: the pool where `index` has one, else the test images.
         repeat: when more anomalies are asked for than exist, inject each one more
             than once, the copies slightly rotated (±3°) and shifted (±3 %), as
             SoftPatch+ did at 15-20 % noise (needs ``overlap=True`` or the pool).
@@ -130,8 +133,11 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
         ContaminationError: bad ratio/definition/source, or more anomalies asked for
             than exist (the message says how many exist).
     """
-    if source not in ("test", "pool"):
-        raise ContaminationError(f"unknown source {source!r}; choose 'test' or 'pool'")
+    if source not in ("auto", "test", "pool"):
+        raise ContaminationError(f"unknown source {source!r}; choose 'auto', 'test' "
+                                 "or 'pool'")
+    if source == "auto":
+        source = "pool" if (index["split"] == "pool").any() else "test"
     keys = index[["dataset", "category"]].drop_duplicates()
     if len(keys) != 1:
         raise ContaminationError("contaminate() takes the index of exactly one "

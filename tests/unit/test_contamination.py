@@ -89,6 +89,10 @@ def test_pool_source_leaves_test_untouched():
     assert len(split.test) == 78
     assert all("/pool/" in i for i in split.manifest["injected_ids"])
     assert split.manifest["removed_from_test_ids"] == []
+    auto = C.contaminate(index, 0.3, seed=0)            # the default takes the pool
+    assert auto.manifest["source"] == "pool"
+    assert auto.manifest["injected_ids"] == split.manifest["injected_ids"]
+    assert C.contaminate(make(), 0.1, seed=0).manifest["source"] == "test"
 
 
 def test_too_many_anomalies_is_a_clear_error():

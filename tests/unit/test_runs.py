@@ -68,7 +68,7 @@ def test_key_depends_on_everything_that_changes_the_model(tmp_path):
     keys = {base.key} | {o.key for o in others}
     assert len(keys) == 6
     assert spec(tmp_path / "elsewhere").key == base.key     # the root is not identity
-    assert base.dir.parts[-2:] == ("n0.10-nooverlap", f"s1-{base.key}")
+    assert base.dir.parts[-2:] == ("n0.10-test", f"s1-{base.key}")
 
 
 def test_rows_collect_into_a_table(tmp_path):
