@@ -50,17 +50,27 @@ def list_images(folder: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def make_index(rows: Iterable[dict], *, source: str | Path) -> pd.DataFrame:
+def make_index(rows: Iterable[dict], *, source: str | Path,
+               listed: bool = False) -> pd.DataFrame:
     """Build and check an index from row dicts with the keys in `COLUMNS`.
 
     Args:
         rows: one dict per image.
         source: the folder or file the rows came from, named in errors.
+        listed: the rows come from a list file (CSV, JSON), so check that every
+            image and mask it names exists.
 
     Returns:
         DataFrame with exactly `COLUMNS`, sorted by (split, id), a fresh RangeIndex.
     """
-    df = pd.DataFrame(list(rows), columns=list(COLUMNS))
+    rows = list(rows)
+    if listed:
+        missing = [path for r in rows for path in (r["image_path"], r["mask_path"])
+                   if path is not None and not Path(path).is_file()]
+        if missing:
+            raise DatasetError(f"{source}: {len(missing)} file(s) it lists not found; "
+                               f"first: {missing[0]}")
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
     if df.empty:
         raise DatasetError(f"{source}: no images found; check the dataset root and "
                            "that the folder has the expected layout")

@@ -128,12 +128,7 @@ def index(root: str | Path, category: str, *, split: str = "realiad_jsons",
                 "mask_path": None if normal else str(image_root / prefix
                                                      / rec["mask_path"]),
             })
-    missing = [path for r in rows for path in (r["image_path"], r["mask_path"])
-               if path is not None and not Path(path).is_file()]
-    if missing:
-        raise DatasetError(f"{json_path}: {len(missing)} file(s) not found under "
-                           f"{image_root}; first: {missing[0]}")
-    return make_index(rows, source=json_path)
+    return make_index(rows, source=json_path, listed=True)
 
 
 def split_folders(root: str | Path) -> list[str]:

@@ -84,12 +84,7 @@ def index(root: str | Path, category: str, *,
         raise DatasetError(f"{csv_path}: no rows for object {category!r}; objects in "
                            f"the file: {objects}")
     rows = [_row(rec, f"{csv_path}:{line}", root) for line, rec in mine]
-    missing = [path for r in rows for path in (r["image_path"], r["mask_path"])
-               if path is not None and not Path(path).is_file()]
-    if missing:
-        raise DatasetError(f"{csv_path}: {len(missing)} file(s) listed for "
-                           f"{category!r} do not exist; first: {missing[0]}")
-    return make_index(rows, source=csv_path)
+    return make_index(rows, source=csv_path, listed=True)
 
 
 def _read_csv(csv_path: Path) -> list[tuple[int, dict[str, str]]]:

@@ -546,7 +546,7 @@ def test_real_iad_other_errors(tmp_path):
     mask = root / "realiad_1024" / "audiojack" / (
         _riad_rel("NG", 10, 1, "AK") + "_mask.png")
     mask.unlink()
-    with pytest.raises(DatasetError, match=r"1 file\(s\) not found") as err:
+    with pytest.raises(DatasetError, match=r"1 file\(s\) it lists not found") as err:
         real_iad.index(root, "audiojack")
     assert str(mask) in str(err.value)
 
