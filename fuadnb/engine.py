@@ -17,8 +17,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fuadnb.nn import backbones
-
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA, a no-op elsewhere."""
@@ -45,8 +43,9 @@ def batches(n: int, batch_size: int, *, generator: torch.Generator | None = None
 
 def inputs(images: torch.Tensor, idx: torch.Tensor, device: torch.device
            ) -> torch.Tensor:
-    """Normalised float batch ``images[idx]`` on `device` (channels_last on CUDA)."""
-    x = backbones.normalize(images[idx.to(images.device)].to(device, non_blocking=True))
+    """Float batch ``images[idx]`` in [0, 1] on `device` (channels_last on CUDA); the
+    teacher normalises it with its own statistics."""
+    x = images[idx.to(images.device)].to(device, non_blocking=True).float() / 255
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" \
         else x
 
@@ -78,7 +77,7 @@ def predict(map_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor
     """Anomaly maps and image scores (max of the map) for every image.
 
     Args:
-        map_fn: normalised (B, 3, H, W) -> (B, 1, H, W) float map, higher = anomalous.
+        map_fn: [0, 1] float (B, 3, H, W) -> (B, 1, H, W) float map, higher = anomalous.
         images: uint8 (N, 3, H, W).
 
     Returns:

@@ -34,7 +34,7 @@ from torch import nn
 from fuadnb.config import short_hash, to_jsonable
 from fuadnb.utils import atomic_path, atomic_write_text
 
-CACHE_VERSION = 1   # bump by hand when a code change should invalidate cached runs
+CACHE_VERSION = 2   # bump by hand when a code change should invalidate cached runs
 RESULTS_FILE = "results.csv"
 
 

@@ -98,14 +98,15 @@ class RD(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.bottleneck, self.student = blocks.build_student(
-                self.teacher.channels, self.teacher.family)
+                self.teacher.channels, self.teacher.family, self.teacher.signed)
         self.history: list[float] = []   # mean training loss per epoch
 
     @property
     def reproducible_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes `build(cfg)` restores exactly (not saved with a run)."""
-        random_teacher = self.cfg.weights in ("random", "random-bnstats")
-        return () if random_teacher else ("teacher.",)
+        rebuilt = self.cfg.weights != "random" and not backbones.wants_bn_stats(
+            self.cfg.weights)
+        return ("teacher.",) if rebuilt else ()
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """x (B, 3, H, W) -> teacher and student features, 3 x (B, C_i, H_i, W_i)."""
@@ -158,7 +159,7 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     """
     n = len(train_images)
     model = engine.prepare(build(cfg), device)
-    if cfg.weights == "random-bnstats":
+    if backbones.wants_bn_stats(cfg.weights):
         backbones.recalibrate_bn(model.teacher, (
             engine.inputs(train_images, idx, device)
             for idx in engine.batches(n, cfg.eval_batch_size)))

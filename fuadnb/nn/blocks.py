@@ -136,10 +136,16 @@ class ResNetDecoder(nn.Module):
 
     (B, 2*c3, h, w) -> ``[(B, c1, 8h, 8w), (B, c2, 4h, 4w), (B, c3, 2h, 2w)]``,
     aligned with the teacher's ``[f1, f2, f3]``.
+
+    Every stage ends in a ReLU, as the ResNet features it mirrors do. A teacher whose
+    features are signed (EfficientNet's linear-bottleneck stage outputs) gets
+    ``signed=True``: a 1x1 convolution with bias reads each scale out linearly, else
+    the student could never match the negative values (ours, not in RD4AD).
     """
 
     def __init__(self, channels: tuple[int, int, int], family: Family = "bottleneck",
-                 n_blocks: tuple[int, int, int] = (3, 4, 6), base_width: int = 128):
+                 n_blocks: tuple[int, int, int] = (3, 4, 6), base_width: int = 128,
+                 signed: bool = False):
         super().__init__()
         block = DecoderBottleneck if family == "bottleneck" else DecoderBasicBlock
         c_in = 2 * channels[2]
@@ -152,13 +158,17 @@ class ResNetDecoder(nn.Module):
             stages.append(nn.Sequential(*blocks))
             c_in = c_out
         self.layer1, self.layer2, self.layer3 = stages
+        self.readout = nn.ModuleList(nn.Conv2d(c, c, 1) for c in channels) \
+            if signed else None
         _init_like_rd4ad(self)
 
     def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
         a = self.layer1(z)   # (B, c3, 2h, 2w)
         b = self.layer2(a)   # (B, c2, 4h, 4w)
         c = self.layer3(b)   # (B, c1, 8h, 8w)
-        return [c, b, a]
+        if self.readout is None:
+            return [c, b, a]
+        return [head(f) for head, f in zip(self.readout, (c, b, a), strict=True)]
 
 
 # RD4AD's depth and width per teacher family (resnet.py L546-L559, de_resnet.py
@@ -169,11 +179,12 @@ FAMILY_LAYOUT: dict[str, dict] = {
 }
 
 
-def build_student(channels: tuple[int, int, int], family: Family
-                  ) -> tuple[OCBE, ResNetDecoder]:
-    """RD's bottleneck and decoder for a teacher with `channels` and block `family`."""
+def build_student(channels: tuple[int, int, int], family: Family,
+                  signed: bool = False) -> tuple[OCBE, ResNetDecoder]:
+    """RD's bottleneck and decoder for a teacher with `channels` and block `family`
+    (`signed`: the teacher's features can be negative, see `ResNetDecoder`)."""
     layout = FAMILY_LAYOUT[family]
     ocbe = OCBE(channels, family, layout["ocbe_blocks"], layout["base_width"])
     decoder = ResNetDecoder(channels, family, layout["decoder_blocks"],
-                            layout["base_width"])
+                            layout["base_width"], signed=signed)
     return ocbe, decoder

@@ -22,8 +22,9 @@ def test_imagenet_weights_load_from_the_hub_cache(torch_home):
     reference = torchvision.models.resnet18()
     torch.save(reference.state_dict(), path)
     ext = backbones.build("resnet18", "imagenet")
-    assert torch.equal(ext.layer3[0].conv1.weight, reference.layer3[0].conv1.weight)
-    assert torch.equal(ext.stem[1].running_var, reference.bn1.running_var)
+    assert torch.equal(ext.body.layer3[0].conv1.weight,
+                       reference.layer3[0].conv1.weight)
+    assert torch.equal(ext.body.stem[1].running_var, reference.bn1.running_var)
 
 
 def test_missing_imagenet_weights_name_the_file(torch_home):
@@ -41,7 +42,7 @@ def test_explicit_weights_file(tmp_path):
     net = torchvision.models.resnet18()
     torch.save(net.state_dict(), path)
     ext = backbones.build("resnet18", str(path))
-    assert torch.equal(ext.layer1[0].conv1.weight, net.layer1[0].conv1.weight)
+    assert torch.equal(ext.body.layer1[0].conv1.weight, net.layer1[0].conv1.weight)
     assert ext.label == "resnet18/w.pth"
     with pytest.raises(backbones.WeightsNotFoundError, match="does not exist"):
         backbones.build("resnet18", str(tmp_path / "nope.pth"))
@@ -64,7 +65,7 @@ def test_random_init_is_seeded():
     a, b = backbones.build("resnet18", "random", seed=1), backbones.build(
         "resnet18", "random", seed=1)
     c = backbones.build("resnet18", "random", seed=2)
-    w = lambda e: e.layer2[0].conv1.weight  # noqa: E731
+    w = lambda e: e.body.layer2[0].conv1.weight  # noqa: E731
     assert torch.equal(w(a), w(b)) and not torch.equal(w(a), w(c))
 
 
@@ -73,17 +74,22 @@ def test_recalibrate_bn_sets_the_data_statistics():
     x = torch.randn(16, 3, 32, 32) * 3 + 2
     seen = backbones.recalibrate_bn(ext, [x[:8], x[8:]])
     assert seen == 16
-    bn = ext.stem[1]
+    bn = ext.body.stem[1]
     with torch.no_grad():
-        pre = ext.stem[0](x)                       # conv1 output feeds the first BN
+        pre = ext.body.stem[0]((x - ext.mean) / ext.std)   # conv1 feeds the first BN
     torch.testing.assert_close(bn.running_mean, pre.mean((0, 2, 3)), rtol=1e-4,
                                atol=1e-4)
     assert not bn.training
 
 
-def test_normalize():
-    img = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
-    x = backbones.normalize(img)
-    expected = (1 - torch.tensor(backbones.IMAGENET_MEAN)) / torch.tensor(
-        backbones.IMAGENET_STD)
-    torch.testing.assert_close(x[0, :, 0, 0], expected)
+def test_extractor_normalises_with_its_own_statistics():
+    img = torch.rand(2, 3, 64, 64)
+    for name, mean, std in [("resnet18", backbones.IMAGENET_MEAN,
+                             backbones.IMAGENET_STD),
+                            ("efficientnet_lite0", (127 / 255,) * 3, (128 / 255,) * 3)]:
+        ext = backbones.build(name, "random")
+        x = (img - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(
+            1, 3, 1, 1)
+        with torch.no_grad():
+            for a, b in zip(ext(img), ext.body(x), strict=True):
+                torch.testing.assert_close(a, b)

@@ -21,8 +21,9 @@ def images(n=6, size=64, seed=0):
 
 
 @pytest.mark.parametrize("backbone,channels", [
-    ("resnet18", (64, 128, 256)), ("wide_resnet50_2", (256, 512, 1024))])
-def test_shapes_for_both_backbones(backbone, channels):
+    ("resnet18", (64, 128, 256)), ("wide_resnet50_2", (256, 512, 1024)),
+    ("efficientnet_lite0", (24, 40, 112)), ("efficientnet_lite2", (24, 48, 120))])
+def test_shapes_for_every_backbone(backbone, channels):
     model = rd.build(tiny_cfg(backbone=backbone, weights="random")).eval()
     x = torch.randn(2, 3, 64, 64)
     feats_t, feats_s = model(x)
@@ -31,6 +32,8 @@ def test_shapes_for_both_backbones(backbone, channels):
     assert [f.shape[-1] for f in feats_t] == [16, 8, 4]
     assert model.bottleneck(feats_t).shape == (2, 2 * channels[2], 2, 2)
     assert rd.anomaly_map(model, x).shape == (2, 1, 64, 64)
+    # a student for signed teacher features can output negative values, else not
+    assert (min(f.min() for f in feats_s) < 0) == model.teacher.signed
 
 
 def np_cos(a, b, axis):
@@ -90,15 +93,17 @@ def test_fit_computes_teacher_features_once_and_keeps_teacher_frozen(monkeypatch
                         lambda self, x: calls.append(len(x)) or original(self, x))
     imgs = images(n=6)
     model = rd.fit(cfg, imgs, device=CPU)
-    assert calls == [1, 4, 2]   # shape probe in build, then ONE pass over the 6 images
+    # shape probe in build, one pass to re-estimate the BatchNorm statistics, then ONE
+    # pass for the features over the 6 images, whatever the number of epochs
+    assert calls == [1, 4, 2, 4, 2]
     assert len(model.history) == 3 and all(np.isfinite(model.history))
     fresh = rd.build(cfg)
-    assert torch.equal(model.teacher.layer1[0].conv1.weight,
-                       fresh.teacher.layer1[0].conv1.weight)
+    assert torch.equal(model.teacher.body.layer1[0].conv1.weight,
+                       fresh.teacher.body.layer1[0].conv1.weight)
     assert not model.teacher.training and not model.training
     # BatchNorm statistics were re-estimated on the training images
-    assert not torch.equal(model.teacher.stem[1].running_mean,
-                           fresh.teacher.stem[1].running_mean)
+    assert not torch.equal(model.teacher.body.stem[1].running_mean,
+                           fresh.teacher.body.stem[1].running_mean)
 
 
 def test_fit_is_deterministic_and_seeded():
