@@ -51,7 +51,7 @@ def test_run_prints_metrics_and_caches(tiny_synth, tmp_path, capsys):
     for key in ("image_auroc", "pixel_auroc", "pixel_aupro", "image_ap", "image_f1max",
                 "detection_auroc"):
         assert 0.0 <= row[key] <= 1.0, key
-    assert row["n_injected"] == 1 and row["teacher"] == "resnet18/random-bnstats"
+    assert row["n_injected"] == 1 and row["teacher"] == "efficientnet_lite2/imagenet"
     for key in ("method", "dataset", "category", "noise_ratio", "overlap", "seed",
                 "profile", "run_key", "fit_seconds", "predict_seconds", "device",
                 "torch", "commit", "date", "cfg.backbone", "cfg.weights",
@@ -123,8 +123,9 @@ def test_cuda_on_a_machine_without_it(tiny_synth, tmp_path, capsys):
 
 
 def test_absent_weights(tiny_synth, tmp_path, capsys):
-    expect_error(capsys, smoke_run(tiny_synth, tmp_path, "--weights", "imagenet"),
-                 "resnet18-f37072fd.pth", "TORCH_HOME")
+    expect_error(capsys, smoke_run(tiny_synth, tmp_path, "--backbone", "resnet18",
+                                   "--weights", "imagenet"),
+                 "resnet18-f37072fd.pth", "TORCH_HOME", "efficientnet_lite0")
     expect_error(capsys, smoke_run(tiny_synth, tmp_path, "--weights",
                                    tmp_path / "w.pth"), "w.pth", "does not exist")
 

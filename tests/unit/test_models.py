@@ -86,7 +86,8 @@ def test_loss_falls_over_a_few_steps():
 
 
 def test_fit_computes_teacher_features_once_and_keeps_teacher_frozen(monkeypatch):
-    cfg = tiny_cfg(epochs=3, batch_size=2, eval_batch_size=4)
+    cfg = tiny_cfg(epochs=3, batch_size=2, eval_batch_size=4, backbone="resnet18",
+                   weights="random-bnstats")
     calls = []
     original = rd.backbones.FeatureExtractor.forward
     monkeypatch.setattr(rd.backbones.FeatureExtractor, "forward",
