@@ -125,7 +125,7 @@ def test_cuda_on_a_machine_without_it(tiny_synth, tmp_path, capsys):
 def test_absent_weights(tiny_synth, tmp_path, capsys):
     expect_error(capsys, smoke_run(tiny_synth, tmp_path, "--backbone", "resnet18",
                                    "--weights", "imagenet"),
-                 "resnet18-f37072fd.pth", "TORCH_HOME", "efficientnet_lite0")
+                 "resnet18-f37072fd.pth", "TORCH_HOME", "efficientnet_lite2")
     expect_error(capsys, smoke_run(tiny_synth, tmp_path, "--weights",
                                    tmp_path / "w.pth"), "w.pth", "does not exist")
 

