@@ -20,10 +20,10 @@ from fuadnb.data import synthetic
 from fuadnb.data.contamination import ContaminationError
 from fuadnb.data.index import DatasetError
 from fuadnb.nn.backbones import BACKBONES, WeightsNotFoundError
-from fuadnb.utils import DeviceError
+from fuadnb.utils import DeviceError, ToolError
 
 EXPECTED_ERRORS = (DatasetError, ContaminationError, WeightsNotFoundError, DeviceError,
-                   ValueError, FileExistsError)
+                   ToolError, ValueError, FileExistsError)
 DEMO_CATEGORIES = ("brick", "washer")
 DEMO_NOISE = (0.0, 0.1, 0.2)
 
@@ -137,6 +137,52 @@ def cmd_results(args: argparse.Namespace) -> None:
         print(f"written: {runs.write_table(df, args.csv)}")
 
 
+def _bench():
+    """`fuadnb.bench`, or one clear error when the book's packages are missing."""
+    try:
+        from fuadnb import bench
+    except ModuleNotFoundError as err:
+        raise ToolError(f"the book needs {err.name}, which is not installed; install "
+                        "the book extra: pip install -e '.[book]' (make setup does)") \
+            from err
+    return bench
+
+
+def _notebook_path(path: Path, root: Path) -> str:
+    """`path` as the chapters see it: relative to notebooks/ (papermill's cwd)."""
+    return os.path.relpath(path.resolve(), root / "notebooks")
+
+
+def _parameter(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    import yaml
+
+    return name, yaml.safe_load(value)
+
+
+def cmd_book(args: argparse.Namespace) -> None:
+    bench = _bench()
+    root = bench.repo_root()
+    parameters = {"PROFILE": args.profile, "DATASET": args.dataset,
+                  "DATA_ROOT": _notebook_path(args.root, root),
+                  "RUNS_ROOT": _notebook_path(args.runs, root), "DEVICE": args.device,
+                  **dict(args.parameter)}
+    index = bench.build_book(parameters, root=root, progress=not args.quiet,
+                             execute_chapters=not args.no_execute)
+    print(f"book: {index}\nopen it in a browser, e.g. file://{index}")
+
+
+def cmd_grid(args: argparse.Namespace) -> None:
+    bench = _bench()
+    out = args.out or Path("runs") / "notebooks" / args.grid.stem
+    table = bench.run_grid(args.grid, out, progress=not args.quiet)
+    failed = int((table["status"] != "ok").sum())
+    print(f"{len(table) - failed} grid points ok, {failed} failed; executed notebooks "
+          f"and {out / 'grid_results.csv'} in {out}")
+
+
 def parser() -> argparse.ArgumentParser:
     """The ``fuadnb`` argument parser."""
     p = argparse.ArgumentParser(prog="python -m fuadnb", description=(
@@ -178,6 +224,49 @@ def parser() -> argparse.ArgumentParser:
                    help="noise ratios (default: %(default)s)")
     _add_run_options(d)
     d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("book", help="the main job: execute every chapter with "
+                       "papermill into book/chapters and build the HTML book "
+                       "(Jupyter Book 1.x, offline)", description="Execute every "
+                       "chapter of notebooks/ with papermill into book/chapters/, "
+                       "then build the HTML with Jupyter Book into _build/html. The "
+                       "synthetic benchmark is generated on first use. Run from the "
+                       "repository.")
+    b.add_argument("--profile", default="demo", choices=config.PROFILES,
+                   help="smoke = seconds on a CPU, demo = minutes on a CPU (the "
+                   "offline book), paper = the papers' settings on a GPU "
+                   "(default: %(default)s)")
+    b.add_argument("--dataset", default="synthetic", choices=data.DATASETS,
+                   help="dataset layout of --root (default: %(default)s)")
+    b.add_argument("--root", type=Path, default=Path("data/synthetic"),
+                   help="dataset root folder (default: %(default)s)")
+    b.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N "
+                   "(default: %(default)s)")
+    b.add_argument("--runs", type=Path, default=Path("runs"), help="trained-model "
+                   "cache shared with the CLI (default: %(default)s)")
+    b.add_argument("-p", "--parameter", type=_parameter, action="append", default=[],
+                   metavar="NAME=VALUE", help="any other chapter parameter, e.g. -p "
+                   "CATEGORY=gravel -p NOISE_RATIO=0.1 (values read as YAML: 0.1, "
+                   "true, text); each chapter gets the ones it declares")
+    b.add_argument("--no-execute", action="store_true", help="only rebuild the HTML "
+                   "from the chapters already executed in book/chapters")
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=cmd_book)
+
+    gr = sub.add_parser("grid", help="run one chapter over a grid of parameters with "
+                        "papermill: one executed notebook and one results row per "
+                        "point", description="Run a chapter for every combination of "
+                        "a grid file's values. The file (YAML or JSON) holds "
+                        "'notebook' (a chapter name such as 02_reverse_distillation, "
+                        "or an .ipynb path relative to the file), optional 'fixed' "
+                        "(parameters for every point) and 'grid' (parameter -> list "
+                        "of values). Points already done are skipped; a failed point "
+                        "is recorded and the others still run.")
+    gr.add_argument("grid", type=Path, help="the grid file")
+    gr.add_argument("--out", type=Path, help="folder for the executed notebooks and "
+                    "grid_results.csv (default: runs/notebooks/<grid file name>)")
+    gr.add_argument("--quiet", action="store_true", help="no progress bars")
+    gr.set_defaults(func=cmd_grid)
 
     s = sub.add_parser("results", help="list the finished runs as a table")
     s.add_argument("--runs", type=Path, default=Path("runs"), help="run folders "

@@ -24,12 +24,25 @@ from fuadnb.utils import Timer, device_name, git_commit, pick_device
 
 @dataclass
 class Result:
-    """What `run` returns: the results row, the run folder, the split and model."""
+    """What `run` returns: the results row, the run folder, the split, the model and
+    its predictions (what the chapters draw).
+
+    Attributes:
+        test_images, train_images: uint8 (N, 3, S, S) on the CPU, in split order.
+        test_masks: bool (N, S, S); test_maps: (N, S, S) anomaly maps.
+        test_scores, train_scores: image scores (max of the map).
+    """
 
     row: dict[str, Any]
     dir: Path
     split: data.Split
     model: torch.nn.Module
+    test_images: torch.Tensor
+    test_masks: np.ndarray
+    test_maps: np.ndarray
+    test_scores: np.ndarray
+    train_images: torch.Tensor
+    train_scores: np.ndarray
 
 
 def environment(device: torch.device) -> dict[str, str]:
@@ -98,7 +111,10 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
         "final_loss": fit_record["history"][-1] if fit_record["history"] else np.nan,
         **environment(dev)}
     runs.save_row(spec, row)
-    return Result(row=row, dir=spec.dir, split=split, model=model)
+    return Result(row=row, dir=spec.dir, split=split, model=model,
+                  test_images=test_images, test_masks=test_masks[:, 0].numpy(),
+                  test_maps=maps, test_scores=scores,
+                  train_images=train_images.cpu(), train_scores=train_scores)
 
 
 def table(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:

@@ -20,6 +20,10 @@ class DeviceError(RuntimeError):
     """A device was asked for that this machine does not have."""
 
 
+class ToolError(RuntimeError):
+    """An external step failed or its tool is missing (papermill, npm, Jupyter Book)."""
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) global generators."""
     random.seed(seed)

@@ -102,6 +102,32 @@ def n_injected(n_clean: int, ratio: float, definition: Definition = "softpatch")
                              "or 'fraction'")
 
 
+def supply(counts: dict[str, tuple[int, int]], ratios: list[float]) -> pd.DataFrame:
+    """How many anomalies each protocol injects per category, and whether they exist.
+
+    Args:
+        counts: category -> (clean training images, anomalous test images).
+        ratios: noise ratios.
+
+    Returns:
+        one row per (category, ratio): ``n_softpatch``, ``n_fraction``, the
+        ``available`` anomalous test images, ``left_softpatch`` (anomalies left to
+        test on without overlap; negative = the ratio is impossible) and whether each
+        definition ``fits``.
+    """
+    rows = []
+    for category, (n_clean, available) in counts.items():
+        for ratio in ratios:
+            n_sp = n_injected(n_clean, ratio, "softpatch")
+            n_fr = n_injected(n_clean, ratio, "fraction")
+            rows.append({"category": category, "ratio": ratio, "n_clean": n_clean,
+                         "available": available, "n_softpatch": n_sp,
+                         "n_fraction": n_fr, "left_softpatch": available - n_sp,
+                         "fits_softpatch": n_sp <= available,
+                         "fits_fraction": n_fr <= available})
+    return pd.DataFrame(rows)
+
+
 def rng_for(seed: int, dataset: str, category: str) -> np.random.Generator:
     """The split's own generator, independent of every global RNG."""
     return np.random.default_rng(np.random.SeedSequence(

@@ -1248,12 +1248,14 @@ def _move_into_place(tmp: Path, root: Path, header: dict, overwrite: bool) -> No
         old.unlink()
 
 
-def ensure(root: str | Path, spec: Spec = Spec(), *,
+def ensure(root: str | Path, spec: Spec | None = Spec(), *,
            categories: Iterable[str] | None = None, progress: bool = False) -> Path:
     """Return the manifest of the benchmark at ``root``, generating it on first use.
 
     An existing benchmark with the same `VERSION` and spec that holds (at least) the
-    requested categories is used as it is.
+    requested categories is used as it is. ``spec=None`` accepts a benchmark of any
+    spec already at ``root`` (e.g. the tiny one) and otherwise generates the default
+    benchmark with every category.
 
     Raises:
         DatasetExistsError: ``root`` holds something else (see `generate`).
@@ -1261,8 +1263,13 @@ def ensure(root: str | Path, spec: Spec = Spec(), *,
     Explained in: book/chapters/01_contamination
     """
     root = Path(root)
+    found = _read_manifest(root)
+    if spec is None and found and "spec" in found:
+        spec = Spec(**found["spec"])
+    elif spec is None:   # nothing there yet: the default benchmark, every category
+        spec, categories = Spec(), None
     header = _header(spec, _category_names(categories))
-    if _same(_read_manifest(root), header, subset=True):
+    if _same(found, header, subset=True):
         return root / MANIFEST
     return generate(root, spec, categories=header["categories"], progress=progress)
 

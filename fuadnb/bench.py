@@ -1,0 +1,274 @@
+"""Execute chapters with papermill: the book build and batch grids.
+
+The only module that imports papermill; nothing else in fuadnb imports this one.
+
+* `build_book`: every chapter in `CHAPTERS` from ``notebooks/`` executed into
+  ``book/chapters/`` (one parameter set, e.g. the ``demo`` profile), the offline
+  browser assets copied into ``book/_vendor``, then ``jupyter-book build book/``
+  (Jupyter Book 1.x, ``execute_notebooks: off``: the book renders what papermill ran).
+* `run_grid`: one chapter over a grid of parameters (a YAML or JSON file), one
+  executed notebook and one results row per grid point; finished points are skipped
+  and a failed point is recorded without stopping the others.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pandas as pd
+import papermill as pm
+import yaml
+
+from fuadnb.nb import RESULT_MIME
+from fuadnb.runs import write_table
+from fuadnb.utils import ToolError
+
+CHAPTERS = ("01_contamination", "02_reverse_distillation")
+# (npm package, files in it, the part of their path dropped, folder in book/_vendor):
+# what the offline book serves itself instead of loading from CDNs
+ASSETS = (
+    ("requirejs", "require.js", "", ""),
+    ("@jupyter-widgets/html-manager", "dist/*.*", "dist", "widgets"),
+    ("mathjax", "es5/tex-mml-chtml.js", "es5", "mathjax"),
+    ("mathjax", "es5/output/chtml/fonts/woff-v2/*.woff", "es5", "mathjax"),
+)
+
+
+class BookError(ToolError):
+    """The book or a grid cannot be run (a chapter failed, a tool is missing, a bad
+    grid file)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One executed notebook: where it is, whether it ran, how long, what failed."""
+
+    notebook: Path
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+def repo_root(start: Path | str = ".") -> Path:
+    """The checkout holding ``notebooks/`` and ``book/`` (`start` or a parent)."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "notebooks").is_dir() and (folder / "book" / "_toc.yml").is_file():
+            return folder
+    raise BookError(f"no fuadnb checkout at or above {start} (a folder with "
+                    "notebooks/ and book/_toc.yml); run this from the repository")
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The names (and papermill's inferred types/defaults) of a notebook's
+    ``parameters`` cell."""
+    return pm.inspect_notebook(str(notebook))
+
+
+def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
+            progress: bool = False, timeout: int | None = None) -> Outcome:
+    """Run `src` with `parameters` into `dst`, in `src`'s folder (so the chapters'
+    relative paths hold). A failed notebook is still written, with its error."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(src), str(dst), parameters=parameters,
+                            cwd=str(src.parent), kernel_name="python3",
+                            progress_bar=progress, log_output=False,
+                            execution_timeout=timeout)
+    except pm.PapermillExecutionError as err:
+        return Outcome(dst, False, time.perf_counter() - start,
+                       f"{err.ename}: {err.evalue}")
+    except Exception as err:   # a kernel that died, a bad notebook: recorded
+        return Outcome(dst, False, time.perf_counter() - start,
+                       f"{type(err).__name__}: {err}")
+    return Outcome(dst, True, time.perf_counter() - start)
+
+
+def only_declared(notebook: Path, parameters: dict[str, Any]) -> dict[str, Any]:
+    """`parameters` restricted to those `notebook` declares (papermill would inject
+    the others as stray variables)."""
+    names = declared_parameters(notebook)
+    return {k: v for k, v in parameters.items() if k in names}
+
+
+def recorded_row(notebook: Path) -> dict[str, Any]:
+    """The results row a chapter output with `fuadnb.nb.record`, or {} if none."""
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if RESULT_MIME in out.get("data", {}):
+                return dict(out["data"][RESULT_MIME])
+    return {}
+
+
+def vendor_assets(root: Path, npm: str | None = None) -> Path:
+    """Copy MathJax, RequireJS and the widget manager from ``node_modules`` (``npm
+    ci`` first if they are missing) into ``book/_vendor``, so the HTML needs no CDN."""
+    modules = root / "node_modules"
+    if not all((modules / package).is_dir() for package, *_ in ASSETS):
+        npm = npm or shutil.which("npm")
+        if npm is None:
+            raise BookError("the book's browser assets (MathJax, RequireJS, the widget "
+                            "manager) come from npm, which is not installed; install "
+                            "Node.js and npm (Debian: apt-get install npm), then retry")
+        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=root,
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise BookError(f"npm ci failed in {root}:\n{done.stderr[-2000:]}")
+    out = root / "book" / "_vendor"
+    for package, pattern, strip, dest in ASSETS:
+        files = [f for f in sorted((modules / package).glob(pattern))
+                 if f.suffix != ".map"]
+        if not files:
+            raise BookError(f"{modules / package}: no {pattern}; delete node_modules "
+                            "and retry (npm ci)")
+        for f in files:
+            target = out / dest / f.relative_to(modules / package / strip)
+            if not target.is_file() or target.stat().st_size != f.stat().st_size:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, target)
+    return out
+
+
+def jupyter_book(root: Path) -> Path:
+    """``jupyter-book build book/`` (config at the root); returns the HTML index."""
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
+           "build", "book/"]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    if done.returncode:
+        raise BookError(f"jupyter-book build failed:\n{done.stdout[-3000:]}"
+                        f"\n{done.stderr[-3000:]}")
+    warnings = [line for line in done.stdout.splitlines() + done.stderr.splitlines()
+                if "WARNING" in line]
+    for line in warnings:
+        print(line, file=sys.stderr)
+    return root / "_build" / "html" / "index.html"
+
+
+def build_book(parameters: dict[str, Any], *, root: Path | None = None,
+               execute_chapters: bool = True, progress: bool = True,
+               log: Callable[[str], None] = print) -> Path:
+    """Execute every chapter with `parameters` (each gets those it declares) into
+    ``book/chapters/``, then build the HTML. Returns the path of ``index.html``.
+
+    Raises:
+        BookError: a chapter failed (its executed notebook, with the error, is kept
+            for inspection and the HTML is not built), or a tool is missing.
+    """
+    root = root or repo_root()
+    if execute_chapters:
+        for name in CHAPTERS:
+            src = root / "notebooks" / f"{name}.ipynb"
+            params = only_declared(src, parameters)
+            log(f"executing {src.relative_to(root)} with {params}")
+            outcome = execute(src, root / "book" / "chapters" / f"{name}.ipynb",
+                              params, progress=progress)
+            if not outcome.ok:
+                raise BookError(f"chapter {name} failed after {outcome.seconds:.0f} s: "
+                                f"{outcome.error} (executed notebook with the error: "
+                                f"{outcome.notebook})")
+            log(f"  done in {outcome.seconds:.0f} s")
+    missing = [n for n in CHAPTERS
+               if not (root / "book" / "chapters" / f"{n}.ipynb").is_file()]
+    if missing:
+        raise BookError(f"no executed chapters {missing} in book/chapters; build "
+                        "without --no-execute first")
+    vendor_assets(root)
+    return jupyter_book(root)
+
+
+def load_grid(path: Path) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
+    """Read a grid file: ``notebook`` (a chapter name or path), optional ``fixed``
+    parameters, and ``grid`` (name -> list of values; every combination is a point).
+
+    Raises:
+        BookError: the file is unreadable or malformed, naming what is wrong.
+    """
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text())   # YAML is a superset of JSON
+    except (OSError, yaml.YAMLError) as err:
+        raise BookError(f"{path}: cannot read the grid file ({err})") from err
+    if not isinstance(spec, dict) or not isinstance(spec.get("grid"), dict) or \
+            "notebook" not in spec:
+        raise BookError(f"{path}: a grid file needs 'notebook' (e.g. "
+                        "02_reverse_distillation) and 'grid' (a mapping of parameter "
+                        "name -> list of values); optional 'fixed' (a mapping)")
+    grid, fixed = spec["grid"], spec.get("fixed") or {}
+    bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+    if bad:
+        raise BookError(f"{path}: grid values must be non-empty lists; fix {bad}")
+    notebook = Path(str(spec["notebook"]))
+    if notebook.suffix != ".ipynb":
+        notebook = repo_root(path.parent) / "notebooks" / f"{notebook}.ipynb"
+    elif not notebook.is_absolute():
+        notebook = (path.parent / notebook).resolve()
+    if not notebook.is_file():
+        raise BookError(f"{path}: notebook {notebook} does not exist; name a "
+                        f"chapter of {list(CHAPTERS)} or a .ipynb path relative to "
+                        "the grid file")
+    declared = declared_parameters(notebook)
+    unknown = sorted((set(grid) | set(fixed)) - set(declared))
+    if unknown:
+        raise BookError(f"{path}: {notebook.name} has no parameter(s) {unknown}; it "
+                        f"declares {sorted(declared)}")
+    keys = list(grid)
+    points = [fixed | dict(zip(keys, values, strict=True))
+              for values in itertools.product(*grid.values())]
+    return notebook, fixed, points
+
+
+def point_name(point: dict[str, Any]) -> str:
+    """A file-name-safe name for one grid point: ``CATEGORY-brick__NOISE_RATIO-0.1``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in
+                   "__".join(f"{k}-{v}" for k, v in point.items()))
+    return safe[:180]
+
+
+def run_grid(grid_file: Path, out: Path, *, progress: bool = True,
+             log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Run a grid; ``out/<name>.ipynb`` per point and ``out/grid_results.csv``.
+
+    A point whose results row says ``ok`` and whose notebook exists is skipped; a
+    failure is recorded (status ``failed`` and the error) and the next point runs.
+    """
+    notebook, fixed, points = load_grid(grid_file)
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / "grid_results.csv"
+    rows = {r["point"]: r for r in (pd.read_csv(table, keep_default_na=False)
+                                    .to_dict("records") if table.is_file() else [])}
+    for k, point in enumerate(points, 1):
+        name = point_name({k: v for k, v in point.items() if k not in fixed})
+        dst = out / f"{name}.ipynb"
+        if rows.get(name, {}).get("status") == "ok" and dst.is_file():
+            log(f"[{k}/{len(points)}] {name}: done before, skipped")
+            continue
+        log(f"[{k}/{len(points)}] {name}: running")
+        try:
+            outcome = execute(notebook, dst, point, progress=progress)
+        except Exception:   # never lose the grid to one point
+            outcome = Outcome(dst, False, 0.0, traceback.format_exc(limit=1))
+        row = {"point": name, "status": "ok" if outcome.ok else "failed",
+               "error": outcome.error, "seconds": round(outcome.seconds, 1),
+               "notebook": str(dst), **{f"param.{p}": v for p, v in point.items()}}
+        if outcome.ok:
+            row |= recorded_row(dst)
+        rows[name] = row
+        write_table(pd.DataFrame(list(rows.values())), table)
+        log(f"    {row['status']} in {outcome.seconds:.0f} s"
+            + (f": {outcome.error}" if outcome.error else ""))
+    return pd.DataFrame(list(rows.values()))
+

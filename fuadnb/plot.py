@@ -1,0 +1,163 @@
+"""Figures for the book: arrays and DataFrames in, a matplotlib Figure out.
+
+Nothing here trains or loads a model. Images are uint8 ``(N, 3, H, W)`` tensors or
+arrays (as `fuadnb.data.images.load` returns them), maps are ``(N, H, W)`` floats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+MARK = "#d62728"      # injected / anomalous
+CLEAN = "#1f77b4"     # clean / good
+STYLE = {"figure.dpi": 100, "savefig.dpi": 100, "font.size": 9,
+         "axes.titlesize": 9, "axes.spines.top": False, "axes.spines.right": False}
+
+
+def use_book_style() -> None:
+    """The book's matplotlib settings (small fonts, 100 dpi PNGs)."""
+    mpl.rcParams.update(STYLE)
+
+
+def _hwc(image) -> np.ndarray:
+    """One uint8 (3, H, W) image as (H, W, 3) for imshow."""
+    return np.asarray(image).transpose(1, 2, 0)
+
+
+def _axes(n: int, ncols: int, size: float) -> tuple[Figure, np.ndarray]:
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    return fig, axes
+
+
+def image_grid(images, titles: Sequence[str] | None = None,
+               marked: Sequence[bool] | None = None, *, ncols: int = 8,
+               size: float = 1.5, mark_label: str = "injected") -> Figure:
+    """A grid of images; `marked` ones get a red frame and a red title.
+
+    Args:
+        images: uint8 (N, 3, H, W).
+        titles: one short caption per image.
+        marked: (N,) bool, e.g. the injected anomalies of a training set.
+    """
+    n = len(images)
+    if n == 0:
+        raise ValueError("image_grid needs at least one image")
+    marked = np.zeros(n, bool) if marked is None else np.asarray(marked, bool)
+    fig, axes = _axes(n, ncols, size)
+    for i, ax in enumerate(axes.flat[:n]):
+        ax.imshow(_hwc(images[i]))
+        title = titles[i] if titles is not None else ""
+        if marked[i]:
+            ax.set_axis_on()
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set(visible=True, color=MARK, linewidth=3)
+            title = f"{title}\n{mark_label}" if title else mark_label
+        ax.set_title(title, color=MARK if marked[i] else "black", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def overlays(images, maps: dict[str, np.ndarray], titles: Sequence[str], *,
+             masks: np.ndarray | None = None, vmax: float | None = None,
+             size: float = 1.6) -> Figure:
+    """Images (top row) and, below, one row of anomaly maps over them per model.
+
+    Args:
+        images: uint8 (N, 3, H, W).
+        maps: row label -> (N, H, W) maps; one colour scale for every row (0 to
+            `vmax`, default the largest value shown).
+        masks: (N, H, W) bool ground truth, drawn as a white contour on the maps.
+    """
+    n = len(images)
+    if n == 0 or len(titles) != n or any(len(m) != n for m in maps.values()):
+        raise ValueError(f"overlays needs one title and one map per image in every "
+                         f"row; got {n} images, {len(titles)} titles, map rows of "
+                         f"{[len(m) for m in maps.values()]}")
+    vmax = max(float(np.max(m)) for m in maps.values()) if vmax is None else vmax
+    rows = len(maps) + 1
+    fig, axes = plt.subplots(rows, n, figsize=(size * n + 0.8, size * rows + 0.3),
+                             squeeze=False)
+    for i in range(n):
+        axes[0, i].imshow(_hwc(images[i]))
+        axes[0, i].set_title(titles[i], fontsize=7)
+        for r, amap in enumerate(maps.values(), 1):
+            axes[r, i].imshow(_hwc(images[i]))
+            shown = axes[r, i].imshow(amap[i], cmap="jet", alpha=0.5, vmin=0,
+                                      vmax=vmax)
+            if masks is not None and masks[i].any():
+                axes[r, i].contour(masks[i], levels=[0.5], colors="white",
+                                   linewidths=0.8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.spines[:].set_visible(False)
+    for r, label in enumerate(maps, 1):
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    fig.colorbar(shown, ax=axes[1:, :].ravel().tolist(), fraction=0.02, pad=0.01,
+                 label="anomaly map")
+    return fig
+
+
+def loss_curves(histories: dict[str, Sequence[float]], *,
+                ylabel: str = "training loss") -> Figure:
+    """One line per run: the mean training loss of every epoch."""
+    fig, ax = plt.subplots(figsize=(4.2, 2.4))
+    for name, values in histories.items():
+        ax.plot(np.arange(1, len(values) + 1), values, marker=".", label=name)
+    ax.set(xlabel="epoch", ylabel=ylabel)
+    ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def score_hist(groups: dict[str, np.ndarray], *, title: str = "",
+               xlabel: str = "image score (max of the map)", bins: int = 20,
+               colors: Sequence[str] | None = None, ax=None) -> Figure:
+    """Overlaid histograms of scores, one per named group (same bins)."""
+    values = [np.asarray(v, float) for v in groups.values()]
+    if not values or not any(len(v) for v in values):
+        raise ValueError("score_hist needs at least one non-empty group")
+    edges = np.histogram_bin_edges(np.concatenate(values), bins=bins)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(4.2, 2.6))
+    colors = list(colors or [CLEAN, MARK, "#2ca02c", "#9467bd"])
+    for (name, v), color in zip(groups.items(), colors, strict=False):
+        ax.hist(v, bins=edges, alpha=0.6, color=color, label=f"{name} ({len(v)})")
+    ax.set(xlabel=xlabel, ylabel="images", title=title)
+    ax.legend(frameon=False, fontsize=7)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def metric_bars(table, metrics: Sequence[str], *, by: str = "noise_ratio",
+                ylim: tuple[float, float] = (0.5, 1.0)) -> Figure:
+    """Grouped bars: one group per metric, one bar per value of `by`.
+
+    Args:
+        table: a DataFrame with one row per value of `by` and the `metrics` columns.
+    """
+    fig, ax = plt.subplots(figsize=(1.3 * len(metrics) + 1.5, 2.6))
+    width = 0.8 / max(len(table), 1)
+    x = np.arange(len(metrics))
+    for k, (_, row) in enumerate(table.iterrows()):
+        heights = [row[m] for m in metrics]
+        bars = ax.bar(x + (k - (len(table) - 1) / 2) * width, heights, width,
+                      label=f"{by} {row[by]:g}")
+        ax.bar_label(bars, fmt="%.3f", fontsize=6, padding=1)
+    ax.set_xticks(x, [m.replace("_", " ") for m in metrics])
+    ax.set(ylim=ylim, ylabel="score")
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
