@@ -28,3 +28,35 @@ def tiny_synth(tmp_path_factory) -> Path:
 def tiny_copy(tiny_synth, tmp_path) -> Path:
     """A private copy of the tiny benchmark that a test may damage."""
     return Path(shutil.copytree(tiny_synth, tmp_path / "synthetic"))
+
+
+REPO = Path(__file__).resolve().parents[1]
+BOOK_FILES = ("notebooks", "book", "_config.yml", "package.json", "package-lock.json")
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tiny_synth, tmp_path_factory) -> Path:
+    """The whole book built at the smoke profile on the tiny benchmark, in a private
+    copy of the repository's book sources (the checkout is never written to).
+
+    Returns the copy's root: executed chapters in ``book/chapters``, HTML in
+    ``_build/html``.
+    """
+    bench = pytest.importorskip("fuadnb.bench")
+    root = tmp_path_factory.mktemp("repo")
+    for name in BOOK_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns(
+                "chapters", "_vendor", "_build", ".ipynb_checkpoints"))
+        else:
+            shutil.copy(src, root / name)
+    (root / "fuadnb").symlink_to(REPO / "fuadnb")   # the book's literalincludes
+    if (REPO / "node_modules").is_dir():
+        (root / "node_modules").symlink_to(REPO / "node_modules")
+    parameters = {"PROFILE": "smoke", "DATASET": "synthetic",
+                  "DATA_ROOT": str(tiny_synth), "CATEGORY": TINY_CATEGORIES[0],
+                  "NOISE_RATIO": 0.2, "RUNS_ROOT": str(root / "runs"),
+                  "DEVICE": "cpu"}
+    bench.build_book(parameters, root=root, progress=False, log=lambda _: None)
+    return root

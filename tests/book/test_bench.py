@@ -1,0 +1,86 @@
+"""The papermill batch runner: grid files, one notebook and one row per point,
+finished points skipped, failures recorded without stopping the others."""
+
+import nbformat
+import pandas as pd
+import pytest
+
+from fuadnb import cli
+
+bench = pytest.importorskip("fuadnb.bench")
+
+
+@pytest.fixture
+def toy_notebook(tmp_path):
+    """A two-cell chapter: fails when X is negative, else records a row."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("X: int = 1  # a number\nNAME: str = 'a'  # a name",
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from fuadnb import nb\n"
+                                  "assert X >= 0, 'X must not be negative'\n"
+                                  "nb.record({'square': X * X, 'name': NAME})")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    path = tmp_path / "toy.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _grid(tmp_path, text):
+    path = tmp_path / "grid.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_grid_runs_every_point_records_failures_and_resumes(toy_notebook, tmp_path):
+    grid = _grid(tmp_path, "notebook: toy.ipynb\nfixed: {NAME: b}\n"
+                 "grid:\n  X: [2, -1, 3]\n")
+    out = tmp_path / "out"
+    table = bench.run_grid(grid, out, progress=False, log=lambda _: None)
+    assert list(table["status"]) == ["ok", "failed", "ok"]
+    assert list(table["square"].iloc[[0, 2]]) == [4, 9]
+    assert (table["name"].iloc[[0, 2]] == "b").all()
+    assert "X must not be negative" in table["error"].iloc[1]
+    assert {p.name for p in out.glob("*.ipynb")} == {"X-2.ipynb", "X--1.ipynb",
+                                                      "X-3.ipynb"}
+    saved = pd.read_csv(out / "grid_results.csv")
+    assert len(saved) == 3
+    logged = []
+    bench.run_grid(grid, out, progress=False, log=logged.append)
+    assert sum("skipped" in line for line in logged) == 2       # the failed one reruns
+    assert sum("running" in line for line in logged) == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("grid: {X: [1]}\n", "needs 'notebook'"),
+    ("notebook: toy.ipynb\ngrid: {X: 1}\n", "non-empty lists"),
+    ("notebook: toy.ipynb\ngrid: {Y: [1]}\n", "has no parameter(s) ['Y']"),
+    ("notebook: missing.ipynb\ngrid: {X: [1]}\n", "does not exist"),
+    ("notebook: [unclosed\n", "cannot read the grid file"),
+])
+def test_bad_grid_files_get_one_clear_error(toy_notebook, tmp_path, text, message):
+    with pytest.raises(bench.BookError, match=message.replace("(", r"\(")
+                       .replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+        bench.load_grid(_grid(tmp_path, text))
+
+
+def test_grid_command_reports_a_bad_file(tmp_path, capsys):
+    assert cli.main(["grid", str(_grid(tmp_path, "grid: {}\n"))]) == 2
+    assert "fuadnb: error:" in capsys.readouterr().err
+
+
+def test_point_names_are_file_safe():
+    assert bench.point_name({"CATEGORY": "a b/c", "NOISE_RATIO": 0.1}) == \
+        "CATEGORY-a_b_c__NOISE_RATIO-0.1"
+
+
+def test_book_outside_a_checkout_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["book", "--no-execute"]) == 2
+    assert "no fuadnb checkout" in capsys.readouterr().err
+
+
+def test_vendor_assets_without_npm_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench.shutil, "which", lambda _: None)
+    with pytest.raises(bench.BookError, match="npm, which is not installed"):
+        bench.vendor_assets(tmp_path)

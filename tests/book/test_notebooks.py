@@ -1,0 +1,129 @@
+"""The chapter sources: one literal `parameters` cell, stripped, thin; each chapter
+runs through papermill at the smoke profile, and injected parameters change the run."""
+
+import ast
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from fuadnb.data import contamination, synthetic
+
+pm = pytest.importorskip("papermill")
+bench = pytest.importorskip("fuadnb.bench")
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+CHAPTERS = [NOTEBOOKS / f"{name}.ipynb" for name in bench.CHAPTERS]
+REQUIRED = {"DATASET", "DATA_ROOT", "CATEGORY", "NOISE_RATIO", "OVERLAP", "SEED"}
+TRAINING = {"PROFILE", "BACKBONE", "WEIGHTS", "EPOCHS", "IMAGE_SIZE", "DEVICE",
+            "RUNS_ROOT"}
+
+
+def _cells(path: Path):
+    return nbformat.read(path, as_version=4).cells
+
+
+def _glued(notebook: Path, name: str):
+    """The value a chapter glued as `name` (its text/plain repr, evaluated)."""
+    for cell in _cells(notebook):
+        for out in cell.get("outputs", []):
+            if out.get("metadata", {}).get("scrapbook", {}).get("name") == name:
+                return ast.literal_eval(
+                    out["data"]["application/papermill.record/text/plain"])
+    raise KeyError(f"{notebook.name} glued no {name!r}")
+
+
+def test_every_chapter_is_in_the_book_and_the_toc():
+    toc = (NOTEBOOKS.parent / "book" / "_toc.yml").read_text()
+    assert sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) == \
+        list(bench.CHAPTERS)
+    for name in bench.CHAPTERS:
+        assert f"chapters/{name}" in toc
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_exactly_one_parameters_cell_of_literals(path):
+    tagged = [c for c in _cells(path) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "without it papermill silently injects at the top"
+    names = set()
+    for stmt in ast.parse(tagged[0].source).body:
+        assert isinstance(stmt, ast.AnnAssign), ast.unparse(stmt)
+        assert isinstance(stmt.value, ast.Constant), ast.unparse(stmt)
+        names.add(stmt.target.id)
+    assert REQUIRED <= names
+    if path.stem != "01_contamination":
+        assert TRAINING <= names
+    assert set(pm.inspect_notebook(str(path))) == names   # papermill parses every line
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_sources_are_stripped_and_thin(path):
+    for cell in _cells(path):
+        if cell.cell_type != "code":
+            continue
+        assert not cell.outputs and cell.execution_count is None, "strip outputs"
+        tree = ast.parse(cell.source)
+        defs = [n for n in ast.walk(tree)
+                if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Lambda))]
+        assert not defs, f"functions belong in fuadnb: {cell.source[:80]}"
+        assert "sys.path" not in cell.source and "/work/" not in cell.source
+        assert len(cell.source.splitlines()) <= 20, cell.source[:80]
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("name", bench.CHAPTERS)
+def test_chapter_runs_at_the_smoke_profile(smoke_book, name):
+    executed = smoke_book / "book" / "chapters" / f"{name}.ipynb"
+    nb = nbformat.read(executed, as_version=4)
+    injected = [c for c in nb.cells
+                if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "NOISE_RATIO = 0.2" in injected[0].source
+    errors = [o for c in nb.cells for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+    images = [o for c in nb.cells for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert images, "every chapter draws figures"
+
+
+@pytest.mark.book
+def test_rd_chapter_records_its_results_row(smoke_book):
+    row = bench.recorded_row(smoke_book / "book" / "chapters" /
+                             "02_reverse_distillation.ipynb")
+    assert row["method"] == "rd" and row["profile"] == "smoke"
+    assert row["noise_ratio"] == 0.2 and row["n_injected"] == 2
+    assert row["teacher"] == "efficientnet_lite2/imagenet"
+    assert 0 <= row["image_auroc"] <= 1 and 0 <= row["detection_auroc"] <= 1
+    assert (smoke_book / "runs" / "rd").is_dir()
+
+
+@pytest.mark.book
+def test_injected_noise_ratio_changes_the_manifest(smoke_book, tiny_synth, tmp_path):
+    src = smoke_book / "notebooks" / "01_contamination.ipynb"
+    counts = {}
+    for ratio in (0.2, 0.5):
+        out = tmp_path / f"ch01_{ratio}.ipynb"
+        pm.execute_notebook(str(src), str(out), cwd=str(src.parent),
+                            kernel_name="python3", progress_bar=False,
+                            parameters={"DATA_ROOT": str(tiny_synth),
+                                        "CATEGORY": "washer", "NOISE_RATIO": ratio})
+        counts[ratio] = _glued(out, "n_injected")
+        assert _glued(out, "category") == "washer"
+    n_clean = synthetic.Spec.tiny().n_train
+    assert counts == {r: contamination.n_injected(n_clean, r) for r in counts}
+    assert counts[0.2] != counts[0.5]
+
+
+def test_record_is_read_back_by_the_batch_runner(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("X: int = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("from fuadnb import nb\nnb.record({'x': X, "
+                                  "'nan': float('nan')})")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    src, out = tmp_path / "t.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, src)
+    assert bench.execute(src, out, {"X": 7}).ok
+    assert bench.recorded_row(out) == {"x": 7, "nan": None}
+    json.dumps(bench.recorded_row(out))
