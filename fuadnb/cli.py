@@ -216,7 +216,7 @@ def parser() -> argparse.ArgumentParser:
     _add_run_options(r)
     r.set_defaults(func=cmd_run)
 
-    d = sub.add_parser("demo", help="the main job: RD on the synthetic benchmark at "
+    d = sub.add_parser("demo", help="RD on the synthetic benchmark at "
                        "noise ratios 0, 0.1 and 0.2 for two categories, as a table")
     d.add_argument("--categories", nargs="+", default=list(DEMO_CATEGORIES),
                    help="categories (default: %(default)s)")

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from fuadnb.data import contamination as C
+from fuadnb.data import mvtec
 from fuadnb.data.index import make_index
 
 
@@ -170,3 +171,27 @@ def test_repeat_reuses_anomalies_with_a_slight_augmentation():
         C.contaminate(index, 0.2, seed=0, repeat=True)
     with pytest.raises(C.ContaminationError, match="repeat=True"):
         C.contaminate(index, 0.2, seed=0)
+
+
+# reference/data_and_metrics.md §2, "MVTec AD counts under the SoftPatch formula":
+# category -> (n@0.1, n@0.2, n@0.4), with the ratios it cannot supply (✗)
+REFERENCE_SUPPLY = {
+    "bottle": ((20, 41, 83), {0.4}), "carpet": ((28, 56, 112), {0.4}),
+    "hazelnut": ((39, 78, 156), {0.2, 0.4}), "toothbrush": ((6, 12, 24), set()),
+    "transistor": ((21, 42, 85), {0.2, 0.4}), "zipper": ((24, 48, 96), set()),
+}
+
+
+def test_supply_matches_the_reference_mvtec_table():
+    counts = {c: (n[0], n[2]) for c, n in mvtec.COUNTS.items()}
+    assert sum(n[0] for n in mvtec.COUNTS.values()) == 3629     # MVTec AD train
+    assert sum(n[1] + n[2] for n in mvtec.COUNTS.values()) == 1725   # and test
+    table = C.supply(counts, [0.1, 0.2, 0.4]).set_index(
+        ["category", "ratio"])
+    for category, (ns, impossible) in REFERENCE_SUPPLY.items():
+        for ratio, n in zip((0.1, 0.2, 0.4), ns, strict=True):
+            row = table.loc[(category, ratio)]
+            assert row.n_softpatch == n
+            assert bool(row.fits_softpatch) == (ratio not in impossible)
+            assert row.left_softpatch == counts[category][1] - n
+            assert row.n_fraction == round(ratio / (1 - ratio) * counts[category][0])

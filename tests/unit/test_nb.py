@@ -1,0 +1,44 @@
+"""Notebook helpers: the explorer is a slider linked in the browser to a stack of
+pre-rendered pictures (so it works in the static book)."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+widgets = pytest.importorskip("ipywidgets")
+from fuadnb import nb  # noqa: E402
+
+
+def test_explorer_renders_every_picture_and_links_the_slider(monkeypatch):
+    links = []
+    real = widgets.jslink
+    monkeypatch.setattr(widgets, "jslink", lambda a, b: links.append((a, b)) or
+                        real(a, b))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 3, 32, 32), dtype=np.uint8)
+    maps = rng.random((3, 32, 32))
+    box = nb.explorer(images, maps, ["a", "b", "c"], size=48)
+    slider, stack = box.children
+    assert (slider.min, slider.max, slider.value) == (0, 2, 0)
+    assert len(stack.children) == 3 and stack.selected_index == 0
+    caption, picture = stack.children[1].children
+    assert caption.value == "<b>b</b>"
+    assert Image.open(io.BytesIO(picture.value)).size == (96, 48)   # image | map
+    assert links == [((slider, "value"), (stack, "selected_index"))]
+
+
+def test_overlay_picture_is_the_image_then_its_heat_map():
+    image = np.zeros((3, 8, 8), np.uint8)
+    amap = np.zeros((8, 8))
+    amap[:, 4:] = 1.0
+    both = np.asarray(Image.open(io.BytesIO(nb._overlay_jpeg(image, amap, 1.0, 8))))
+    left, right = both[:, :8].astype(int), both[:, 8:].astype(int)
+    assert left.max() < 20                                    # the black image
+    assert right[:, 6:, 0].mean() > right[:, :2, 0].mean() + 40   # hot = red side
+
+
+def test_explorer_rejects_mismatched_inputs():
+    with pytest.raises(ValueError, match="as many maps and captions"):
+        nb.explorer(np.zeros((2, 3, 8, 8), np.uint8), np.zeros((1, 8, 8)), ["a", "b"])

@@ -1,0 +1,81 @@
+"""Figures: the right panels, marks and colour scales; mismatched inputs are one
+clear error."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib import pyplot as plt  # noqa: E402
+
+from fuadnb import plot  # noqa: E402
+
+RNG = np.random.default_rng(0)
+IMAGES = RNG.integers(0, 256, (5, 3, 16, 16), dtype=np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def test_image_grid_frames_the_marked_images():
+    fig = plot.image_grid(IMAGES, titles=list("abcde"),
+                          marked=[False, True, False, False, True], ncols=3)
+    axes = fig.axes
+    assert len(axes) == 6                               # 2 rows x 3, one left blank
+    assert [ax.title.get_text() for ax in axes[:5]] == [
+        "a", "b\ninjected", "c", "d", "e\ninjected"]
+    framed = [ax.spines["left"].get_visible() and ax.axison for ax in axes[:5]]
+    assert framed == [False, True, False, False, True]
+    np.testing.assert_array_equal(axes[1].images[0].get_array(),
+                                  IMAGES[1].transpose(1, 2, 0))
+
+
+def test_overlays_share_one_colour_scale_and_draw_masks():
+    maps = {"clean": RNG.random((5, 16, 16)), "noisy": 3 * RNG.random((5, 16, 16))}
+    masks = np.zeros((5, 16, 16), bool)
+    masks[2, 4:8, 4:8] = True
+    fig = plot.overlays(IMAGES, maps, list("abcde"), masks=masks)
+    panels = fig.axes[:-1]                               # the last axes: colour bar
+    assert len(panels) == 15
+    heat = [im for ax in panels for im in ax.images if im.get_cmap().name == "jet"]
+    assert len(heat) == 10
+    assert {im.get_clim() for im in heat} == {(0, float(maps["noisy"].max()))}
+    contoured = [i for i, ax in enumerate(panels) if ax.collections]
+    assert contoured == [7, 12]                         # image 2 in both map rows
+    assert panels[5].get_ylabel() == "clean"
+
+
+def test_overlays_and_grid_reject_mismatched_inputs():
+    with pytest.raises(ValueError, match="one title and one map per image"):
+        plot.overlays(IMAGES, {"m": RNG.random((4, 16, 16))}, list("abcde"))
+    with pytest.raises(ValueError, match="at least one image"):
+        plot.image_grid(IMAGES[:0])
+    with pytest.raises(ValueError, match="non-empty group"):
+        plot.score_hist({"a": np.array([])})
+
+
+def test_score_hist_uses_shared_bins_and_counts_every_score():
+    a, b = RNG.normal(0, 1, 40), RNG.normal(3, 1, 7)
+    fig = plot.score_hist({"good": a, "bad": b}, bins=10)
+    ax = fig.axes[0]
+    heights = [sum(p.get_height() for p in c) for c in ax.containers]
+    assert heights == [40, 7]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["good (40)",
+                                                                   "bad (7)"]
+
+
+def test_metric_bars_and_loss_curves():
+    table = pd.DataFrame({"noise_ratio": [0.0, 0.2], "image_auroc": [0.9, 0.8],
+                          "pixel_auroc": [0.95, 0.93]})
+    fig = plot.metric_bars(table, ["image_auroc", "pixel_auroc"])
+    bars = fig.axes[0].containers
+    assert [[round(p.get_height(), 2) for p in c] for c in bars] == [[0.9, 0.95],
+                                                                      [0.8, 0.93]]
+    fig = plot.loss_curves({"run": [3.0, 2.0, 1.5]})
+    np.testing.assert_array_equal(fig.axes[0].lines[0].get_xydata(),
+                                  [[1, 3.0], [2, 2.0], [3, 1.5]])
