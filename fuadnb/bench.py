@@ -212,8 +212,12 @@ def load_grid(path: Path) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
     if bad:
         raise BookError(f"{path}: grid values must be non-empty lists; fix {bad}")
     notebook = Path(str(spec["notebook"]))
-    if notebook.suffix != ".ipynb":
-        notebook = repo_root(path.parent) / "notebooks" / f"{notebook}.ipynb"
+    if notebook.suffix != ".ipynb":   # a chapter name: the checkout of the grid
+        try:                           # file, else the one we run in
+            root = repo_root(path.parent)
+        except BookError:
+            root = repo_root()
+        notebook = root / "notebooks" / f"{notebook}.ipynb"
     elif not notebook.is_absolute():
         notebook = (path.parent / notebook).resolve()
     if not notebook.is_file():
