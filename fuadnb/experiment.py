@@ -102,7 +102,8 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     row = runs.flat_row(spec) | {
         "teacher": model.teacher.label, **metrics,
         "fit_seconds": fit_record["fit_seconds"],
-        "train_images_per_second": n_train * cfg.epochs / fit_record["fit_seconds"],
+        "train_images_per_second": images_seen(cfg, n_train)
+        / fit_record["fit_seconds"],
         "predict_seconds": predict_timer.seconds,
         "test_images_per_second": len(test_images) / predict_timer.seconds,
         "load_seconds": load_timer.seconds, "n_train": n_train,
@@ -115,6 +116,13 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
                   test_images=test_images, test_masks=test_masks[:, 0].numpy(),
                   test_maps=maps, test_scores=scores,
                   train_images=train_images.cpu(), train_scores=train_scores)
+
+
+def images_seen(cfg: Any, n_train: int) -> int:
+    """Training images a fit processed: epochs x images, or iterations x batch."""
+    if hasattr(cfg, "epochs"):
+        return cfg.epochs * n_train
+    return cfg.iterations * cfg.batch_size
 
 
 def table(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:

@@ -4,9 +4,9 @@
 
 from types import ModuleType
 
-from fuadnb.models import rd
+from fuadnb.models import rd, rde
 
-REGISTRY: dict[str, ModuleType] = {"rd": rd}
+REGISTRY: dict[str, ModuleType] = {"rd": rd, "rde": rde}
 
 
 def get(name: str) -> ModuleType:

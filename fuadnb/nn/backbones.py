@@ -215,12 +215,14 @@ class FeatureExtractor(nn.Module):
 
     Takes float images in [0, 1] and normalises them itself (each backbone with the
     statistics its weights were trained with). Shapes for a 256 px input to
-    wide_resnet50_2: 256x64x64, 512x32x32, 1024x16x16. The module stays in ``eval()``
-    whatever ``train()`` is called with, and takes no gradients.
+    wide_resnet50_2: 256x64x64, 512x32x32, 1024x16x16. A frozen extractor (the
+    default) stays in ``eval()`` whatever ``train()`` is called with, and takes no
+    gradients; ``frozen=False`` gives a trainable copy (RD-E's teacher).
     """
 
-    def __init__(self, name: str, weights: str = "imagenet"):
+    def __init__(self, name: str, weights: str = "imagenet", frozen: bool = True):
         super().__init__()
+        self.frozen = frozen
         spec = _spec(name)
         net = spec.build()
         state = load_state(name, weights)
@@ -233,7 +235,7 @@ class FeatureExtractor(nn.Module):
                              persistent=False)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1),
                              persistent=False)
-        self.requires_grad_(False)
+        self.requires_grad_(not frozen)
         self.eval()
         with torch.no_grad():
             shapes = [f.shape for f in self(torch.zeros(1, 3, 64, 64))]
@@ -241,7 +243,7 @@ class FeatureExtractor(nn.Module):
         self.strides = tuple(64 // s[-1] for s in shapes)    # (4, 8, 16)
 
     def train(self, mode: bool = True) -> FeatureExtractor:
-        return super().train(False)
+        return super().train(mode and not self.frozen)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x: (B, 3, H, W) float in [0, 1] -> 3 x (B, C_i, H/s_i, W/s_i)."""
@@ -253,11 +255,13 @@ class FeatureExtractor(nn.Module):
         return f"{self.name}/{Path(self.weights).name}"
 
 
-def build(name: str, weights: str = "imagenet", *, seed: int = 0) -> FeatureExtractor:
-    """A frozen extractor; random inits are drawn from a generator seeded by `seed`."""
+def build(name: str, weights: str = "imagenet", *, seed: int = 0,
+          frozen: bool = True) -> FeatureExtractor:
+    """An extractor (frozen unless `frozen` is False); random inits are drawn from a
+    generator seeded by `seed`."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return FeatureExtractor(name, weights)
+        return FeatureExtractor(name, weights, frozen=frozen)
 
 
 @torch.no_grad()

@@ -188,3 +188,73 @@ def build_student(channels: tuple[int, int, int], family: Family,
     decoder = ResNetDecoder(channels, family, layout["decoder_blocks"],
                             layout["base_width"], signed=signed)
     return ocbe, decoder
+
+
+def channel_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine over channels at every position: (B, C, H, W) x2 -> (B, 1, H, W)."""
+    return nn.functional.cosine_similarity(a, b, dim=1).unsqueeze(1)
+
+
+class GII(nn.Module):
+    """Guided Information Injection (RD-E, hito2448/URD models/student.py L25-L62):
+    teacher features are fused into the decoder's two upper stages, each position
+    weighted by how well the student already matches the teacher there.
+
+    For the stage at teacher scale k (k = 3, then 2) with decoder output ``s`` and the
+    teacher's ``t_k`` and finer ``t_{k-1}``::
+
+        u   = fuse_encoder(t_k + down(t_{k-1}))           # teacher detail at scale k
+        g   = channel_cosine(student_k.detach(), t_k)     # no gradient, not clamped
+        out = fuse_skip(cat[s, simattn(u * g + s * (1 - g))])        # "gated"
+        out = fuse_skip(cat[s, u])                                   # "ungated"
+
+    where ``student_k`` is the student's prediction of ``t_k``. ``gated`` is the
+    paper's GII (``forward_decoder_gii``); ``ungated`` is what the released training
+    scripts run, because ``Student.forward`` routes ``attn=True`` to
+    ``forward_decoder_wogii`` (methods.md §3.2). Channels follow the teacher's
+    ``(c1, c2, c3)``; every convolution is bias-free and followed by BN and ReLU.
+    """
+
+    def __init__(self, channels: tuple[int, int, int]):
+        super().__init__()
+        dims = channels
+        self.down = nn.ModuleList(
+            nn.Sequential(nn.Upsample(scale_factor=0.5, mode="bilinear"),
+                          *_cbr(nn.Conv2d(dims[i], dims[i + 1], 1, bias=False),
+                                dims[i + 1]))
+            for i in range(2))
+        self.fuse_encoder = nn.ModuleList(_cbr(conv3x3(dims[i + 1], dims[i + 1]),
+                                               dims[i + 1]) for i in range(2))
+        self.simattn = nn.ModuleList(_cbr(conv3x3(dims[i + 1], dims[i + 1]),
+                                          dims[i + 1]) for i in range(2))
+        self.fuse_skip = nn.ModuleList(_cbr(conv3x3(2 * dims[i + 1], dims[i + 1]),
+                                            dims[i + 1]) for i in range(2))
+
+    def forward(self, i: int, s: torch.Tensor, predicted: torch.Tensor,
+                t_fine: torch.Tensor, t: torch.Tensor, gated: bool = True
+                ) -> torch.Tensor:
+        """Inject at level `i` (1: teacher scale 3, 0: scale 2).
+
+        Args:
+            s: the decoder stage's output (B, c, H, W), c = t's channels.
+            predicted: the student's prediction of `t` (s itself, or its readout).
+            t_fine: the teacher's next finer scale (B, c', 2H, 2W); t: (B, c, H, W).
+
+        Returns:
+            the input of the next decoder stage, (B, c, H, W).
+        """
+        u = self.fuse_encoder[i](t + self.down[i](t_fine))
+        if not gated:
+            return self.fuse_skip[i](torch.cat([s, u], dim=1))
+        with torch.no_grad():
+            g = channel_cosine(predicted.detach(), t)
+        return self.fuse_skip[i](torch.cat([s, self.simattn[i](u * g + s * (1 - g))],
+                                           dim=1))
+
+
+def init_xavier(module: nn.Module) -> None:
+    """Xavier-normal weights for every ``nn.Conv2d`` (URD Student ``init_weight``,
+    student.py L6-L10, L62); ConvTranspose2d and BatchNorm keep their init."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.xavier_normal_(m.weight)

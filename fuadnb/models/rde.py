@@ -1,0 +1,301 @@
+"""RD-E: Reverse Distillation with an Expert, and Guided Information Injection (GII).
+
+Paper: Liu, Wang, Leng, Zhang, "Unlocking the Potential of Reverse Distillation for
+Anomaly Detection", AAAI 2025 (arXiv 2412.07579). Reference code: hito2448/URD
+(methods.md §3): models/teacher.py L12-L93 (expert, teacher and its loss),
+models/student.py L13-L247 (student, GII, its loss, the map), train.py L51-L149
+(training order and schedule), dataset/dataset_noise.py (synthetic anomalies).
+Explained in: book/chapters/03_expert_distillation
+
+Three networks, all from the same backbone and weights:
+
+* the **expert** E: frozen, always ``eval()``;
+* the **teacher** T: a trainable copy, fine-tuned (Adam 1e-4) to stay close to E on
+  normal images and to move away from E's *normal* features exactly where a synthetic
+  anomaly was pasted, so that it separates normal from abnormal;
+* the **student** S: RD's OCBE and decoder plus two GII modules (Adam 5e-3), trained
+  to reproduce T's and E's features of the *normal* image from both the normal and the
+  synthetic-anomaly image (denoising).
+
+The map compares S with the fine-tuned T (not E), as RD does, with the same fusion
+and smoothing. Per iteration (train.py L73-L149): E on x and x~ (no grad); T in train
+mode, one step on the teacher loss; T in eval mode recomputes its features (no grad);
+one student step.
+
+Deliberate deviations and options:
+* ``gii="gated"`` is the paper's GII; ``"ungated"`` is what the released scripts run
+  (the ``attn`` flag routes to the plain skip fusion, methods.md §3.2).
+* ``global_term=True`` keeps the teacher-loss term the code adds and the paper omits
+  (URD#2, "for training stability"); False is the paper's loss.
+* The model is the last iteration's; the reference keeps the epoch with the best
+  pixel AUROC + AUPRO on the test set, which this book never does.
+* Synthetic anomalies use offline textures (`fuadnb.nn.anomalies`) instead of DTD, and
+  an Otsu foreground instead of GrabCut.
+* The offline profiles use the EfficientNet-Lite2 teacher with the signed readout of
+  `fuadnb.nn.blocks.ResNetDecoder` (as RD); GII's gate then compares the student's
+  prediction (after the readout) with the teacher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from fuadnb import engine
+from fuadnb.nn import anomalies, backbones, blocks, maps
+
+GiiMode = Literal["gated", "ungated"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """RD-E's hyper-parameters; defaults are the reference code's (``paper``)."""
+
+    backbone: str = "wide_resnet50_2"          # teacher.py L12-L20
+    weights: str = "imagenet"
+    image_size: int = 256                      # dataset_noise.py: resize to 256
+    iterations: int = 5000                     # train.py (cable, transistor: 10000)
+    batch_size: int = 16                       # train.py
+    lr_student: float = 0.005                  # train.py, Adam
+    lr_teacher: float = 1e-4                   # train.py, Adam
+    betas: tuple[float, float] = (0.5, 0.999)  # train.py, both optimisers
+    gii: GiiMode = "gated"                     # the paper (released scripts: ungated)
+    global_term: bool = True                   # teacher.py (not in the paper, URD#2)
+    foreground: bool = False                   # object categories: anomalies on it
+    textures: str = "bundled"                  # or a folder of images (e.g. DTD)
+    fusion: maps.Fusion = "add"                # student.py L221-L247
+    sigma: float = 4.0                         # train.py, Gaussian on the map
+    seed: int = 111                            # train.py
+    eval_batch_size: int = 32                  # ours
+
+    def __post_init__(self):
+        if self.image_size < 64 or self.image_size % 32:
+            raise ValueError(f"image_size must be a multiple of 32 and at least 64; "
+                             f"got {self.image_size}")
+        for name in ("iterations", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.gii not in ("gated", "ungated"):
+            raise ValueError(f"gii must be 'gated' or 'ungated', got {self.gii!r}")
+
+
+PROFILES: dict[str, dict] = {
+    "paper": {},
+    "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
+             "image_size": 256, "iterations": 160, "sigma": maps.sigma_for(256)},
+    "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",
+              "image_size": 64, "iterations": 4, "batch_size": 8,
+              "sigma": maps.sigma_for(64)},
+}
+
+
+def config(profile: str = "paper", **overrides) -> Config:
+    """The `profile`'s Config with `overrides` (None values are ignored)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
+    values = PROFILES[profile] | {k: v for k, v in overrides.items() if v is not None}
+    names = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown RD-E option(s) {unknown}; known: {sorted(names)}")
+    return Config(**values)
+
+
+class RDE(nn.Module):
+    """Expert E (frozen), teacher T (fine-tuned), student S = OCBE + decoder + GII."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.expert = backbones.build(cfg.backbone, cfg.weights, seed=cfg.seed)
+        self.teacher = backbones.build(cfg.backbone, cfg.weights, seed=cfg.seed,
+                                       frozen=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.bottleneck, self.decoder = blocks.build_student(
+                self.teacher.channels, self.teacher.family, self.teacher.signed)
+            self.gii = blocks.GII(self.teacher.channels)
+            for part in (self.bottleneck, self.decoder, self.gii):
+                blocks.init_xavier(part)   # student.py L62: every Conv2d of S
+        self.history: list[float] = []   # mean student loss per epoch
+        self.teacher_history: list[float] = []
+
+    @property
+    def reproducible_prefixes(self) -> tuple[str, ...]:
+        """The expert is rebuilt exactly by `build(cfg)` (not saved with a run)."""
+        return ("expert.",) if self.cfg.weights != "random" else ()
+
+    def _readout(self, k: int, f: torch.Tensor) -> torch.Tensor:
+        """The student's prediction of teacher scale k (0, 1, 2) from decoder f."""
+        head = self.decoder.readout
+        return f if head is None else head[k](f)
+
+    def student(self, feats_t: list[torch.Tensor]) -> list[torch.Tensor]:
+        """S: teacher features [t1, t2, t3] -> predictions [s1, s2, s3]."""
+        t1, t2, t3 = feats_t
+        gated = self.cfg.gii == "gated"
+        a = self.decoder.layer1(self.bottleneck(feats_t))                  # ~ t3
+        b = self.decoder.layer2(self.gii(1, a, self._readout(2, a), t2, t3, gated))
+        c = self.decoder.layer3(self.gii(0, b, self._readout(1, b), t1, t2, gated))
+        return [self._readout(0, c), self._readout(1, b), self._readout(2, a)]
+
+    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """x (B, 3, H, W) -> teacher and student features, 3 x (B, C_i, H_i, W_i)."""
+        feats_t = self.teacher(x)
+        return feats_t, self.student(feats_t)
+
+
+def build(cfg: Config) -> RDE:
+    """An untrained RD-E; weights and random inits are seeded by ``cfg.seed``."""
+    return RDE(cfg)
+
+
+def _flatcos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """mean over the batch of 1 - cos(vec a, vec b), vectors of C*H*W."""
+    return (1 - F.cosine_similarity(a.float().flatten(1), b.float().flatten(1))).mean()
+
+
+def teacher_loss(t_n: list[torch.Tensor], t_a: list[torch.Tensor],
+                 e_n: list[torch.Tensor], e_a: list[torch.Tensor], mask: torch.Tensor,
+                 global_term: bool = True) -> torch.Tensor:
+    """L_T (teacher.py L59-L93), summed over the three scales k:
+
+    ``mean(1 - cos_c(t_n, e_n))`` (stay with the expert on normal images)
+    ``+ L1(1 - cos_c(t_a, e_n), M_k)`` (on the synthetic-anomaly image: the expert's
+    normal feature where the image is normal, orthogonal to it where it is not)
+    ``+ flatcos(t_a, e_a)`` when `global_term` (the code's extra term).
+
+    `mask` (B, 1, S, S) is resized to each scale in turn (64 -> 32 -> 16, bilinear,
+    align_corners=True) and binarised at 0.5 every time, as the reference does.
+    """
+    total = torch.zeros((), device=t_n[0].device)
+    m = mask.float()
+    for k in range(len(t_n)):
+        m = F.interpolate(m, size=t_a[k].shape[-2:], mode="bilinear",
+                          align_corners=True)
+        m = (m >= 0.5).float()
+        total = total + (1 - blocks.channel_cosine(t_n[k].float(),
+                                                   e_n[k].float())).mean()
+        dist = 1 - blocks.channel_cosine(t_a[k].float(), e_n[k].float())
+        total = total + F.l1_loss(dist, m)
+        if global_term:
+            total = total + _flatcos(t_a[k], e_a[k])
+    return total
+
+
+def student_loss(s_n: list[torch.Tensor], s_a: list[torch.Tensor],
+                 t_n: list[torch.Tensor], e_n: list[torch.Tensor]) -> torch.Tensor:
+    """L_S (student.py L196-L219): from the normal and from the synthetic-anomaly
+    image, reconstruct the teacher's and the expert's features of the normal image
+    (flattened cosine per scale, summed)."""
+    return sum(_flatcos(sn, tn) + _flatcos(sa, tn) + _flatcos(sn, en)
+               + _flatcos(sa, en)
+               for sn, sa, tn, en in zip(s_n, s_a, t_n, e_n, strict=True))
+
+
+@torch.no_grad()
+def anomaly_map(model: RDE, x: torch.Tensor) -> torch.Tensor:
+    """x (B, 3, H, W) -> amap (B, 1, H, W): student against the fine-tuned teacher,
+    summed upsampled ``1 - cos`` over scales, Gaussian-smoothed (as RD)."""
+    with engine.autocast(x.device):
+        feats_t, feats_s = model(x)
+    dist = maps.cosine_distance(feats_t, feats_s)
+    amap = maps.fuse(dist, size=x.shape[-2:], mode=model.cfg.fusion)
+    return maps.gaussian_smooth(amap, sigma=model.cfg.sigma)
+
+
+def texture_source(cfg: Config) -> torch.Tensor:
+    """The anomaly sources of ``cfg.textures`` at the model's image size (uint8)."""
+    if cfg.textures == "bundled":
+        return anomalies.texture_bank(cfg.image_size, seed=cfg.seed)
+    return anomalies.textures_from_folder(cfg.textures, cfg.image_size)
+
+
+def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
+        progress: bool = False) -> RDE:
+    """Train RD-E on uint8 images (N, 3, S, S) for ``cfg.iterations`` iterations;
+    returns the last iteration's model, in eval mode.
+
+    Batches are drawn epoch by epoch in a seeded order; each batch gets freshly
+    synthesised anomalies from its own seeded generator.
+    """
+    n = len(train_images)
+    model = engine.prepare(build(cfg), device)
+    textures = texture_source(cfg)
+    opt_t = torch.optim.Adam(model.teacher.parameters(), lr=cfg.lr_teacher,
+                             betas=cfg.betas)
+    student_params = [*model.bottleneck.parameters(), *model.decoder.parameters(),
+                      *model.gii.parameters()]
+    opt_s = torch.optim.Adam(student_params, lr=cfg.lr_student, betas=cfg.betas)
+    order_gen = torch.Generator().manual_seed(cfg.seed)
+    synth_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    per_epoch = math.ceil(n / cfg.batch_size)
+    model.train()
+    bar = tqdm(total=cfg.iterations, desc=f"RD-E {cfg.backbone}", disable=not progress)
+    step, losses_s, losses_t = 0, [], []
+    while step < cfg.iterations:
+        for idx in engine.batches(n, cfg.batch_size, generator=order_gen):
+            cpu_images = train_images[idx.to(train_images.device)].cpu()
+            aug, mask = anomalies.synthesize(cpu_images, textures, synth_gen,
+                                             restrict_to_foreground=cfg.foreground)
+            x = engine.inputs(cpu_images, torch.arange(len(idx)), device)
+            x_a = engine.inputs(aug, torch.arange(len(idx)), device)
+            lt, ls = _step(model, opt_t, opt_s, x, x_a, mask.to(device), cfg)
+            losses_t.append(lt)
+            losses_s.append(ls)
+            step += 1
+            bar.update()
+            if step % per_epoch == 0 or step == cfg.iterations:
+                model.history.append(float(np.mean(losses_s)))
+                model.teacher_history.append(float(np.mean(losses_t)))
+                losses_s, losses_t = [], []
+                bar.set_postfix(student=f"{model.history[-1]:.4f}",
+                                teacher=f"{model.teacher_history[-1]:.4f}")
+            if step == cfg.iterations:
+                break
+    bar.close()
+    return model.eval()
+
+
+def _step(model: RDE, opt_t, opt_s, x: torch.Tensor, x_a: torch.Tensor,
+          mask: torch.Tensor, cfg: Config) -> tuple[float, float]:
+    """One iteration in the reference's order; returns (teacher, student) loss."""
+    with torch.no_grad(), engine.autocast(x.device):
+        e_n, e_a = model.expert(x), model.expert(x_a)
+    model.teacher.train()
+    with engine.autocast(x.device):
+        loss_t = teacher_loss(model.teacher(x), model.teacher(x_a), e_n, e_a, mask,
+                              cfg.global_term)
+    opt_t.zero_grad(set_to_none=True)
+    loss_t.backward()
+    opt_t.step()
+    model.teacher.eval()
+    with torch.no_grad(), engine.autocast(x.device):
+        t_n, t_a = model.teacher(x), model.teacher(x_a)
+    with engine.autocast(x.device):
+        loss_s = student_loss(model.student(t_n), model.student(t_a), t_n, e_n)
+    opt_s.zero_grad(set_to_none=True)
+    loss_s.backward()
+    opt_s.step()
+    return loss_t.item(), loss_s.item()
+
+
+def predict(model: RDE, images: torch.Tensor, *, progress: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Image scores (N,) = max of the map, and maps (N, S, S), for uint8 images."""
+    device = next(model.parameters()).device
+    return engine.predict(lambda x: anomaly_map(model, x), images, device=device,
+                          batch_size=model.cfg.eval_batch_size, progress=progress)
+
+
+def score_train(model: RDE, train_images: torch.Tensor) -> np.ndarray:
+    """Anomaly score of every training image (to rank the contaminating ones)."""
+    return predict(model, train_images)[0]
