@@ -1,0 +1,131 @@
+"""RD-E: shapes for the papers' and the offline backbone, GII against a numpy
+re-statement, the teacher loss's mask regression on a hand-made case, training order
+and a loss that falls."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fuadnb.models import rde
+from fuadnb.nn import blocks
+
+
+@pytest.mark.parametrize("backbone, weights, channels", [
+    ("wide_resnet50_2", "random", (256, 512, 1024)),
+    ("efficientnet_lite2", "imagenet", (24, 48, 120)),
+])
+@pytest.mark.parametrize("gii", ["gated", "ungated"])
+def test_shapes_follow_the_teacher(backbone, weights, channels, gii):
+    cfg = rde.config("smoke", backbone=backbone, weights=weights, gii=gii)
+    model = rde.build(cfg).eval()
+    feats_t, feats_s = model(torch.rand(2, 3, 64, 64))
+    assert [f.shape[1] for f in feats_t] == list(channels)
+    assert [f.shape for f in feats_s] == [f.shape for f in feats_t]
+    amap = rde.anomaly_map(model, torch.rand(2, 3, 64, 64))
+    assert amap.shape == (2, 1, 64, 64)
+    assert not any(p.requires_grad for p in model.expert.parameters())
+    assert all(p.requires_grad for p in model.teacher.parameters())
+
+
+def test_expert_stays_in_eval_and_teacher_follows_train():
+    model = rde.build(rde.config("smoke"))
+    model.train()
+    assert not model.expert.training and model.teacher.training
+    model.eval()
+    assert not model.teacher.training
+
+
+def _identity_gii(c):
+    gii = blocks.GII((c, c, c))
+    for name in ("fuse_encoder", "simattn", "fuse_skip"):
+        setattr(gii, name, nn.ModuleList([nn.Identity(), nn.Identity()]))
+    gii.down = nn.ModuleList([nn.Identity(), nn.Identity()])
+    return gii
+
+
+def test_gii_gate_matches_a_numpy_restatement():
+    gen = torch.Generator().manual_seed(0)
+    s, p, t, t_fine = (torch.randn(2, 3, 4, 4, generator=gen) for _ in range(4))
+    s.requires_grad_(True)
+    p.requires_grad_(True)
+    gii = _identity_gii(3)
+    out = gii(1, s, p, t_fine, t, gated=True).detach().numpy()
+    S, P, T, TF = (a.detach().numpy() for a in (s, p, t, t_fine))
+    g = (P * T).sum(1, keepdims=True) / (np.linalg.norm(P, axis=1, keepdims=True)
+                                         * np.linalg.norm(T, axis=1, keepdims=True))
+    u = T + TF                                       # identity down / fuse_encoder
+    expected = np.concatenate([S, u * g + S * (1 - g)], axis=1)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert g.min() < 0                               # raw cosine, not clamped
+    ungated = gii(1, s, p, t_fine, t, gated=False).detach().numpy()
+    np.testing.assert_allclose(ungated, np.concatenate([S, u], axis=1), atol=1e-6)
+    gii(1, s, p, t_fine, t, gated=True).sum().backward()
+    assert p.grad is None                            # the gate takes no gradient
+
+
+def test_gii_downsamples_the_finer_teacher_scale():
+    gii = blocks.GII((8, 16, 32))
+    out = gii(0, torch.rand(1, 16, 8, 8), torch.rand(1, 16, 8, 8),
+              torch.rand(1, 8, 16, 16), torch.rand(1, 16, 8, 8))
+    assert out.shape == (1, 16, 8, 8)
+
+
+def _feats(c=4, sizes=(8, 4, 2), gen=None):
+    return [torch.randn(2, c, s, s, generator=gen) for s in sizes]
+
+
+def test_teacher_loss_regresses_the_distance_onto_the_mask():
+    gen = torch.Generator().manual_seed(1)
+    e_n = _feats(gen=gen)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., :16] = 1                                # left half anomalous
+    # on the synthetic image the teacher keeps the expert's normal feature on the
+    # right and turns orthogonal to it (a rotated copy: cos 0) on the left
+    t_a = []
+    for e in e_n:
+        half = e.shape[-1] // 2
+        orth = torch.stack([-e[:, 1], e[:, 0], -e[:, 3], e[:, 2]], dim=1)
+        t = e.clone()
+        t[..., :half] = orth[..., :half]
+        t_a.append(t)
+    perfect = rde.teacher_loss(e_n, t_a, e_n, e_n, mask, global_term=False)
+    assert perfect.item() == pytest.approx(0, abs=1e-6)
+    # a teacher that ignores the anomaly (t_a = e_n): the L1 term is the anomalous
+    # share of every scale, 1/2, so 3 x 0.5
+    lazy = rde.teacher_loss(e_n, e_n, e_n, e_n, mask, global_term=False)
+    assert lazy.item() == pytest.approx(1.5, abs=1e-6)
+    # the code's global term adds flatcos(t_a, e_a), zero when they are equal
+    assert rde.teacher_loss(e_n, t_a, e_n, t_a, mask).item() == pytest.approx(
+        0, abs=1e-6)
+
+
+def test_student_loss_is_the_four_flattened_cosines():
+    gen = torch.Generator().manual_seed(2)
+    s_n, s_a, t_n, e_n = (_feats(gen=gen) for _ in range(4))
+
+    def flatcos(a, b):
+        a, b = a.flatten(1).numpy(), b.flatten(1).numpy()
+        return np.mean(1 - (a * b).sum(1) / np.linalg.norm(a, axis=1)
+                       / np.linalg.norm(b, axis=1))
+
+    expected = sum(flatcos(sn, tn) + flatcos(sa, tn) + flatcos(sn, en)
+                   + flatcos(sa, en)
+                   for sn, sa, tn, en in zip(s_n, s_a, t_n, e_n, strict=True))
+    assert rde.student_loss(s_n, s_a, t_n, e_n).item() == pytest.approx(expected,
+                                                                          rel=1e-5)
+
+
+def test_losses_fall_on_a_tiny_run_and_the_fit_is_seeded():
+    gen = torch.Generator().manual_seed(0)
+    images = (torch.rand(8, 3, 64, 64, generator=gen) * 60 + 100).to(torch.uint8)
+    cpu = torch.device("cpu")
+    model = rde.fit(rde.config("smoke", iterations=8, batch_size=4), images,
+                    device=cpu)
+    assert len(model.history) == 4 and model.history[-1] < model.history[0]
+    scores, maps = rde.predict(model, images[:3])
+    assert scores.shape == (3,) and maps.shape == (3, 64, 64)
+    short = rde.config("smoke", iterations=2, batch_size=4)
+    first, second = (rde.fit(short, images, device=cpu) for _ in range(2))
+    assert first.history == second.history
+    assert first.teacher_history == second.teacher_history
