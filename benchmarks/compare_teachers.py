@@ -1,9 +1,13 @@
-"""Which offline teacher? RD (demo profile) on every synthetic category at two noise
-ratios, one row per (teacher, category, noise), as a CSV and a printed table.
+"""Which offline teacher, and which method? RD (or any method, --methods) in the demo
+profile on every synthetic category at two noise ratios, one row per (method,
+teacher, category, noise), as a CSV and a printed table.
 
     python benchmarks/compare_teachers.py                      # all candidates
     python benchmarks/compare_teachers.py --teachers efficientnet_lite0/imagenet \
         --noise 0 --categories brick grass
+    python benchmarks/compare_teachers.py --methods rd rde --teachers \
+        efficientnet_lite2/imagenet --categories grass gravel wood --noise 0 0.1 \
+        --option image_size=128 --option sigma=2             # RD against RD-E
 
 Runs are cached in --runs, so an interrupted comparison resumes. Needs the synthetic
 benchmark (``python -m fuadnb generate``) and, for Lite1/Lite2, their weight packages
@@ -13,6 +17,7 @@ benchmark (``python -m fuadnb generate``) and, for Lite1/Lite2, their weight pac
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +33,8 @@ CANDIDATES = ("resnet18/random-bnstats", "efficientnet_lite0/imagenet",
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", nargs="+", default=["rd"],
+                   help="detection methods (default: %(default)s)")
     p.add_argument("--teachers", nargs="+", default=list(CANDIDATES),
                    help="backbone/weights pairs (default: %(default)s)")
     p.add_argument("--categories", nargs="+", default=list(synthetic.CATEGORIES),
@@ -39,26 +46,27 @@ def main() -> None:
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="RD config override, e.g. epochs=40 (int/float parsed)")
     p.add_argument("--out", type=Path, default=Path("runs/teacher_comparison.csv"))
+    p.add_argument("--progress", action="store_true", help="progress bars")
     args = p.parse_args()
     options = {k: _number(v) for k, v in (o.split("=", 1) for o in args.option)}
     rows = []
-    for teacher in args.teachers:
+    for method, teacher, category, noise in itertools.product(
+            args.methods, args.teachers, args.categories, args.noise):
         backbone, weights = teacher.split("/", 1)
-        for category in args.categories:
-            for noise in args.noise:
-                row = experiment.run("rd", dataset="synthetic", root=args.root,
-                                     category=category, noise_ratio=noise,
-                                     profile="demo", runs_root=args.runs,
-                                     options={"backbone": backbone,
-                                              "weights": weights, **options}).row
-                rows.append(row)
-                print(f"{teacher:38s} {category:8s} noise {noise:.1f}: image AUROC "
-                      f"{row['image_auroc']:.3f}, fit {row['fit_seconds']:.0f} s",
-                      flush=True)
+        row = experiment.run(method, dataset="synthetic", root=args.root,
+                             category=category, noise_ratio=noise, profile="demo",
+                             runs_root=args.runs, progress=args.progress,
+                             options={"backbone": backbone, "weights": weights,
+                                      **options}).row
+        rows.append(row)
+        print(f"{method:4s} {teacher:34s} {category:8s} noise {noise:.1f}: image "
+              f"AUROC {row['image_auroc']:.3f}, fit {row['fit_seconds']:.0f} s",
+              flush=True)
     df = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
-    wide = df.pivot_table(index=["teacher", "noise_ratio"], columns="category",
+    wide = df.pivot_table(index=["method", "teacher", "noise_ratio"],
+                          columns="category",
                           values="image_auroc")
     wide["mean"] = wide.mean(axis=1)
     print(wide.round(3).to_string())
