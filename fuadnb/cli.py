@@ -31,7 +31,8 @@ DEMO_NOISE = (0.0, 0.1, 0.2)
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method and profile")
     g.add_argument("--method", default="rd", choices=sorted(models.REGISTRY),
-                   help="detection method (default: %(default)s)")
+                   help="detection method: rd = Reverse Distillation, rde = RD-E "
+                   "with Guided Information Injection (default: %(default)s)")
     g.add_argument("--profile", default="demo", choices=config.PROFILES,
                    help="parameter set: smoke = seconds on a CPU (tests), demo = "
                    "minutes on a CPU, paper = the paper's settings on a GPU "
@@ -43,7 +44,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "random, or a .pth file; add -bnstats (imagenet-bnstats, "
                    "random-bnstats) to re-estimate the BatchNorm statistics on the "
                    "training images (default: the profile's)")
-    g.add_argument("--epochs", type=int, help="training epochs (default: profile)")
+    g.add_argument("--epochs", type=int, help="training epochs of RD (default: "
+                   "profile)")
+    g.add_argument("--iterations", type=int, help="training iterations of RD-E "
+                   "(default: profile)")
     g.add_argument("--image-size", type=int, help="square input size in pixels "
                    "(default: profile)")
     g.add_argument("--batch-size", type=int, help="training batch size (default: "
@@ -76,6 +80,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _options(args: argparse.Namespace) -> dict:
     return {"backbone": args.backbone, "weights": args.weights, "epochs": args.epochs,
+            "iterations": args.iterations,
             "image_size": args.image_size, "batch_size": args.batch_size}
 
 
