@@ -153,8 +153,9 @@ def metric_bars(table, metrics: Sequence[str], *, by: str = "noise_ratio",
     x = np.arange(len(metrics))
     for k, (_, row) in enumerate(table.iterrows()):
         heights = [row[m] for m in metrics]
+        label = row[by] if isinstance(row[by], str) else f"{by} {row[by]:g}"
         bars = ax.bar(x + (k - (len(table) - 1) / 2) * width, heights, width,
-                      label=f"{by} {row[by]:g}")
+                      label=label)
         ax.bar_label(bars, fmt="%.3f", fontsize=6, padding=1)
     ax.set_xticks(x, [m.replace("_", " ") for m in metrics])
     ax.set(ylim=ylim, ylabel="score")
