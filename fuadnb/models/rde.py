@@ -87,6 +87,12 @@ class Config:
             raise ValueError(f"gii must be 'gated' or 'ungated', got {self.gii!r}")
 
 
+# Categories whose synthetic anomalies are kept on the object (URD train.py
+# L102-L113 for MVTec AD; the synthetic benchmark's objects); textures: anywhere.
+OBJECT_CATEGORIES = frozenset({"bottle", "cable", "capsule", "hazelnut", "metal_nut",
+                               "pill", "screw", "toothbrush", "zipper", "washer",
+                               "coin"})
+
 PROFILES: dict[str, dict] = {
     "paper": {},
     # 128 px and 80 iterations (10 epochs of 120 images): fine-tuning the teacher
