@@ -66,3 +66,18 @@ def short_hash(obj: Any, n: int = 10) -> str:
     """First `n` hex digits of the sha1 of `obj` as canonical JSON."""
     blob = json.dumps(to_jsonable(obj), sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(blob.encode()).hexdigest()[:n]
+
+
+def from_profile(cls: type, profiles: dict[str, dict], profile: str, method: str,
+                 **overrides: Any) -> Any:
+    """The dataclass `cls` with `profiles[profile]`'s values and `overrides` (None
+    values are ignored); an unknown profile or field is one clear ValueError."""
+    if profile not in profiles:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {list(profiles)}")
+    values = profiles[profile] | {k: v for k, v in overrides.items() if v is not None}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {method} option(s) {unknown}; known: "
+                         f"{sorted(names)}")
+    return cls(**values)

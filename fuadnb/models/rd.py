@@ -23,7 +23,6 @@ Deliberate deviations:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
+from fuadnb.config import from_profile
 from fuadnb.nn import backbones, blocks, maps
 
 LossKind = Literal["flat", "pixel"]
@@ -84,14 +84,7 @@ PROFILES: dict[str, dict] = {
 
 def config(profile: str = "paper", **overrides) -> Config:
     """The `profile`'s Config with `overrides` (None values are ignored)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
-    values = PROFILES[profile] | {k: v for k, v in overrides.items() if v is not None}
-    names = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown RD option(s) {unknown}; known: {sorted(names)}")
-    return Config(**values)
+    return from_profile(Config, PROFILES, profile, "RD", **overrides)
 
 
 class RD(nn.Module):

@@ -38,7 +38,6 @@ Deliberate deviations and options:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -50,6 +49,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
+from fuadnb.config import from_profile
+from fuadnb.models import rd
 from fuadnb.nn import anomalies, backbones, blocks, maps
 
 GiiMode = Literal["gated", "ungated"]
@@ -107,14 +108,7 @@ PROFILES: dict[str, dict] = {
 
 def config(profile: str = "paper", **overrides) -> Config:
     """The `profile`'s Config with `overrides` (None values are ignored)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {list(PROFILES)}")
-    values = PROFILES[profile] | {k: v for k, v in overrides.items() if v is not None}
-    names = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"unknown RD-E option(s) {unknown}; known: {sorted(names)}")
-    return Config(**values)
+    return from_profile(Config, PROFILES, profile, "RD-E", **overrides)
 
 
 class RDE(nn.Module):
@@ -222,15 +216,11 @@ def gates(model: RDE, x: torch.Tensor) -> list[torch.Tensor]:
     return [g3, blocks.channel_cosine(model._readout(1, b), t2)]
 
 
-@torch.no_grad()
-def anomaly_map(model: RDE, x: torch.Tensor) -> torch.Tensor:
-    """x (B, 3, H, W) -> amap (B, 1, H, W): student against the fine-tuned teacher,
-    summed upsampled ``1 - cos`` over scales, Gaussian-smoothed (as RD)."""
-    with engine.autocast(x.device):
-        feats_t, feats_s = model(x)
-    dist = maps.cosine_distance(feats_t, feats_s)
-    amap = maps.fuse(dist, size=x.shape[-2:], mode=model.cfg.fusion)
-    return maps.gaussian_smooth(amap, sigma=model.cfg.sigma)
+# The map, scores and training-image scores are RD's: student against the (here
+# fine-tuned) teacher, summed upsampled 1 - cos, Gaussian-smoothed, max as the score.
+anomaly_map = rd.anomaly_map
+predict = rd.predict
+score_train = rd.score_train
 
 
 def texture_source(cfg: Config) -> torch.Tensor:
@@ -307,16 +297,3 @@ def _step(model: RDE, opt_t, opt_s, x: torch.Tensor, x_a: torch.Tensor,
     loss_s.backward()
     opt_s.step()
     return loss_t.item(), loss_s.item()
-
-
-def predict(model: RDE, images: torch.Tensor, *, progress: bool = False
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Image scores (N,) = max of the map, and maps (N, S, S), for uint8 images."""
-    device = next(model.parameters()).device
-    return engine.predict(lambda x: anomaly_map(model, x), images, device=device,
-                          batch_size=model.cfg.eval_batch_size, progress=progress)
-
-
-def score_train(model: RDE, train_images: torch.Tensor) -> np.ndarray:
-    """Anomaly score of every training image (to rank the contaminating ones)."""
-    return predict(model, train_images)[0]
