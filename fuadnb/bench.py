@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,10 +260,7 @@ def run_grid(grid_file: Path, out: Path, *, progress: bool = True,
             log(f"[{k}/{len(points)}] {name}: done before, skipped")
             continue
         log(f"[{k}/{len(points)}] {name}: running")
-        try:
-            outcome = execute(notebook, dst, point, progress=progress)
-        except Exception:   # never lose the grid to one point
-            outcome = Outcome(dst, False, 0.0, traceback.format_exc(limit=1))
+        outcome = execute(notebook, dst, point, progress=progress)   # never raises
         row = {"point": name, "status": "ok" if outcome.ok else "failed",
                "error": outcome.error, "seconds": round(outcome.seconds, 1),
                "notebook": str(dst), **{f"param.{p}": v for p, v in point.items()}}

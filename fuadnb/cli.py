@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from fuadnb import config, data, experiment, models, runs
 from fuadnb.data import synthetic
@@ -162,8 +163,6 @@ def _parameter(text: str) -> tuple[str, object]:
     name, sep, value = text.partition("=")
     if not sep or not name.isidentifier():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    import yaml
-
     return name, yaml.safe_load(value)
 
 

@@ -81,3 +81,16 @@ def from_profile(cls: type, profiles: dict[str, dict], profile: str, method: str
         raise ValueError(f"unknown {method} option(s) {unknown}; known: "
                          f"{sorted(names)}")
     return cls(**values)
+
+
+def check_sizes(cfg: Any, counts: tuple[str, ...]) -> None:
+    """The checks every method's Config shares: ``image_size`` a multiple of 32 and
+    at least 64 (the students mirror the teacher's 32x downsampling) and each of
+    `counts` (epochs, iterations, batch sizes) at least 1; one clear ValueError."""
+    if cfg.image_size < 64 or cfg.image_size % 32:
+        raise ValueError(f"image_size must be a multiple of 32 and at least 64 "
+                         f"(the decoder mirrors the teacher's 32x downsampling); "
+                         f"got {cfg.image_size}")
+    for name in counts:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")

@@ -33,7 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import from_profile
+from fuadnb.config import check_sizes, from_profile
 from fuadnb.nn import backbones, blocks, maps
 
 LossKind = Literal["flat", "pixel"]
@@ -57,13 +57,7 @@ class Config:
     eval_batch_size: int = 32                  # ours (reference: 1)
 
     def __post_init__(self):
-        if self.image_size < 64 or self.image_size % 32:
-            raise ValueError(f"image_size must be a multiple of 32 and at least 64 "
-                             f"(RD's decoder mirrors the teacher's 32x downsampling); "
-                             f"got {self.image_size}")
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_sizes(self, ("epochs", "batch_size", "eval_batch_size"))
         if self.loss not in ("flat", "pixel"):
             raise ValueError(f"loss must be 'flat' or 'pixel', got {self.loss!r}")
         if self.fusion not in ("add", "mul", "mean"):

@@ -49,7 +49,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import from_profile
+from fuadnb.config import check_sizes, from_profile
 from fuadnb.models import rd
 from fuadnb.nn import anomalies, backbones, blocks, maps
 
@@ -78,12 +78,7 @@ class Config:
     eval_batch_size: int = 32                  # ours
 
     def __post_init__(self):
-        if self.image_size < 64 or self.image_size % 32:
-            raise ValueError(f"image_size must be a multiple of 32 and at least 64; "
-                             f"got {self.image_size}")
-        for name in ("iterations", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_sizes(self, ("iterations", "batch_size", "eval_batch_size"))
         if self.gii not in ("gated", "ungated"):
             raise ValueError(f"gii must be 'gated' or 'ungated', got {self.gii!r}")
 
@@ -140,14 +135,19 @@ class RDE(nn.Module):
         head = self.decoder.readout
         return f if head is None else head[k](f)
 
-    def student(self, feats_t: list[torch.Tensor]) -> list[torch.Tensor]:
-        """S: teacher features [t1, t2, t3] -> predictions [s1, s2, s3]."""
+    def stages(self, feats_t: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The decoder's outputs ``[c, b, a]`` (aligned with [t1, t2, t3]) with GII
+        between its stages, before any readout."""
         t1, t2, t3 = feats_t
         gated = self.cfg.gii == "gated"
         a = self.decoder.layer1(self.bottleneck(feats_t))                  # ~ t3
         b = self.decoder.layer2(self.gii(1, a, self._readout(2, a), t2, t3, gated))
         c = self.decoder.layer3(self.gii(0, b, self._readout(1, b), t1, t2, gated))
-        return [self._readout(0, c), self._readout(1, b), self._readout(2, a)]
+        return [c, b, a]
+
+    def student(self, feats_t: list[torch.Tensor]) -> list[torch.Tensor]:
+        """S: teacher features [t1, t2, t3] -> predictions [s1, s2, s3]."""
+        return [self._readout(k, f) for k, f in enumerate(self.stages(feats_t))]
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """x (B, 3, H, W) -> teacher and student features, 3 x (B, C_i, H_i, W_i)."""
@@ -208,12 +208,10 @@ def gates(model: RDE, x: torch.Tensor) -> list[torch.Tensor]:
     """GII's gates for x (B, 3, H, W): the channel cosine between the student's first
     two decoder stages and the teacher, ``[g3 (B, 1, H/16, W/16), g2 (.., H/8)]``
     (high = the student already matches the teacher: inject teacher detail)."""
-    t1, t2, t3 = model.teacher(x)
-    a = model.decoder.layer1(model.bottleneck([t1, t2, t3]))
-    g3 = blocks.channel_cosine(model._readout(2, a), t3)
-    b = model.decoder.layer2(model.gii(1, a, model._readout(2, a), t2, t3,
-                                       model.cfg.gii == "gated"))
-    return [g3, blocks.channel_cosine(model._readout(1, b), t2)]
+    _, t2, t3 = feats_t = model.teacher(x)
+    _, b, a = model.stages(feats_t)
+    return [blocks.channel_cosine(model._readout(2, a), t3),
+            blocks.channel_cosine(model._readout(1, b), t2)]
 
 
 # The map, scores and training-image scores are RD's: student against the (here
