@@ -8,6 +8,9 @@ teacher, category, noise), as a CSV and a printed table.
     python benchmarks/compare_teachers.py --methods rd rde --teachers \
         efficientnet_lite2/imagenet --categories grass gravel wood --noise 0 0.1 \
         --option image_size=128 --option sigma=2             # RD against RD-E
+    python benchmarks/compare_teachers.py --methods cdd --teachers \
+        efficientnet_lite2/imagenet --noise 0.2 --vary domains=2,3,5 \
+        --vary partition=fixed,random,kmeans                  # an ablation
 
 Runs are cached in --runs, so an interrupted comparison resumes. Needs the synthetic
 benchmark (``python -m fuadnb generate``) and, for Lite1/Lite2, their weight packages
@@ -44,28 +47,35 @@ def main() -> None:
     p.add_argument("--root", type=Path, default=Path("data/synthetic"))
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                   help="RD config override, e.g. epochs=40 (int/float parsed)")
+                   help="config override, e.g. epochs=40 (int/float parsed)")
+    p.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2",
+                   help="a config option to sweep: every combination is run")
     p.add_argument("--out", type=Path, default=Path("runs/teacher_comparison.csv"))
     p.add_argument("--progress", action="store_true", help="progress bars")
     args = p.parse_args()
     options = {k: _number(v) for k, v in (o.split("=", 1) for o in args.option)}
+    swept = {k: [_number(x) for x in v.split(",")]
+             for k, v in (o.split("=", 1) for o in args.vary)}
     rows = []
-    for method, teacher, category, noise in itertools.product(
-            args.methods, args.teachers, args.categories, args.noise):
+    for method, teacher, category, noise, *values in itertools.product(
+            args.methods, args.teachers, args.categories, args.noise,
+            *swept.values()):
         backbone, weights = teacher.split("/", 1)
+        point = dict(zip(swept, values, strict=True))
         row = experiment.run(method, dataset="synthetic", root=args.root,
                              category=category, noise_ratio=noise, profile="demo",
                              runs_root=args.runs, progress=args.progress,
                              options={"backbone": backbone, "weights": weights,
-                                      **options}).row
+                                      **options, **point}).row
         rows.append(row)
-        print(f"{method:4s} {teacher:34s} {category:8s} noise {noise:.1f}: image "
-              f"AUROC {row['image_auroc']:.3f}, fit {row['fit_seconds']:.0f} s",
+        print(f"{method:4s} {teacher:34s} {category:8s} noise {noise:.1f} {point}: "
+              f"image AUROC {row['image_auroc']:.3f}, fit {row['fit_seconds']:.0f} s",
               flush=True)
     df = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
-    wide = df.pivot_table(index=["method", "teacher", "noise_ratio"],
+    wide = df.pivot_table(index=["method", "teacher", "noise_ratio",
+                                 *[f"cfg.{k}" for k in swept]],
                           columns="category",
                           values="image_auroc")
     wide["mean"] = wide.mean(axis=1)

@@ -33,7 +33,8 @@ from fuadnb.nb import RESULT_MIME
 from fuadnb.runs import write_table
 from fuadnb.utils import ToolError
 
-CHAPTERS = ("01_contamination", "02_reverse_distillation", "03_expert_distillation")
+CHAPTERS = ("01_contamination", "02_reverse_distillation", "03_expert_distillation",
+            "04_cross_domain_distillation")
 # (npm package, files in it, the part of their path dropped, folder in book/_vendor):
 # what the offline book serves itself instead of loading from CDNs
 ASSETS = (

@@ -471,3 +471,25 @@ def pixel_aupro(masks: Any, maps: Any, fpr_limit: float = 0.3) -> float:
     y, s = _check(masks, maps, ("masks", "maps"), "AUPRO", pixel=True)
     fpr, pro = _pro_curve(y, s, fpr_limit)
     return float(_area_to(fpr, pro, fpr_limit) / fpr_limit)
+
+
+def defect_contrast(masks: Any, maps: Any) -> np.ndarray:
+    """Per image, the mean of the map inside the defect mask divided by its mean
+    outside: above 1 the defect stands out, near 1 the model rebuilds it as normal.
+
+    Args:
+        masks: bool (N, H, W), each with defect and normal pixels.
+        maps: (N, H, W) non-negative anomaly maps.
+
+    Returns:
+        (N,) float64 ratios.
+    """
+    m = _binary(_as_array(masks, "masks"), "masks").astype(bool)
+    a = _real_finite(_as_array(maps, "maps"), "maps").astype(np.float64)
+    if m.shape != a.shape or m.ndim != 3:
+        raise ValueError(f"masks {m.shape} and maps {a.shape} must both be (N, H, W)")
+    inside, area = (a * m).sum((1, 2)), m.sum((1, 2))
+    if (area == 0).any() or (area == m[0].size).any():
+        raise ValueError("every mask needs both defect and normal pixels")
+    outside = (a * ~m).sum((1, 2)) / (m[0].size - area)
+    return inside / area / outside

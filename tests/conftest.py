@@ -31,7 +31,8 @@ def tiny_copy(tiny_synth, tmp_path) -> Path:
 
 
 REPO = Path(__file__).resolve().parents[1]
-BOOK_FILES = ("notebooks", "book", "_config.yml", "package.json", "package-lock.json")
+BOOK_FILES = ("notebooks", "book", "benchmarks", "_config.yml", "package.json",
+              "package-lock.json")
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,9 @@
 
 from types import ModuleType
 
-from fuadnb.models import rd, rde
+from fuadnb.models import cdd, rd, rde
 
-REGISTRY: dict[str, ModuleType] = {"rd": rd, "rde": rde}
+REGISTRY: dict[str, ModuleType] = {"rd": rd, "rde": rde, "cdd": cdd}
 
 
 def get(name: str) -> ModuleType:

@@ -138,9 +138,16 @@ def anomaly_map(model: RD, x: torch.Tensor) -> torch.Tensor:
     ``1 - cos``, Gaussian-smoothed; higher = more anomalous."""
     with engine.autocast(x.device):
         feats_t, feats_s = model(x)
-    dist = maps.cosine_distance(feats_t, feats_s)         # 3 x (B, 1, H_i, W_i)
-    amap = maps.fuse(dist, size=x.shape[-2:], mode=model.cfg.fusion)
-    return maps.gaussian_smooth(amap, sigma=model.cfg.sigma)
+    return distance_map(model.cfg, feats_t, feats_s, x.shape[-2:])
+
+
+def distance_map(cfg: Config, feats_t: list[torch.Tensor], feats_s: list[torch.Tensor],
+                 size: tuple[int, int]) -> torch.Tensor:
+    """RD's map from features: per scale ``1 - cos`` over channels (B, 1, H_i, W_i),
+    upsampled to `size`, fused by ``cfg.fusion`` and smoothed by ``cfg.sigma``."""
+    dist = maps.cosine_distance(feats_t, feats_s)
+    amap = maps.fuse(dist, size=size, mode=cfg.fusion)
+    return maps.gaussian_smooth(amap, sigma=cfg.sigma)
 
 
 def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
@@ -152,12 +159,7 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     """
     n = len(train_images)
     model = engine.prepare(build(cfg), device)
-    if backbones.wants_bn_stats(cfg.weights):
-        backbones.recalibrate_bn(model.teacher, (
-            engine.inputs(train_images, idx, device)
-            for idx in engine.batches(n, cfg.eval_batch_size)))
-    feats = engine.teacher_features(model.teacher, train_images, device=device,
-                                    batch_size=cfg.eval_batch_size, progress=progress)
+    feats = teacher_features(model, train_images, device=device, progress=progress)
     params = [*model.bottleneck.parameters(), *model.student.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -177,6 +179,19 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
         model.history.append(total.item() / n)
         bar.set_postfix(loss=f"{model.history[-1]:.4f}")
     return model.eval()
+
+
+def teacher_features(model: RD, train_images: torch.Tensor, *, device: torch.device,
+                     progress: bool = False) -> list[torch.Tensor]:
+    """The frozen teacher's features of every training image, computed once (after
+    re-estimating its BatchNorm statistics on them for ``*-bnstats`` weights)."""
+    cfg = model.cfg
+    if backbones.wants_bn_stats(cfg.weights):
+        backbones.recalibrate_bn(model.teacher, (
+            engine.inputs(train_images, idx, device)
+            for idx in engine.batches(len(train_images), cfg.eval_batch_size)))
+    return engine.teacher_features(model.teacher, train_images, device=device,
+                                   batch_size=cfg.eval_batch_size, progress=progress)
 
 
 def predict(model: RD, images: torch.Tensor, *, progress: bool = False
