@@ -74,10 +74,12 @@ def teacher_features(teacher: nn.Module, images: torch.Tensor, *, batch_size: in
 def predict(map_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *,
             batch_size: int, device: torch.device, progress: bool = False,
             desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
-    """Anomaly maps and image scores (max of the map) for every image.
+    """Anomaly maps and image scores (by default the max of the map) for every image.
 
     Args:
-        map_fn: [0, 1] float (B, 3, H, W) -> (B, 1, H, W) float map, higher = anomalous.
+        map_fn: [0, 1] float (B, 3, H, W) -> (B, 1, H, W) float map, higher =
+            anomalous; or a pair (map, image scores (B,)) for a method whose image
+            score is not the map's maximum.
         images: uint8 (N, 3, H, W).
 
     Returns:
@@ -86,7 +88,8 @@ def predict(map_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor
     scores, maps = [], []
     for idx in tqdm(list(batches(len(images), batch_size)), desc=desc,
                     disable=not progress, leave=False):
-        amap = map_fn(inputs(images, idx, device)).float()           # (B, 1, H, W)
-        maps.append(amap[:, 0].cpu())
-        scores.append(amap.flatten(1).amax(1).double().cpu())
+        out = map_fn(inputs(images, idx, device))
+        amap, score = out if isinstance(out, tuple) else (out, out.flatten(1).amax(1))
+        maps.append(amap[:, 0].float().cpu())                         # (B, H, W)
+        scores.append(score.double().cpu())
     return torch.cat(scores).numpy(), torch.cat(maps).numpy()

@@ -8,6 +8,7 @@ method's full Config and `CACHE_VERSION`. Its folder holds::
         config.json      the full identity (what was hashed)
         split.json       the contamination manifest (injected / removed ids)
         weights.pt       trained state (minus parts `build` restores exactly)
+        trace.npz        the method's per-iteration record, if it keeps one
         fit.json         fit seconds and loss history; written last = "trained"
         predictions.npz  ids, labels and scores of test and training images
         metrics.json     the flat results row
@@ -36,6 +37,7 @@ from fuadnb.utils import atomic_path, atomic_write_text
 
 CACHE_VERSION = 2   # bump by hand when a code change should invalidate cached runs
 RESULTS_FILE = "results.csv"
+TRACE_FILE = "trace.npz"   # a method's per-iteration record (``model.trace``), if any
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,9 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], nn.Module],
         if bad:
             raise RuntimeError(f"{weights}: does not match the model ({bad[:3]}...); "
                                f"delete {folder} to retrain")
+        if (folder / TRACE_FILE).is_file():
+            with np.load(folder / TRACE_FILE) as trace:
+                model.trace = dict(trace)
         record = json.loads(fit_file.read_text())
         return model.eval(), record | {"loaded": True}
     folder.mkdir(parents=True, exist_ok=True)
@@ -122,6 +127,8 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], nn.Module],
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()
              if not (skip and k.startswith(skip))}
     _save_torch(state, weights)
+    if getattr(model, "trace", None):
+        _save_npz(folder / TRACE_FILE, model.trace)
     record = {"fit_seconds": seconds, "history": list(getattr(model, "history", []))}
     _write_json(fit_file, record)
     return model.eval(), record | {"loaded": False}
@@ -129,7 +136,10 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], nn.Module],
 
 def save_predictions(spec: RunSpec, **arrays: np.ndarray) -> Path:
     """Store named arrays (ids, labels, scores, ...) as ``predictions.npz``."""
-    path = spec.dir / "predictions.npz"
+    return _save_npz(spec.dir / "predictions.npz", arrays)
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     with atomic_path(path) as tmp:

@@ -4,9 +4,10 @@
 
 from types import ModuleType
 
-from fuadnb.models import cdd, rd, rde
+from fuadnb.models import cdd, funad, rd, rde
 
-REGISTRY: dict[str, ModuleType] = {"rd": rd, "rde": rde, "cdd": cdd}
+REGISTRY: dict[str, ModuleType] = {"rd": rd, "rde": rde, "cdd": cdd,
+                                  "funad": funad}
 
 
 def get(name: str) -> ModuleType:

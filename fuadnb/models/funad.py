@@ -1,0 +1,346 @@
+"""FUN-AD: pseudo-labels from an iteratively reconstructed memory bank (IRMB) and a
+mutual-nearest-neighbour smoothness loss.
+
+Paper: Im, Son, Hong, "FUN-AD: Fully Unsupervised Learning for Anomaly Detection with
+Noisy Training Data", WACV 2025 (arXiv 2411.16110). Reference code:
+HY-Vision-Lab/FUNAD (methods.md §5): feature_extract.py L21-L40 (features),
+model.py L367-L394 (network), self_train_ad.py L344-L636 (training), L643-L672 and
+inference.py L127-L160 (map and score).
+Explained in: book/chapters/05_funad_pseudo_labels
+
+Per iteration (self_train_ad.py), with the frozen patch features x of a batch:
+
+a. **IRMB**: score every training image with the current network (max patch score,
+   min-max over the training set); a random half of the images below 0.5 gives the
+   memory bank (all their adapted patch features);
+b. **pseudo-labels**: squared L2 distance of each adapted batch patch to its nearest
+   bank patch (the second nearest when the nearest is an exact self-match), min-max
+   over the batch, > ``threshold`` = anomalous;
+c. **perturbation**: patches with ``threshold < d < noise_threshold`` get Gaussian
+   noise with the per-channel scale max over patches of std over the batch;
+d. **losses**: class-balanced BCE on the perturbed copy, plus ``smooth_weight`` x the
+   L1 smoothness between the clean scores of mutual nearest neighbours in the batch.
+
+Deliberate deviations:
+* The model is the last epoch's; the reference evaluates on the test set every epoch
+  and keeps the best (image + pixel AUROC), which this book never does.
+* Nearest neighbours use chunked ``torch.cdist`` + ``topk`` (exact, as faiss's
+  IndexFlatL2), not faiss.
+* Images are resized to ``image_size`` (no 256 -> 224 centre crop).
+* A bank of at least one image (the reference's ``int(0.5 |C|)`` is 0 when one image
+  is confident).
+* Offline: the CNN patch features of `fuadnb.nn.patches` instead of DINO ViT-B/8,
+  labelled in every results row; DINO is used when its weights are present.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from fuadnb import engine
+from fuadnb.config import check_sizes, from_profile
+from fuadnb.nn import maps, patches
+
+
+@dataclass(frozen=True)
+class Config:
+    """FUN-AD's hyper-parameters; defaults are the README command's and the code's."""
+
+    backbone: str = "dino_vitb8"               # feature_extract.py L21-L40
+    weights: str = "dino"
+    image_size: int = 224                      # Resize 256, CenterCrop 224
+    patch_stride: int = 8                      # ViT-B/8 (16: CNN features only)
+    epochs: int = 1500                         # README: --epoch 1500
+    batch_size: int = 32                       # README: -b 32 (drop_last)
+    lr: float = 2e-5                           # RMSprop, self_train_ad.py L214
+    momentum: float = 0.2                      # L214
+    bank_fraction: float = 0.5                 # --random 0.5
+    confident: float = 0.5                     # hard-coded image threshold (L367-L417)
+    threshold: float = 0.5                     # --threshold
+    noise_threshold: float = 0.9               # --noise_threshold
+    smooth_weight: float = 2.5                 # --weight 2.5
+    balanced: bool = True                      # --balancing
+    perturb: bool = True                       # --gaussian
+    sigma: float = 4.0                         # Gaussian on the map (224 px)
+    seed: int = 0                              # the code's default seed
+    eval_batch_size: int = 32                  # ours
+    chunk: int = 4096                          # query rows per cdist block (ours)
+
+    def __post_init__(self):
+        check_sizes(self, ("epochs", "batch_size", "eval_batch_size", "chunk"))
+        for name in ("bank_fraction", "confident", "threshold", "noise_threshold"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.smooth_weight < 0:
+            raise ValueError(f"smooth_weight must be >= 0, got {self.smooth_weight}")
+
+
+PROFILES: dict[str, dict] = {
+    "paper": {},
+    # the offline CNN patch features at 128 px on the stride-16 grid (8 x 8 patches:
+    # the stride-8 grid costs ~3 s per iteration on 2 CPU cores, this ~0.3 s);
+    # 40 epochs of a ~110-image training set are ~120 iterations
+    "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
+             "image_size": 128, "patch_stride": 16, "epochs": 40,
+             "sigma": maps.sigma_for(128)},
+    "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",
+              "image_size": 64, "epochs": 2, "batch_size": 8,
+              "sigma": maps.sigma_for(64)},
+}
+
+
+def config(profile: str = "paper", **overrides) -> Config:
+    """The `profile`'s Config with `overrides` (None values are ignored)."""
+    return from_profile(Config, PROFILES, profile, "FUN-AD", **overrides)
+
+
+class LocalNet(nn.Module):
+    """``localnet`` (model.py L367-L394), applied to every patch independently:
+    adaptor Linear(D, D) + LeakyReLU(0.2) -> adapted feature f; discriminator
+    Linear(D, 1024) -> 128 -> 1 with LeakyReLU(0.2) and a sigmoid -> score s."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.adaptor = nn.Sequential(nn.Linear(dim, dim), nn.LeakyReLU(0.2))
+        self.discriminator = nn.Sequential(
+            nn.Linear(dim, 1024), nn.LeakyReLU(0.2), nn.Linear(1024, 128),
+            nn.LeakyReLU(0.2), nn.Linear(128, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (..., D) -> adapted features (..., D) and patch scores (...,) in (0, 1)."""
+        f = self.adaptor(x)
+        return f, self.discriminator(f)[..., 0]
+
+
+class FUNAD(nn.Module):
+    """The frozen patch-feature extractor (``teacher``) and the trained LocalNet."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.teacher = patches.PatchFeatures(cfg.backbone, cfg.weights,
+                                             stride=cfg.patch_stride, seed=cfg.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.net = LocalNet(self.teacher.dim)
+        self.history: list[float] = []          # mean loss per epoch
+        self.trace: dict[str, np.ndarray] = {}  # per iteration, see `fit`
+
+    @property
+    def reproducible_prefixes(self) -> tuple[str, ...]:
+        """The frozen extractor is rebuilt exactly by `build(cfg)` (not saved)."""
+        return ("teacher.",) if self.cfg.weights != "random" else ()
+
+
+def build(cfg: Config) -> FUNAD:
+    """An untrained FUN-AD; random inits are seeded by ``cfg.seed``."""
+    return FUNAD(cfg)
+
+
+def minmax(x: torch.Tensor) -> torch.Tensor:
+    """(x - min) / (max - min) over all of `x` (0 where x is constant)."""
+    lo, hi = x.min(), x.max()
+    return (x - lo) / (hi - lo).clamp_min(torch.finfo(x.dtype).tiny)
+
+
+def bank_images(image_scores: torch.Tensor, cfg: Config, generator: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """IRMB's choice of images: the confident ones (min-max image score below
+    ``cfg.confident``) and a random ``bank_fraction`` of them (at least one).
+
+    Returns:
+        (confident (N,) bool, bank: sorted indices of the bank images).
+    """
+    confident = minmax(image_scores.float()) < cfg.confident
+    pool = torch.nonzero(confident.cpu()).squeeze(1)
+    take = max(1, int(cfg.bank_fraction * len(pool)))
+    bank = pool[torch.randperm(len(pool), generator=generator)[:take]]
+    return confident, bank.sort().values
+
+
+def nearest(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` smallest squared L2 distances of each query row to the key rows, and
+    their indices, ascending; exact, in blocks of `chunk` queries (memory
+    ``chunk x len(keys)``)."""
+    dists, idx = [], []
+    keys = keys.float()
+    for q in queries.float().split(chunk):
+        d = torch.cdist(q, keys).square()
+        top = d.topk(min(k, len(keys)), dim=1, largest=False)
+        dists.append(top.values)
+        idx.append(top.indices)
+    return torch.cat(dists), torch.cat(idx)
+
+
+def pseudo_labels(feats: torch.Tensor, bank: torch.Tensor, cfg: Config
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Patch pseudo-labels of a batch (self_train_ad.py L452-L499).
+
+    Args:
+        feats: adapted features of the batch, (B, P, D).
+        bank: adapted features of the bank, (M, D).
+
+    Returns:
+        d (B, P): nearest-bank distance, min-max over the batch; labels ``d >
+        threshold``; uncertain ``threshold < d < noise_threshold``.
+    """
+    b, p, dim = feats.shape
+    two, _ = nearest(feats.reshape(-1, dim), bank, 2, cfg.chunk)
+    two = torch.where(two < 1e-2, torch.zeros_like(two), two)
+    d = two[:, 0] if two.shape[1] == 1 else torch.where(two[:, 0] > 0, two[:, 0],
+                                                         two[:, 1])
+    d = minmax(d).reshape(b, p)
+    return d, d > cfg.threshold, (d > cfg.threshold) & (d < cfg.noise_threshold)
+
+
+def perturb(x: torch.Tensor, uncertain: torch.Tensor, generator: torch.Generator
+            ) -> torch.Tensor:
+    """x (B, P, D) with Gaussian noise on the `uncertain` (B, P) patches; channel c's
+    scale is the max over patches of the (unbiased) std over the batch."""
+    scale = x.float().std(0).amax(0)                                   # (D,)
+    noise = torch.randn(x.shape, generator=generator).to(x.device) * scale
+    return x + noise * uncertain[..., None]
+
+
+def mutual_pairs(feats: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Mutual nearest neighbours among the rows of `feats` (Q, D), self excluded:
+    pairs (i, j), i < j, with nn(i) = j and nn(j) = i, as (M, 2) int64."""
+    _, two = nearest(feats, feats, 2, chunk)
+    rows = torch.arange(len(feats), device=feats.device)
+    nn_ = torch.where(two[:, 0] == rows, two[:, 1], two[:, 0])   # skip the self-match
+    mutual = (nn_[nn_] == rows) & (rows < nn_)
+    return torch.stack([rows[mutual], nn_[mutual]], 1)
+
+
+def loss(scores: torch.Tensor, perturbed_scores: torch.Tensor, labels: torch.Tensor,
+         pairs: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """Class-balanced BCE of the perturbed copy's scores against the pseudo-labels
+    (a mean per class, summed) plus ``smooth_weight`` x the mutual-NN smoothness
+    ``1/2 [L1(s_i, m) + L1(s_j, m)]``, m = (s_i + s_j) / 2, on the clean scores."""
+    s_hat, s, y = perturbed_scores.float().flatten(), scores.float().flatten(), \
+        labels.flatten()
+    if cfg.balanced:
+        bce = sum(F.binary_cross_entropy(s_hat[y == c], torch.full_like(
+            s_hat[y == c], float(c))) for c in (0, 1) if (y == c).any())
+    else:
+        bce = F.binary_cross_entropy(s_hat, y.float())
+    if len(pairs) == 0:
+        return bce
+    si, sj = s[pairs[:, 0]], s[pairs[:, 1]]
+    m = (si + sj) / 2
+    smooth = 0.5 * ((si - m).abs().mean() + (sj - m).abs().mean())
+    return bce + cfg.smooth_weight * smooth
+
+
+@torch.no_grad()
+def patch_features(model: FUNAD, images: torch.Tensor, *, device: torch.device,
+                   progress: bool = False) -> torch.Tensor:
+    """The frozen features of every image once: (N, P, D) on `device` (bf16 on CUDA)."""
+    store = torch.bfloat16 if device.type == "cuda" else torch.float32
+    out = []
+    for idx in tqdm(list(engine.batches(len(images), model.cfg.eval_batch_size)),
+                    desc="patch features", disable=not progress, leave=False):
+        with engine.autocast(device):
+            out.append(model.teacher(engine.inputs(images, idx, device)).to(store))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def _score_all(model: FUNAD, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adapted features (N, P, D) and image scores (N,) = max patch score."""
+    fs, ss = [], []
+    for chunk in feats.split(model.cfg.eval_batch_size):
+        with engine.autocast(feats.device):
+            f, s = model.net(chunk)
+        fs.append(f.float())
+        ss.append(s.float().amax(1))
+    return torch.cat(fs), torch.cat(ss)
+
+
+def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
+        progress: bool = False) -> FUNAD:
+    """Train FUN-AD on uint8 images (N, 3, S, S); returns the last epoch's model, in
+    eval mode, with ``model.trace``: per iteration the bank (bool (T, N)), the
+    confident images (bool (T, N)), the batch (int (T, B)) and its patch
+    pseudo-labels (bool (T, B, P)) and the loss (T,)."""
+    n = len(train_images)
+    model = engine.prepare(build(cfg), device)
+    feats = patch_features(model, train_images, device=device, progress=progress)
+    bs = min(cfg.batch_size, n)                 # drop_last, as the reference
+    opt = torch.optim.RMSprop(model.net.parameters(), lr=cfg.lr,
+                              momentum=cfg.momentum)
+    order_gen = torch.Generator().manual_seed(cfg.seed)
+    draw_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    trace: dict[str, list] = {"bank": [], "confident": [], "batch": [], "labels": [],
+                              "loss": []}
+    bar = tqdm(range(cfg.epochs), desc=f"FUN-AD {cfg.backbone}", disable=not progress)
+    for _ in bar:
+        losses = []
+        for idx in engine.batches(n, bs, generator=order_gen):
+            if len(idx) < bs:
+                continue
+            idx = idx.to(device)
+            with torch.no_grad():
+                adapted, image_scores = _score_all(model, feats)      # (a) IRMB
+                confident, bank = bank_images(image_scores, cfg, draw_gen)
+                bank_feats = adapted[bank.to(device)].flatten(0, 1)
+                batch_adapted = adapted[idx]
+                _, labels, uncertain = pseudo_labels(batch_adapted, bank_feats, cfg)
+                x = feats[idx].float()
+                x_hat = perturb(x, uncertain, draw_gen) if cfg.perturb else x
+                pairs = mutual_pairs(batch_adapted.flatten(0, 1), cfg.chunk)
+            with engine.autocast(device):
+                _, s = model.net(x)
+                _, s_hat = model.net(x_hat)
+            batch_loss = loss(s, s_hat, labels, pairs, cfg)
+            opt.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            opt.step()
+            losses.append(batch_loss.item())
+            for key, value in (("bank", _mask(bank, n)), ("confident", confident),
+                               ("batch", idx), ("labels", labels)):
+                trace[key].append(value.cpu().numpy())
+            trace["loss"].append(losses[-1])
+        model.history.append(float(np.mean(losses)))
+        bar.set_postfix(loss=f"{model.history[-1]:.4f}")
+    model.trace = {k: np.stack(v) for k, v in trace.items()}
+    return model.eval()
+
+
+def _mask(idx: torch.Tensor, n: int) -> torch.Tensor:
+    out = torch.zeros(n, dtype=torch.bool)
+    out[idx.cpu()] = True
+    return out
+
+
+@torch.no_grad()
+def anomaly_map(model: FUNAD, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (B, 3, S, S) -> map (B, 1, S, S) and image scores (B,): the patch scores on
+    their grid, bilinear to the image size, Gaussian-smoothed (inference.py
+    L127-L160); the image score is the max *patch* score."""
+    with engine.autocast(x.device):
+        _, s = model.net(model.teacher(x))
+    g = model.teacher.grid(x.shape[-1])
+    s = s.float().reshape(len(x), 1, g, g)
+    amap = F.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return maps.gaussian_smooth(amap, sigma=model.cfg.sigma), s.flatten(1).amax(1)
+
+
+def predict(model: FUNAD, images: torch.Tensor, *, progress: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Image scores (N,) = max patch score, and maps (N, S, S), for uint8 images."""
+    device = next(model.parameters()).device
+    return engine.predict(lambda x: anomaly_map(model, x), images, device=device,
+                          batch_size=model.cfg.eval_batch_size, progress=progress)
+
+
+def score_train(model: FUNAD, train_images: torch.Tensor) -> np.ndarray:
+    """Anomaly score of every training image (to rank the contaminating ones)."""
+    return predict(model, train_images)[0]

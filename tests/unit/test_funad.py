@@ -1,0 +1,147 @@
+"""FUN-AD: the pseudo-label rule on a hand-made feature set, nearest neighbours and
+mutual pairs against brute-force numpy, the bank never holds images above the
+threshold, the perturbation and the loss against numpy, patch-feature shapes, a
+falling loss, the run cache keeping the trace."""
+
+import numpy as np
+import pytest
+import torch
+
+from fuadnb import experiment
+from fuadnb.models import funad
+from fuadnb.nn import backbones, patches
+
+CPU = torch.device("cpu")
+
+
+def cfg_(**kw):
+    return funad.config("smoke", **kw)
+
+
+def test_pseudo_labels_on_a_hand_made_feature_set():
+    bank = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    feats = torch.tensor([[[0.0, 0.0],      # exact self-match: 2nd NN, d = 1
+                           [0.5, 0.0],      # d = 0.25
+                           [3.0, 0.0]],     # d = 4 (the max)
+                          [[0.0, 2.0],      # d = 1
+                           [1.0, 0.05],     # 0.0025 < 1e-2: a self-match, 2nd: 1.0025
+                           [2.0, 2.0]]])    # d = min(8, 5, 5) = 5 -> the max
+    d, labels, uncertain = funad.pseudo_labels(feats, bank, cfg_())
+    raw = np.array([[1.0, 0.25, 4.0], [1.0, 1.0025, 5.0]])
+    ref = (raw - raw.min()) / (raw.max() - raw.min())
+    np.testing.assert_allclose(d.numpy(), ref, rtol=1e-5)
+    np.testing.assert_array_equal(labels.numpy(), ref > 0.5)
+    np.testing.assert_array_equal(uncertain.numpy(), (ref > 0.5) & (ref < 0.9))
+    assert labels.sum() == 2 and uncertain.sum() == 1       # 4/4.75 = 0.84 uncertain
+
+
+@pytest.mark.parametrize("chunk", [3, 4096])
+def test_nearest_and_mutual_pairs_match_brute_force(chunk):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5)).astype(np.float32)
+    keys = rng.normal(size=(25, 5)).astype(np.float32)
+    d, idx = funad.nearest(torch.from_numpy(x), torch.from_numpy(keys), 2, chunk)
+    full = ((x[:, None] - keys[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(idx.numpy(), np.argsort(full, 1)[:, :2])
+    np.testing.assert_allclose(d.numpy(), np.sort(full, 1)[:, :2], rtol=1e-4,
+                               atol=1e-4)
+    pairs = funad.mutual_pairs(torch.from_numpy(x), chunk).numpy()
+    self_d = ((x[:, None] - x[None]) ** 2).sum(-1)
+    np.fill_diagonal(self_d, np.inf)
+    nn = self_d.argmin(1)
+    ref = sorted((i, int(nn[i])) for i in range(40) if nn[nn[i]] == i and i < nn[i])
+    assert sorted(map(tuple, pairs.tolist())) == ref and len(ref) > 3
+
+
+def test_bank_holds_only_confident_images():
+    scores = torch.tensor([0.1, 0.9, 0.2, 0.8, 0.15, 0.3, 0.95, 0.12])
+    cfg = cfg_()
+    gen = torch.Generator().manual_seed(0)
+    confident, bank = funad.bank_images(scores, cfg, gen)
+    norm = (scores - scores.min()) / (scores.max() - scores.min())
+    np.testing.assert_array_equal(confident.numpy(), (norm < 0.5).numpy())
+    assert len(bank) == int(0.5 * confident.sum()) == 2
+    assert confident[bank].all()
+    one = funad.bank_images(torch.tensor([0.0, 1.0, 1.0]), cfg, gen)[1]
+    assert one.tolist() == [0]                     # at least one image
+
+
+def test_perturbation_touches_only_uncertain_patches_with_the_code_scale():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 5, 3, generator=gen)
+    uncertain = torch.zeros(4, 5, dtype=torch.bool)
+    uncertain[1, 2] = uncertain[3, 0] = True
+    out = funad.perturb(x, uncertain, torch.Generator().manual_seed(7))
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    scale = x.numpy().std(0, ddof=1).max(0)                       # (D,)
+    expected = x.numpy() + noise.numpy() * scale * uncertain.numpy()[..., None]
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6)
+    assert torch.equal(out[~uncertain], x[~uncertain])
+
+
+def test_loss_matches_numpy():
+    s = torch.tensor([[0.2, 0.6, 0.9], [0.4, 0.1, 0.7]])
+    s_hat = torch.tensor([[0.3, 0.5, 0.8], [0.35, 0.2, 0.6]])
+    y = torch.tensor([[False, False, True], [False, False, True]])
+    pairs = torch.tensor([[0, 3], [1, 4]])
+    got = funad.loss(s, s_hat, y, pairs, cfg_()).item()
+    sh, yy, ss = s_hat.numpy().ravel(), y.numpy().ravel(), s.numpy().ravel()
+    bce = -np.log(sh[yy]).mean() - np.log(1 - sh[~yy]).mean()
+    si, sj = ss[[0, 1]], ss[[3, 4]]
+    smooth = 0.5 * np.abs(si - sj).mean()                    # = 1/2 mean |s_i - s_j|
+    assert got == pytest.approx(bce + 2.5 * smooth, rel=1e-5)
+
+
+@pytest.mark.parametrize("stride, grid", [(8, 8), (16, 4)])
+def test_cnn_patch_features(stride, grid):
+    ext = patches.PatchFeatures("efficientnet_lite2", "imagenet", stride=stride)
+    out = ext(torch.rand(2, 3, 64, 64))
+    assert out.shape == (2, grid * grid, 2 * (48 + 120)) and ext.grid(64) == grid
+    # the first half is the image mean of the second (FUN-AD's CLS concatenation)
+    torch.testing.assert_close(out[:, :, :168], out[:, :, 168:].mean(1, keepdim=True)
+                               .expand(-1, grid * grid, -1))
+    assert not any(p.requires_grad for p in ext.parameters())
+
+
+def test_dino_features_and_missing_weights(tmp_path, monkeypatch):
+    ext = patches.PatchFeatures("dino_vitb8", "random")
+    out = ext(torch.rand(1, 3, 32, 32))
+    assert out.shape == (1, 16, 1536)
+    torch.testing.assert_close(out[0, 0, :768], out[0, 5, :768])      # CLS repeated
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(backbones.WeightsNotFoundError, match="dino_vitbase8"):
+        patches.PatchFeatures("dino_vitb8", "dino")
+    with pytest.raises(ValueError, match="stride"):
+        patches.PatchFeatures("dino_vitb8", "random", stride=16)
+
+
+def test_fit_trace_bank_and_falling_loss():
+    gen = torch.Generator().manual_seed(0)
+    imgs = (torch.rand(12, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
+    imgs[:2, :, 20:40, 20:40] = 255                               # two odd ones
+    model = funad.fit(cfg_(epochs=12, batch_size=4), imgs, device=CPU)
+    t = model.trace
+    iters = 12 * 3
+    assert t["bank"].shape == (iters, 12) and t["labels"].shape == (iters, 4, 64)
+    assert not (t["bank"] & ~t["confident"]).any()        # never above the threshold
+    np.testing.assert_array_equal(t["bank"].sum(1),
+                                  np.maximum(1, t["confident"].sum(1) // 2))
+    assert np.mean(model.history[-3:]) < 0.8 * model.history[0]
+    scores, maps = funad.predict(model, imgs[:3])
+    assert maps.shape == (3, 64, 64) and scores.shape == (3,)
+    with torch.no_grad():
+        _, s = model.net(model.teacher(imgs[:3].float() / 255))
+    np.testing.assert_allclose(scores, s.amax(1).numpy(), rtol=1e-5)   # max patch
+
+
+def test_run_cache_keeps_the_trace(tiny_synth, tmp_path):
+    kw = {"dataset": "synthetic", "root": tiny_synth, "category": "brick",
+          "noise_ratio": 0.2, "profile": "smoke", "runs_root": tmp_path,
+          "device": "cpu"}
+    first = experiment.run("funad", **kw)
+    again = experiment.run("funad", **kw)
+    np.testing.assert_array_equal(first.test_scores, again.test_scores)
+    assert set(again.model.trace) == {"bank", "confident", "batch", "labels", "loss"}
+    np.testing.assert_array_equal(first.model.trace["bank"], again.model.trace["bank"])
+    assert first.row["teacher"] == "efficientnet_lite2/imagenet"
