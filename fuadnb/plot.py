@@ -124,8 +124,10 @@ def loss_curves(histories: dict[str, Sequence[float]], *,
 
 def score_hist(groups: dict[str, np.ndarray], *, title: str = "",
                xlabel: str = "image score (max of the map)", bins: int = 20,
-               colors: Sequence[str] | None = None, ax=None) -> Figure:
-    """Overlaid histograms of scores, one per named group (same bins)."""
+               colors: Sequence[str] | None = None, ylabel: str = "images",
+               density: bool = False, ax=None) -> Figure:
+    """Overlaid histograms of scores, one per named group (same bins; `density`:
+    each group's histogram integrates to 1, for groups of very different sizes)."""
     values = [np.asarray(v, float) for v in groups.values()]
     if not values or not any(len(v) for v in values):
         raise ValueError("score_hist needs at least one non-empty group")
@@ -134,8 +136,9 @@ def score_hist(groups: dict[str, np.ndarray], *, title: str = "",
         fig, ax = plt.subplots(figsize=(4.2, 2.6))
     colors = list(colors or [CLEAN, MARK, "#2ca02c", "#9467bd"])
     for (name, v), color in zip(groups.items(), colors, strict=False):
-        ax.hist(v, bins=edges, alpha=0.6, color=color, label=f"{name} ({len(v)})")
-    ax.set(xlabel=xlabel, ylabel="images", title=title)
+        ax.hist(v, bins=edges, alpha=0.6, color=color, label=f"{name} ({len(v)})",
+                density=density)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(frameon=False, fontsize=7)
     ax.figure.tight_layout()
     return ax.figure

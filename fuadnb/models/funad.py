@@ -320,6 +320,27 @@ def _mask(idx: torch.Tensor, n: int) -> torch.Tensor:
     return out
 
 
+def patch_truth(masks: torch.Tensor, grid: int, cover: float = 0.25) -> np.ndarray:
+    """Which patches are defective: bool (N, grid * grid) from pixel masks (N, 1, S,
+    S), a patch counting as defective when at least `cover` of its pixels are."""
+    share = F.adaptive_avg_pool2d(masks.float(), grid)
+    return (share >= cover).flatten(1).numpy()
+
+
+def label_quality(trace: dict[str, np.ndarray], truth: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """Per iteration of a fit, the pseudo-labels against the truth (N, P) of the
+    training patches (`patch_truth`; clean images all False): precision, recall
+    and the share of patches labelled anomalous (precision is NaN without any)."""
+    labels, true = trace["labels"], truth[trace["batch"]]              # (T, B, P)
+    tp = (labels & true).sum((1, 2))
+    n_pred, n_true = labels.sum((1, 2)), true.sum((1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"precision": np.where(n_pred > 0, tp / n_pred, np.nan),
+                "recall": np.where(n_true > 0, tp / n_true, np.nan),
+                "labelled": n_pred / labels[0].size}
+
+
 @torch.no_grad()
 def anomaly_map(model: FUNAD, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """x (B, 3, S, S) -> map (B, 1, S, S) and image scores (B,): the patch scores on

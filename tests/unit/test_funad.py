@@ -145,3 +145,18 @@ def test_run_cache_keeps_the_trace(tiny_synth, tmp_path):
     assert set(again.model.trace) == {"bank", "confident", "batch", "labels", "loss"}
     np.testing.assert_array_equal(first.model.trace["bank"], again.model.trace["bank"])
     assert first.row["teacher"] == "efficientnet_lite2/imagenet"
+
+
+def test_patch_truth_and_label_quality():
+    masks = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    masks[1, 0, :4, :2] = True                  # half of patch 0, quarter of none
+    masks[1, 0, 6:, 6:] = True                  # a quarter of patch 3
+    truth = funad.patch_truth(masks, 2)
+    np.testing.assert_array_equal(truth, [[0, 0, 0, 0], [1, 0, 0, 1]])
+    trace = {"batch": np.array([[0, 1], [1, 0]]),
+             "labels": np.array([[[1, 0, 0, 0], [1, 0, 0, 0]],
+                                 [[0, 0, 0, 0], [0, 0, 0, 0]]], bool)}
+    q = funad.label_quality(trace, truth)
+    np.testing.assert_allclose(q["precision"], [0.5, np.nan])
+    np.testing.assert_allclose(q["recall"], [0.5, 0.0])
+    np.testing.assert_allclose(q["labelled"], [0.25, 0.0])
