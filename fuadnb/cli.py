@@ -26,17 +26,21 @@ from fuadnb.utils import DeviceError, ToolError
 
 EXPECTED_ERRORS = (DatasetError, ContaminationError, WeightsNotFoundError, DeviceError,
                    ToolError, ValueError, FileExistsError)
+METHODS = (*sorted(models.REGISTRY), *(f"{s}-{m}" for s in sorted(
+    experiment.STRATEGIES) for m in sorted(models.REGISTRY)))
 DEMO_CATEGORIES = ("brick", "washer")
 DEMO_NOISE = (0.0, 0.1, 0.2)
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method and profile")
-    g.add_argument("--method", default="rd", choices=sorted(models.REGISTRY),
+    g.add_argument("--method", default="rd", choices=METHODS,
                    help="detection method: rd = Reverse Distillation, rde = RD-E "
                    "with Guided Information Injection, cdd = Cross-Domain "
-                   "Distillation (our reconstruction), funad = FUN-AD pseudo-labels "
-                   "(default: %(default)s)")
+                   "Distillation (our reconstruction), funad = FUN-AD pseudo-labels; "
+                   "llb-<method> = that method trained on the training set filtered "
+                   "by LLB (options --option llb.keep=0.5, llb.subsets, "
+                   "llb.aggregation) (default: %(default)s)")
     g.add_argument("--profile", default="demo", choices=config.PROFILES,
                    help="parameter set: smoke = seconds on a CPU (tests), demo = "
                    "minutes on a CPU, paper = the paper's settings on a GPU "

@@ -54,6 +54,7 @@ class RunSpec:
     cfg: Any                                   # the method's frozen Config
     split: dict = field(repr=False)            # the contamination manifest
     root: Path | str = "runs"
+    strategy: Any = None                       # a strategy's frozen Config (LLB)
 
     def identity(self) -> dict:
         """Everything hashed into the run key (JSON-ready)."""
@@ -64,7 +65,8 @@ class RunSpec:
                 "overlap": self.overlap, "seed": self.seed, "profile": self.profile,
                 "cfg": to_jsonable(self.cfg),
                 "split": {k: self.split[k] for k in split_keys},
-                "cache_version": CACHE_VERSION}
+                "cache_version": CACHE_VERSION} | (
+            {} if self.strategy is None else {"strategy": to_jsonable(self.strategy)})
 
     @property
     def key(self) -> str:
@@ -134,6 +136,18 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], nn.Module],
     return model.eval(), record | {"loaded": False}
 
 
+def load_or_compute(path: Path, compute: Callable[[], dict[str, np.ndarray]]
+                    ) -> dict[str, np.ndarray]:
+    """Named arrays cached in the ``.npz`` file `path`: loaded if it exists, else
+    computed and written atomically."""
+    if path.is_file():
+        with np.load(path) as arrays:
+            return dict(arrays)
+    arrays = compute()
+    _save_npz(path, arrays)
+    return arrays
+
+
 def save_predictions(spec: RunSpec, **arrays: np.ndarray) -> Path:
     """Store named arrays (ids, labels, scores, ...) as ``predictions.npz``."""
     return _save_npz(spec.dir / "predictions.npz", arrays)
@@ -162,6 +176,7 @@ def flat_row(spec: RunSpec) -> dict:
     row |= {"definition": spec.split["definition"], "source": spec.split["source"],
             "n_injected": spec.split["n_injected"], "run_key": spec.key}
     row |= {f"cfg.{k}": v for k, v in ident["cfg"].items()}
+    row |= {f"strategy.{k}": v for k, v in ident.get("strategy", {}).items()}
     return row
 
 

@@ -1,0 +1,188 @@
+"""LLB: filter the training set by learning bias, then train the detector on what is
+left. A strategy around any registered method, not a detector.
+
+Paper: Zhang, Cao, Cheng, Sun, Shen, "Leveraging Learning Bias for Noisy Anomaly
+Detection", arXiv 2508.07441. Reference code: LLBNAD (methods.md §6):
+trainer/dinomaly_trainer.py L327-L463 (the two stages), data/__init__.py L79-L161
+(the split), util/compute_am.py L54-L64 (image score).
+Explained in: book/chapters/06_llb_filtering
+
+* **Stage 1**: split the training images into K subsets (a random permutation cut
+  into K chunks of floor(N/K), the last one taking the rest); train a fresh
+  sub-model of the method on each; score every training image with every sub-model
+  (image score: the mean of the top 1 % of the map, as the code; "max" as an
+  option); aggregate per image (mean; max and max x variance as options), with or
+  without the sub-model trained on the image's own subset (the code: with).
+* **Purify**: keep the floor(keep x N) lowest aggregated scores (the released config:
+  keep 0.2).
+* **Stage 2**: train the method on the kept images; evaluate as usual.
+
+Image *ids* travel from scoring to selection. The reference indexes the permuted set
+twice (``Subset(Subset(base, pi), pi[chunk])`` for scoring, ``Subset(train_set,
+top)`` for selection), so its scores and kept images refer to different files unless
+``pi o pi = pi`` (methods.md §6.2); here every score is stored next to the id it
+belongs to and selection returns ids.
+
+Every sub-model uses the method's own Config (the code trains the sub-models for a
+separate, short number of iterations; the paper's counts are not published). Each
+sub-model computes the frozen teacher's features of its own subset once, so stage-1
+training runs the teacher once per training image; scoring runs it K times per image.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from fuadnb import metrics
+
+Aggregation = Literal["mean", "max", "maxvar"]
+ImageScore = Literal["top", "max"]
+
+
+@dataclass(frozen=True)
+class Config:
+    """LLB's options; defaults are the released code's."""
+
+    subsets: int = 3                  # subset_num
+    keep: float = 0.2                 # threshold: the kept share of the training set
+    aggregation: Aggregation = "mean"  # max and max*var are commented out in the code
+    own_subset: bool = True           # a sub-model also scores the subset it saw
+    image_score: ImageScore = "top"   # mean of the top `top_ratio` of the map
+    top_ratio: float = 0.01           # max_ratio
+
+    def __post_init__(self):
+        if self.subsets < 2:
+            raise ValueError(f"subsets must be >= 2, got {self.subsets}")
+        if not 0 < self.keep <= 1:
+            raise ValueError(f"keep must be in (0, 1], got {self.keep}")
+        if self.aggregation not in ("mean", "max", "maxvar"):
+            raise ValueError(f"aggregation must be mean, max or maxvar, got "
+                             f"{self.aggregation!r}")
+        if self.image_score not in ("top", "max"):
+            raise ValueError(f"image_score must be top or max, got "
+                             f"{self.image_score!r}")
+        if not 0 < self.top_ratio <= 1:
+            raise ValueError(f"top_ratio must be in (0, 1], got {self.top_ratio}")
+
+
+def config(**overrides: Any) -> Config:
+    """LLB's Config with `overrides`; an unknown name is one clear ValueError."""
+    names = set(Config.__dataclass_fields__)
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown LLB option(s) {unknown}; known: {sorted(names)}")
+    return Config(**overrides)
+
+
+def partition(n: int, k: int, seed: int) -> np.ndarray:
+    """The subset of each of `n` images (n,): a seeded random permutation cut into
+    `k` chunks of ``n // k`` positions, the last chunk taking the remainder."""
+    if n < k:
+        raise ValueError(f"LLB needs at least subsets={k} training images, got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    subset = np.empty(n, dtype=np.int64)
+    size = n // k
+    for j in range(k):
+        stop = (j + 1) * size if j < k - 1 else n
+        subset[order[j * size:stop]] = j
+    return subset
+
+
+def image_scores(maps: np.ndarray, cfg: Config) -> np.ndarray:
+    """(N, H, W) maps -> (N,) scores: the mean of the top ``top_ratio`` of each map
+    (at least one pixel), or its max."""
+    flat = maps.reshape(len(maps), -1)
+    if cfg.image_score == "max":
+        return flat.max(1).astype(np.float64)
+    top = max(1, int(flat.shape[1] * cfg.top_ratio))
+    return np.sort(flat, axis=1)[:, -top:].mean(1, dtype=np.float64)
+
+
+def aggregate(sub_scores: np.ndarray, subset: np.ndarray, cfg: Config) -> np.ndarray:
+    """(K, N) scores of every sub-model -> (N,): mean, max, or max x variance over
+    the sub-models (without the image's own one unless ``own_subset``)."""
+    k, n = sub_scores.shape
+    use = np.ones((k, n), bool) if cfg.own_subset else \
+        np.arange(k)[:, None] != subset[None, :]
+    s = np.where(use, sub_scores, np.nan)
+    if cfg.aggregation == "mean":
+        return np.nanmean(s, 0)
+    if cfg.aggregation == "max":
+        return np.nanmax(s, 0)
+    return np.nanmax(s, 0) * np.nanvar(s, 0)
+
+
+def purify(ids: np.ndarray, scores: np.ndarray, keep: float) -> np.ndarray:
+    """The ids of the ``floor(keep x N)`` (at least one) lowest-scoring images, in
+    ascending score (ties: the earlier position first)."""
+    ids, scores = np.asarray(ids), np.asarray(scores)
+    if ids.shape != scores.shape:
+        raise ValueError(f"ids {ids.shape} and scores {scores.shape} differ")
+    n_keep = max(1, int(keep * len(ids)))
+    return ids[np.argsort(scores, kind="stable")[:n_keep]]
+
+
+@dataclass
+class Stage1:
+    """Stage 1's record, aligned with `ids` (the training images in split order)."""
+
+    ids: np.ndarray          # (N,) str
+    subset: np.ndarray       # (N,) int
+    sub_scores: np.ndarray   # (K, N) every sub-model's score of every image
+    scores: np.ndarray       # (N,) aggregated
+    seconds: float
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"ids": self.ids.astype(str), "subset": self.subset,
+                "sub_scores": self.sub_scores, "scores": self.scores,
+                "seconds": np.array(self.seconds)}
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> Stage1:
+        return cls(a["ids"], a["subset"], a["sub_scores"], a["scores"],
+                   float(a["seconds"]))
+
+
+def stage1(method: ModuleType, method_cfg: Any, images: torch.Tensor,
+           ids: np.ndarray, cfg: Config, *, seed: int, device: torch.device,
+           progress: bool = False) -> Stage1:
+    """Train one sub-model of `method` per subset and score every image with each.
+
+    Args:
+        method: a registered method module (``fit``, ``predict``).
+        images: uint8 (N, 3, S, S), aligned with `ids`.
+    """
+    start = time.perf_counter()
+    subset = partition(len(ids), cfg.subsets, seed)
+    sub_scores = np.empty((cfg.subsets, len(ids)))
+    for j in range(cfg.subsets):
+        members = torch.from_numpy(np.flatnonzero(subset == j))
+        sub_model = method.fit(method_cfg, images[members.to(images.device)],
+                               device=device, progress=progress)
+        _, maps = method.predict(sub_model, images, progress=progress)
+        sub_scores[j] = image_scores(maps, cfg)
+    return Stage1(np.asarray(ids).astype(str), subset, sub_scores,
+                  aggregate(sub_scores, subset, cfg), time.perf_counter() - start)
+
+
+def filter_metrics(trace: dict[str, np.ndarray], is_injected: np.ndarray
+                   ) -> dict[str, float]:
+    """How well stage 1 found the injected images (`trace`: `Stage1.arrays` plus
+    ``kept`` (N,) bool, aligned with `is_injected`): the contamination-detection
+    AUROC of the aggregated scores, the share of injected images among the kept
+    ones, and recall / precision of the removed set as a detector of them."""
+    inj, kept = np.asarray(is_injected, bool), np.asarray(trace["kept"], bool)
+    removed = ~kept
+    return {"filter_auroc": metrics.detection_auroc(inj, trace["scores"])
+            if inj.any() else np.nan,
+            "n_kept": int(kept.sum()),
+            "kept_injected": float(inj[kept].mean()),
+            "filter_recall": float(removed[inj].mean()) if inj.any() else np.nan,
+            "filter_precision": float(inj[removed].mean()) if removed.any()
+            else np.nan}
