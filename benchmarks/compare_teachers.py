@@ -11,6 +11,8 @@ teacher, category, noise), as a CSV and a printed table.
     python benchmarks/compare_teachers.py --methods cdd --teachers \
         efficientnet_lite2/imagenet --noise 0.2 --vary domains=2,3,5 \
         --vary partition=fixed,random,kmeans                  # an ablation
+    python benchmarks/compare_teachers.py --methods rd llb-rd --teachers \
+        efficientnet_lite2/imagenet --noise 0.2 --vary llb.keep=0.2,0.5   # LLB
 
 Runs are cached in --runs, so an interrupted comparison resumes. Needs the synthetic
 benchmark (``python -m fuadnb generate``) and, for Lite1/Lite2, their weight packages
@@ -62,6 +64,8 @@ def main() -> None:
             *swept.values()):
         backbone, weights = teacher.split("/", 1)
         point = dict(zip(swept, values, strict=True))
+        if "-" not in method:   # a plain method takes no strategy options (llb.*)
+            point = {k: v for k, v in point.items() if "." not in k}
         row = experiment.run(method, dataset="synthetic", root=args.root,
                              category=category, noise_ratio=noise, profile="demo",
                              runs_root=args.runs, progress=args.progress,
@@ -71,11 +75,11 @@ def main() -> None:
         print(f"{method:4s} {teacher:34s} {category:8s} noise {noise:.1f} {point}: "
               f"image AUROC {row['image_auroc']:.3f}, fit {row['fit_seconds']:.0f} s",
               flush=True)
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows).drop_duplicates("run_key")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
     wide = df.pivot_table(index=["method", "teacher", "noise_ratio",
-                                 *[f"cfg.{k}" for k in swept]],
+                                 *[f"cfg.{k}" for k in swept if "." not in k]],
                           columns="category",
                           values="image_auroc")
     wide["mean"] = wide.mean(axis=1)

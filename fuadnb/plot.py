@@ -136,6 +136,8 @@ def score_hist(groups: dict[str, np.ndarray], *, title: str = "",
         fig, ax = plt.subplots(figsize=(4.2, 2.6))
     colors = list(colors or [CLEAN, MARK, "#2ca02c", "#9467bd"])
     for (name, v), color in zip(groups.items(), colors, strict=False):
+        if not len(v):          # an empty group (e.g. no injected image here)
+            continue
         ax.hist(v, bins=edges, alpha=0.6, color=color, label=f"{name} ({len(v)})",
                 density=density)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)

@@ -69,6 +69,19 @@ def test_score_hist_uses_shared_bins_and_counts_every_score():
                                                                    "bad (7)"]
 
 
+def test_score_hist_density_skips_empty_groups():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plot.score_hist({"a": RNG.normal(0, 1, 30), "none": np.array([]),
+                               "b": RNG.normal(2, 1, 300)}, density=True, bins=8)
+    ax = fig.axes[0]
+    assert len(ax.containers) == 2
+    for c in ax.containers:                  # each density integrates to one
+        area = sum(p.get_height() * p.get_width() for p in c)
+        assert area == np.float64(area) and abs(area - 1) < 1e-9
+
+
 def test_metric_bars_and_loss_curves():
     table = pd.DataFrame({"noise_ratio": [0.0, 0.2], "image_auroc": [0.9, 0.8],
                           "pixel_auroc": [0.95, 0.93]})
