@@ -205,7 +205,8 @@ def perturb(x: torch.Tensor, uncertain: torch.Tensor, generator: torch.Generator
     """x (B, P, D) with Gaussian noise on the `uncertain` (B, P) patches; channel c's
     scale is the max over patches of the (unbiased) std over the batch."""
     scale = x.float().std(0).amax(0)                                   # (D,)
-    noise = torch.randn(x.shape, generator=generator).to(x.device) * scale
+    noise = torch.randn(x.shape, generator=generator, device=generator.device)
+    noise = noise.to(x.device) * scale
     return x + noise * uncertain[..., None]
 
 
@@ -277,7 +278,8 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     opt = torch.optim.RMSprop(model.net.parameters(), lr=cfg.lr,
                               momentum=cfg.momentum)
     order_gen = torch.Generator().manual_seed(cfg.seed)
-    draw_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    draw_gen = torch.Generator().manual_seed(cfg.seed + 1)                # the bank
+    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)  # on device
     trace: dict[str, list] = {"bank": [], "confident": [], "batch": [], "labels": [],
                               "loss": []}
     bar = tqdm(range(cfg.epochs), desc=f"FUN-AD {cfg.backbone}", disable=not progress)
@@ -294,7 +296,7 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
                 batch_adapted = adapted[idx]
                 _, labels, uncertain = pseudo_labels(batch_adapted, bank_feats, cfg)
                 x = feats[idx].float()
-                x_hat = perturb(x, uncertain, draw_gen) if cfg.perturb else x
+                x_hat = perturb(x, uncertain, noise_gen) if cfg.perturb else x
                 pairs = mutual_pairs(batch_adapted.flatten(0, 1), cfg.chunk)
             with engine.autocast(device):
                 _, s = model.net(x)
