@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from fuadnb import experiment
+from fuadnb.runs import write_table
 from fuadnb.data import synthetic
 
 CANDIDATES = ("resnet18/random-bnstats", "efficientnet_lite0/imagenet",
@@ -53,6 +54,8 @@ def main() -> None:
     p.add_argument("--vary", action="append", default=[], metavar="NAME=V1,V2",
                    help="a config option to sweep: every combination is run")
     p.add_argument("--out", type=Path, default=Path("runs/teacher_comparison.csv"))
+    p.add_argument("--append", action="store_true", help="add the rows to an "
+                   "existing --out table (a row of the same run replaces the old one)")
     p.add_argument("--progress", action="store_true", help="progress bars")
     args = p.parse_args()
     options = {k: _number(v) for k, v in (o.split("=", 1) for o in args.option)}
@@ -75,9 +78,12 @@ def main() -> None:
         print(f"{method:4s} {teacher:34s} {category:8s} noise {noise:.1f} {point}: "
               f"image AUROC {row['image_auroc']:.3f}, fit {row['fit_seconds']:.0f} s",
               flush=True)
-    df = pd.DataFrame(rows).drop_duplicates("run_key")
+    df = pd.DataFrame(rows)
+    if args.append and args.out.is_file():
+        df = pd.concat([pd.read_csv(args.out), df])
+    df = df.drop_duplicates("run_key", keep="last")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(args.out, index=False)
+    write_table(df, args.out)
     wide = df.pivot_table(index=["method", "teacher", "noise_ratio",
                                  *[f"cfg.{k}" for k in swept if "." not in k]],
                           columns="category",
