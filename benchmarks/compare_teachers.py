@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 
 from fuadnb import experiment
-from fuadnb.runs import write_table
 from fuadnb.data import synthetic
+from fuadnb.runs import write_table
 
 CANDIDATES = ("resnet18/random-bnstats", "efficientnet_lite0/imagenet",
               "efficientnet_lite0/imagenet-bnstats", "efficientnet_lite1/imagenet",
