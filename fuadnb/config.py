@@ -75,11 +75,16 @@ def from_profile(cls: type, profiles: dict[str, dict], profile: str, method: str
     if profile not in profiles:
         raise ValueError(f"unknown profile {profile!r}; choose one of {list(profiles)}")
     values = profiles[profile] | {k: v for k, v in overrides.items() if v is not None}
-    names = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = set(fields)
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"unknown {method} option(s) {unknown}; known: "
                          f"{sorted(names)}")
+    for name, value in values.items():   # 2 and 2.0 are one config (and one run key)
+        if fields[name].type in ("float", float) and isinstance(value, int) \
+                and not isinstance(value, bool):
+            values[name] = float(value)
     return cls(**values)
 
 

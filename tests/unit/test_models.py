@@ -6,6 +6,7 @@ import scipy.ndimage
 import torch
 import torch.nn.functional as F
 
+from fuadnb.config import short_hash
 from fuadnb.models import rd
 
 CPU = torch.device("cpu")
@@ -131,6 +132,12 @@ def test_config_profiles_and_overrides():
         rd.config("demo", epoch=3)
     with pytest.raises(ValueError, match="unknown profile"):
         rd.config("huge")
+    # an int for a float field is the same config, so the same run key
+    assert type(rd.config("demo", sigma=2).sigma) is float
+    assert rd.config("demo", sigma=2) == rd.config("demo", sigma=2.0)
+    assert short_hash(rd.config("demo", sigma=2)) == short_hash(rd.config("demo",
+                                                                         sigma=2.0))
+    assert type(rd.config("demo", epochs=3).epochs) is int
 
 
 def test_imagenet_teacher_is_not_saved_with_a_run():
