@@ -99,3 +99,10 @@ def check_sizes(cfg: Any, counts: tuple[str, ...]) -> None:
     for name in counts:
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+
+
+def check_choice(cfg: Any, name: str, choices: tuple[str, ...]) -> None:
+    """``getattr(cfg, name)`` is one of `choices`, else one clear ValueError."""
+    value = getattr(cfg, name)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

@@ -30,6 +30,14 @@ def tiny_copy(tiny_synth, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_synth, tmp_path / "synthetic"))
 
 
+@pytest.fixture
+def smoke_kw(tiny_synth, tmp_path) -> dict:
+    """`experiment.run` keywords for a smoke run on the tiny brick, private runs."""
+    return {"dataset": "synthetic", "root": tiny_synth, "category": "brick",
+            "noise_ratio": 0.2, "profile": "smoke", "runs_root": tmp_path / "runs",
+            "device": "cpu"}
+
+
 REPO = Path(__file__).resolve().parents[1]
 BOOK_FILES = ("notebooks", "book", "benchmarks", "_config.yml", "package.json",
               "package-lock.json")

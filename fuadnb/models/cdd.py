@@ -47,7 +47,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_sizes, from_profile
+from fuadnb.config import check_choice, check_sizes, from_profile
 from fuadnb.models import rd
 from fuadnb.nn import blocks, maps
 
@@ -81,16 +81,11 @@ class Config:
         if self.domains < 2:
             raise ValueError(f"domains must be >= 2 (a target needs a student that "
                              f"did not see the image), got {self.domains}")
-        if self.partition not in ("fixed", "random", "kmeans"):
-            raise ValueError(f"partition must be fixed, random or kmeans, got "
-                             f"{self.partition!r}")
-        if self.aggregation not in ("mean", "median"):
-            raise ValueError(f"aggregation must be mean or median, got "
-                             f"{self.aggregation!r}")
+        check_choice(self, "partition", ("fixed", "random", "kmeans"))
+        check_choice(self, "aggregation", ("mean", "median"))
+        check_choice(self, "loss", ("flat", "pixel"))
         if self.teacher_weight < 0:
             raise ValueError(f"teacher_weight must be >= 0, got {self.teacher_weight}")
-        if self.loss not in ("flat", "pixel"):
-            raise ValueError(f"loss must be 'flat' or 'pixel', got {self.loss!r}")
 
 
 PROFILES: dict[str, dict] = {

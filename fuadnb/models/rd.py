@@ -33,7 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_sizes, from_profile
+from fuadnb.config import check_choice, check_sizes, from_profile
 from fuadnb.nn import backbones, blocks, maps
 
 LossKind = Literal["flat", "pixel"]
@@ -58,10 +58,8 @@ class Config:
 
     def __post_init__(self):
         check_sizes(self, ("epochs", "batch_size", "eval_batch_size"))
-        if self.loss not in ("flat", "pixel"):
-            raise ValueError(f"loss must be 'flat' or 'pixel', got {self.loss!r}")
-        if self.fusion not in ("add", "mul", "mean"):
-            raise ValueError(f"fusion must be add, mul or mean, got {self.fusion!r}")
+        check_choice(self, "loss", ("flat", "pixel"))
+        check_choice(self, "fusion", ("add", "mul", "mean"))
 
 
 # A profile is only a set of values; the code path is the same.

@@ -49,7 +49,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_sizes, from_profile
+from fuadnb.config import check_choice, check_sizes, from_profile
 from fuadnb.models import rd
 from fuadnb.nn import anomalies, backbones, blocks, maps
 
@@ -79,8 +79,7 @@ class Config:
 
     def __post_init__(self):
         check_sizes(self, ("iterations", "batch_size", "eval_batch_size"))
-        if self.gii not in ("gated", "ungated"):
-            raise ValueError(f"gii must be 'gated' or 'ungated', got {self.gii!r}")
+        check_choice(self, "gii", ("gated", "ungated"))
 
 
 # Categories whose synthetic anomalies are kept on the object (URD train.py

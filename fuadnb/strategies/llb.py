@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from fuadnb import metrics
+from fuadnb.config import check_choice
 
 Aggregation = Literal["mean", "max", "maxvar"]
 ImageScore = Literal["top", "max"]
@@ -61,12 +62,8 @@ class Config:
             raise ValueError(f"subsets must be >= 2, got {self.subsets}")
         if not 0 < self.keep <= 1:
             raise ValueError(f"keep must be in (0, 1], got {self.keep}")
-        if self.aggregation not in ("mean", "max", "maxvar"):
-            raise ValueError(f"aggregation must be mean, max or maxvar, got "
-                             f"{self.aggregation!r}")
-        if self.image_score not in ("top", "max"):
-            raise ValueError(f"image_score must be top or max, got "
-                             f"{self.image_score!r}")
+        check_choice(self, "aggregation", ("mean", "max", "maxvar"))
+        check_choice(self, "image_score", ("top", "max"))
         if not 0 < self.top_ratio <= 1:
             raise ValueError(f"top_ratio must be in (0, 1], got {self.top_ratio}")
 

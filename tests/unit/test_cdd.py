@@ -152,10 +152,8 @@ def test_maps_shapes_and_the_global_student_is_rds_map():
     assert cdd.domain_maps(model, x).shape == (3, 2, 1, 64, 64)
 
 
-def test_run_cache_round_trip_keeps_the_domain_students(tiny_synth, tmp_path):
-    kw = {"dataset": "synthetic", "root": tiny_synth, "category": "brick",
-          "noise_ratio": 0.2, "profile": "smoke", "runs_root": tmp_path,
-          "device": "cpu"}
+def test_run_cache_round_trip_keeps_the_domain_students(smoke_kw):
+    kw = smoke_kw
     first = experiment.run("cdd", **kw)
     again = experiment.run("cdd", **kw)
     np.testing.assert_array_equal(first.test_scores, again.test_scores)

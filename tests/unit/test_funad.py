@@ -135,10 +135,8 @@ def test_fit_trace_bank_and_falling_loss():
     np.testing.assert_allclose(scores, s.amax(1).numpy(), rtol=1e-5)   # max patch
 
 
-def test_run_cache_keeps_the_trace(tiny_synth, tmp_path):
-    kw = {"dataset": "synthetic", "root": tiny_synth, "category": "brick",
-          "noise_ratio": 0.2, "profile": "smoke", "runs_root": tmp_path,
-          "device": "cpu"}
+def test_run_cache_keeps_the_trace(smoke_kw):
+    kw = smoke_kw
     first = experiment.run("funad", **kw)
     again = experiment.run("funad", **kw)
     np.testing.assert_array_equal(first.test_scores, again.test_scores)

@@ -149,12 +149,10 @@ def test_planted_high_scores_are_removed():
 
 
 @pytest.mark.parametrize("method", ["llb-rd", "llb-funad"])
-def test_llb_around_registered_methods_reuses_stage1(method, tiny_synth, tmp_path):
-    kw = {"dataset": "synthetic", "root": tiny_synth, "category": "brick",
-          "noise_ratio": 0.2, "profile": "smoke", "runs_root": tmp_path,
-          "device": "cpu"}
+def test_llb_around_registered_methods_reuses_stage1(method, smoke_kw):
+    kw = smoke_kw
     first = experiment.run(method, **kw, options={"llb.keep": 0.5})
-    stage1 = next(tmp_path.rglob("stage1.npz"))
+    stage1 = next(kw["runs_root"].rglob("stage1.npz"))
     stamp = stage1.stat().st_mtime_ns
     second = experiment.run(method, **kw, options={"llb.keep": 0.8})
     assert stage1.stat().st_mtime_ns == stamp                  # stage 1 reused
