@@ -243,25 +243,49 @@ def point_name(point: dict[str, Any]) -> str:
     return safe[:180]
 
 
+def _grid_state(grid_file: Path, out: Path
+                ) -> tuple[Path, list[tuple[str, dict[str, Any]]], dict[str, dict]]:
+    """The grid's notebook, its (name, parameters) points and the rows recorded."""
+    notebook, fixed, points = load_grid(grid_file)
+    table = out / "grid_results.csv"
+    rows = {r["point"]: r for r in (pd.read_csv(table, keep_default_na=False)
+                                    .to_dict("records") if table.is_file() else [])}
+    named = [(point_name({k: v for k, v in p.items() if k not in fixed}), p)
+             for p in points]
+    return notebook, named, rows
+
+
+def _done(out: Path, rows: dict[str, dict], name: str) -> bool:
+    """The point `name` finished: its row says ok and its notebook exists."""
+    return (rows.get(name, {}).get("status") == "ok"
+            and (out / f"{name}.ipynb").is_file())
+
+
+def pending(grid_file: Path, out: Path) -> list[str]:
+    """The names of the grid points that a `run_grid` into `out` would still run
+    (never run, failed, or interrupted)."""
+    _, named, rows = _grid_state(grid_file, out)
+    return [name for name, _ in named if not _done(out, rows, name)]
+
+
 def run_grid(grid_file: Path, out: Path, *, progress: bool = True,
              log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run a grid; ``out/<name>.ipynb`` per point and ``out/grid_results.csv``.
 
     A point whose results row says ``ok`` and whose notebook exists is skipped; a
     failure is recorded (status ``failed`` and the error) and the next point runs.
+    The table is rewritten atomically after every point, so a run killed at any
+    moment resumes with no row lost or repeated (the interrupted point reruns).
     """
-    notebook, fixed, points = load_grid(grid_file)
+    notebook, named, rows = _grid_state(grid_file, out)
     out.mkdir(parents=True, exist_ok=True)
     table = out / "grid_results.csv"
-    rows = {r["point"]: r for r in (pd.read_csv(table, keep_default_na=False)
-                                    .to_dict("records") if table.is_file() else [])}
-    for k, point in enumerate(points, 1):
-        name = point_name({k: v for k, v in point.items() if k not in fixed})
+    for k, (name, point) in enumerate(named, 1):
         dst = out / f"{name}.ipynb"
-        if rows.get(name, {}).get("status") == "ok" and dst.is_file():
-            log(f"[{k}/{len(points)}] {name}: done before, skipped")
+        if _done(out, rows, name):
+            log(f"[{k}/{len(named)}] {name}: done before, skipped")
             continue
-        log(f"[{k}/{len(points)}] {name}: running")
+        log(f"[{k}/{len(named)}] {name}: running")
         outcome = execute(notebook, dst, point, progress=progress)   # never raises
         row = {"point": name, "status": "ok" if outcome.ok else "failed",
                "error": outcome.error, "seconds": round(outcome.seconds, 1),

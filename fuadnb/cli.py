@@ -200,6 +200,11 @@ def cmd_book(args: argparse.Namespace) -> None:
 def cmd_grid(args: argparse.Namespace) -> None:
     bench = _bench()
     out = args.out or Path("runs") / "notebooks" / args.grid.stem
+    if args.dry_run:
+        todo = bench.pending(args.grid, out)
+        print("\n".join(todo) + ("\n" if todo else "")
+              + f"{len(todo)} grid point(s) to run into {out}")
+        return
     table = bench.run_grid(args.grid, out, progress=not args.quiet)
     failed = int((table["status"] != "ok").sum())
     print(f"{len(table) - failed} grid points ok, {failed} failed; executed notebooks "
@@ -288,6 +293,8 @@ def parser() -> argparse.ArgumentParser:
     gr.add_argument("grid", type=Path, help="the grid file")
     gr.add_argument("--out", type=Path, help="folder for the executed notebooks and "
                     "grid_results.csv (default: runs/notebooks/<grid file name>)")
+    gr.add_argument("--dry-run", action="store_true", help="list the points still "
+                    "to run (never run, failed or interrupted) and run nothing")
     gr.add_argument("--quiet", action="store_true", help="no progress bars")
     gr.set_defaults(func=cmd_grid)
 

@@ -1,5 +1,6 @@
 """The papermill batch runner: grid files, one notebook and one row per point,
-finished points skipped, failures recorded without stopping the others."""
+finished points skipped, failures recorded without stopping the others, a run killed
+mid-cell resumed without lost or repeated rows, --dry-run."""
 
 import nbformat
 import pandas as pd
