@@ -2,6 +2,12 @@
 finished points skipped, failures recorded without stopping the others, a run killed
 mid-cell resumed without lost or repeated rows, --dry-run."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import nbformat
 import pandas as pd
 import pytest
@@ -85,3 +91,39 @@ def test_vendor_assets_without_npm_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(bench.shutil, "which", lambda _: None)
     with pytest.raises(bench.BookError, match="npm, which is not installed"):
         bench.vendor_assets(tmp_path)
+
+
+def test_grid_killed_mid_cell_resumes_without_lost_or_repeated_rows(tmp_path, capsys):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("X: int = 1  # a number", metadata={
+            "tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import time\nfrom fuadnb import nb\n"
+                                  "time.sleep(30 if X == 2 else 0)\n"
+                                  "nb.record({'square': X * X})")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, tmp_path / "slow.ipynb")
+    grid = _grid(tmp_path, "notebook: slow.ipynb\ngrid:\n  X: [1, 2, 3]\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "fuadnb", "grid", str(grid),
+                             "--out", str(out), "--quiet"], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120            # until X=2 runs (X=1's row is written)
+    while time.time() < deadline and not (out / "X-2.ipynb").is_file():
+        time.sleep(0.2)
+    time.sleep(2.0)                         # inside X=2's 30-second cell
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert pd.read_csv(out / "grid_results.csv").point.tolist() == ["X-1"]
+    assert cli.main(["grid", str(grid), "--out", str(out), "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == ["X-2", "X-3"]
+    assert bench.pending(grid, out) == ["X-2", "X-3"]
+    grid.write_text("notebook: slow.ipynb\ngrid:\n  X: [1, 2, 3]\n")
+    nb.cells[1].source = nb.cells[1].source.replace("30 if", "0 if")   # now quick
+    nbformat.write(nb, tmp_path / "slow.ipynb")
+    table = bench.run_grid(grid, out, progress=False, log=lambda _: None)
+    assert table.point.tolist() == ["X-1", "X-2", "X-3"]
+    assert (table.status == "ok").all() and table.square.tolist() == [1, 4, 9]
+    assert pd.read_csv(out / "grid_results.csv").point.tolist() == ["X-1", "X-2",
+                                                                    "X-3"]
+    assert bench.pending(grid, out) == []
