@@ -51,7 +51,8 @@ def inputs(images: torch.Tensor, idx: torch.Tensor, device: torch.device
 
 
 @torch.no_grad()
-def teacher_features(teacher: nn.Module, images: torch.Tensor, *, batch_size: int,
+def teacher_features(teacher: Callable[[torch.Tensor], list[torch.Tensor]],
+                     images: torch.Tensor, *, batch_size: int,
                      device: torch.device, progress: bool = False
                      ) -> list[torch.Tensor]:
     """Run the frozen teacher once over all images.

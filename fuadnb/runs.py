@@ -115,8 +115,7 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], nn.Module],
             raise RuntimeError(f"{weights}: does not match the model ({bad[:3]}...); "
                                f"delete {folder} to retrain")
         if (folder / TRACE_FILE).is_file():
-            with np.load(folder / TRACE_FILE) as trace:
-                model.trace = dict(trace)
+            model.trace = _load_npz(folder / TRACE_FILE)
         record = json.loads(fit_file.read_text())
         return model.eval(), record | {"loaded": True}
     folder.mkdir(parents=True, exist_ok=True)
@@ -141,8 +140,7 @@ def load_or_compute(path: Path, compute: Callable[[], dict[str, np.ndarray]]
     """Named arrays cached in the ``.npz`` file `path`: loaded if it exists, else
     computed and written atomically."""
     if path.is_file():
-        with np.load(path) as arrays:
-            return dict(arrays)
+        return _load_npz(path)
     arrays = compute()
     _save_npz(path, arrays)
     return arrays
@@ -151,6 +149,11 @@ def load_or_compute(path: Path, compute: Callable[[], dict[str, np.ndarray]]
 def save_predictions(spec: RunSpec, **arrays: np.ndarray) -> Path:
     """Store named arrays (ids, labels, scores, ...) as ``predictions.npz``."""
     return _save_npz(spec.dir / "predictions.npz", arrays)
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as arrays:
+        return dict(arrays)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:

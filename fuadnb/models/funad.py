@@ -240,17 +240,13 @@ def loss(scores: torch.Tensor, perturbed_scores: torch.Tensor, labels: torch.Ten
     return bce + cfg.smooth_weight * smooth
 
 
-@torch.no_grad()
 def patch_features(model: FUNAD, images: torch.Tensor, *, device: torch.device,
                    progress: bool = False) -> torch.Tensor:
-    """The frozen features of every image once: (N, P, D) on `device` (bf16 on CUDA)."""
-    store = torch.bfloat16 if device.type == "cuda" else torch.float32
-    out = []
-    for idx in tqdm(list(engine.batches(len(images), model.cfg.eval_batch_size)),
-                    desc="patch features", disable=not progress, leave=False):
-        with engine.autocast(device):
-            out.append(model.teacher(engine.inputs(images, idx, device)).to(store))
-    return torch.cat(out)
+    """The frozen features of every image once: (N, P, D) on `device` (bf16 on CUDA),
+    through the same batched pass as the distillation methods' teachers."""
+    return engine.teacher_features(lambda x: [model.teacher(x)], images,
+                                   batch_size=model.cfg.eval_batch_size, device=device,
+                                   progress=progress)[0]
 
 
 @torch.no_grad()
