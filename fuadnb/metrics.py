@@ -484,7 +484,7 @@ def defect_contrast(masks: Any, maps: Any) -> np.ndarray:
     Returns:
         (N,) float64 ratios.
     """
-    m = _binary(_as_array(masks, "masks"), "masks").astype(bool)
+    m = _binary(_as_array(masks, "masks"), "masks")
     a = _real_finite(_as_array(maps, "maps"), "maps").astype(np.float64)
     if m.shape != a.shape or m.ndim != 3:
         raise ValueError(f"masks {m.shape} and maps {a.shape} must both be (N, H, W)")

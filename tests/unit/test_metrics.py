@@ -407,3 +407,18 @@ def test_error_non_numeric_scores_and_torch_tensors():
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match=r"\.numpy\(\)"):
         metrics.auroc(torch.tensor([0, 1]), np.array([0.1, 0.2]))
+
+
+def test_defect_contrast_by_hand():
+    masks = np.zeros((2, 2, 2), bool)
+    masks[0, 0, 0] = True                        # one defect pixel of four
+    masks[1, :, 0] = True                        # half of the image
+    maps = np.array([[[6.0, 1.0], [2.0, 3.0]],   # inside 6, outside mean 2 -> 3
+                     [[1.0, 2.0], [1.0, 2.0]]])  # inside 1, outside 2 -> 0.5
+    np.testing.assert_allclose(metrics.defect_contrast(masks, maps), [3.0, 0.5])
+    np.testing.assert_allclose(metrics.defect_contrast(masks.astype(int), maps),
+                               [3.0, 0.5])
+    with pytest.raises(ValueError, match="both defect and normal"):
+        metrics.defect_contrast(np.zeros((1, 2, 2), bool), maps[:1])
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        metrics.defect_contrast(masks[0], maps[0])
