@@ -13,13 +13,16 @@ The only module that imports papermill; nothing else in fuadnb imports this one.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ from fuadnb.utils import ToolError
 
 CHAPTERS = ("01_contamination", "02_reverse_distillation", "03_expert_distillation",
             "04_cross_domain_distillation", "05_funad_pseudo_labels",
-            "06_llb_filtering")
+            "06_llb_filtering", "07_benchmark")
 # (npm package, files in it, the part of their path dropped, folder in book/_vendor):
 # what the offline book serves itself instead of loading from CDNs
 ASSETS = (
@@ -192,8 +195,14 @@ def build_book(parameters: dict[str, Any], *, root: Path | None = None,
 
 
 def load_grid(path: Path) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
-    """Read a grid file: ``notebook`` (a chapter name or path), optional ``fixed``
-    parameters, and ``grid`` (name -> list of values; every combination is a point).
+    """Read a grid file: ``notebook`` (a chapter name, or a path relative to the grid
+    file), optional ``fixed`` parameters, and ``grid``: a mapping of parameter name ->
+    list of values (every combination is a point), or a list of such mappings (the
+    union of their points, e.g. one per method with its own schedule).
+
+    Returns:
+        the notebook, the fixed parameters, and every point's parameters (``fixed``
+        included); a point is named by its values of the parameters its grid varies.
 
     Raises:
         BookError: the file is unreadable or malformed, naming what is wrong.
@@ -203,16 +212,39 @@ def load_grid(path: Path) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
         spec = yaml.safe_load(path.read_text())   # YAML is a superset of JSON
     except (OSError, yaml.YAMLError) as err:
         raise BookError(f"{path}: cannot read the grid file ({err})") from err
-    if not isinstance(spec, dict) or not isinstance(spec.get("grid"), dict) or \
-            "notebook" not in spec:
+    grids = spec.get("grid") if isinstance(spec, dict) else None
+    grids = [grids] if isinstance(grids, dict) else grids
+    if not isinstance(grids, list) or not grids or "notebook" not in spec or \
+            not all(isinstance(g, dict) for g in grids):
         raise BookError(f"{path}: a grid file needs 'notebook' (e.g. "
                         "02_reverse_distillation) and 'grid' (a mapping of parameter "
-                        "name -> list of values); optional 'fixed' (a mapping)")
-    grid, fixed = spec["grid"], spec.get("fixed") or {}
-    bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+                        "name -> list of values, or a list of such mappings); "
+                        "optional 'fixed' (a mapping)")
+    fixed = spec.get("fixed") or {}
+    bad = sorted({k for g in grids for k, v in g.items()
+                  if not isinstance(v, list) or not v})
     if bad:
         raise BookError(f"{path}: grid values must be non-empty lists; fix {bad}")
-    notebook = Path(str(spec["notebook"]))
+    notebook = _grid_notebook(path, str(spec["notebook"]))
+    declared = declared_parameters(notebook)
+    unknown = sorted((set(fixed).union(*grids)) - set(declared))
+    if unknown:
+        raise BookError(f"{path}: {notebook.name} has no parameter(s) {unknown}; it "
+                        f"declares {sorted(declared)}")
+    points = [fixed | dict(zip(g, values, strict=True))
+              for g in grids for values in itertools.product(*g.values())]
+    names = [point_name({k: v for k, v in p.items() if k not in fixed})
+             for p in points]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BookError(f"{path}: grid points {twice[:3]} appear more than once; "
+                        "make the grids disjoint")
+    return notebook, fixed, points
+
+
+def _grid_notebook(path: Path, name: str) -> Path:
+    """The notebook a grid file names: a chapter, or a path relative to the file."""
+    notebook = Path(name)
     if notebook.suffix != ".ipynb":   # a chapter name: the checkout of the grid
         try:                           # file, else the one we run in
             root = repo_root(path.parent)
@@ -225,15 +257,7 @@ def load_grid(path: Path) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
         raise BookError(f"{path}: notebook {notebook} does not exist; name a "
                         f"chapter of {list(CHAPTERS)} or a .ipynb path relative to "
                         "the grid file")
-    declared = declared_parameters(notebook)
-    unknown = sorted((set(grid) | set(fixed)) - set(declared))
-    if unknown:
-        raise BookError(f"{path}: {notebook.name} has no parameter(s) {unknown}; it "
-                        f"declares {sorted(declared)}")
-    keys = list(grid)
-    points = [fixed | dict(zip(keys, values, strict=True))
-              for values in itertools.product(*grid.values())]
-    return notebook, fixed, points
+    return notebook
 
 
 def point_name(point: dict[str, Any]) -> str:
@@ -268,33 +292,76 @@ def pending(grid_file: Path, out: Path) -> list[str]:
     return [name for name, _ in named if not _done(out, rows, name)]
 
 
-def run_grid(grid_file: Path, out: Path, *, progress: bool = True,
+@contextlib.contextmanager
+def _threads_per_kernel(jobs: int):
+    """With `jobs` notebooks at once, each kernel gets cores // jobs compute threads
+    (``OMP_NUM_THREADS``, which torch reads at start), unless the caller set it."""
+    if jobs == 1 or "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    try:
+        yield
+    finally:
+        del os.environ["OMP_NUM_THREADS"]
+
+
+def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True,
              log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run a grid; ``out/<name>.ipynb`` per point and ``out/grid_results.csv``.
 
     A point whose results row says ``ok`` and whose notebook exists is skipped; a
     failure is recorded (status ``failed`` and the error) and the next point runs.
-    The table is rewritten atomically after every point, so a run killed at any
-    moment resumes with no row lost or repeated (the interrupted point reruns).
+    The table (in grid order) is rewritten atomically after every point, so a run
+    killed at any moment resumes with no row lost or repeated (the interrupted
+    points rerun).
+
+    Args:
+        jobs: notebooks executed at once. The first point to run runs alone (it may
+            prepare what the others share, e.g. generate the synthetic benchmark);
+            each kernel then gets cores // jobs threads (see `_threads_per_kernel`).
     """
+    if jobs < 1:
+        raise BookError(f"jobs must be >= 1, got {jobs}")
     notebook, named, rows = _grid_state(grid_file, out)
     out.mkdir(parents=True, exist_ok=True)
-    table = out / "grid_results.csv"
+    table, order = out / "grid_results.csv", [name for name, _ in named]
+    todo, lock = [], threading.Lock()
+
+    def say(line: str) -> None:   # one line at a time from the worker threads
+        with lock:
+            log(line)
+
     for k, (name, point) in enumerate(named, 1):
-        dst = out / f"{name}.ipynb"
         if _done(out, rows, name):
-            log(f"[{k}/{len(named)}] {name}: done before, skipped")
-            continue
-        log(f"[{k}/{len(named)}] {name}: running")
-        outcome = execute(notebook, dst, point, progress=progress)   # never raises
+            say(f"[{k}/{len(named)}] {name}: done before, skipped")
+        else:
+            todo.append((f"[{k}/{len(named)}] {name}", name, point))
+
+    def execute_point(item):
+        label, name, point = item
+        say(f"{label}: running")
+        return item, execute(notebook, out / f"{name}.ipynb", point,
+                             progress=progress and jobs == 1)   # never raises
+
+    def record(item, outcome: Outcome) -> None:   # only ever in this thread
+        label, name, point = item
         row = {"point": name, "status": "ok" if outcome.ok else "failed",
                "error": outcome.error, "seconds": round(outcome.seconds, 1),
-               "notebook": str(dst), **{f"param.{p}": v for p, v in point.items()}}
-        if outcome.ok:
-            row |= recorded_row(dst)
-        rows[name] = row
-        write_table(pd.DataFrame(list(rows.values())), table)
-        log(f"    {row['status']} in {outcome.seconds:.0f} s"
+               "notebook": f"{name}.ipynb",
+               **{f"param.{p}": v for p, v in point.items()}}
+        rows[name] = row | (recorded_row(outcome.notebook) if outcome.ok else {})
+        ordered = [rows[n] for n in order if n in rows] + [
+            r for n, r in rows.items() if n not in order]
+        write_table(pd.DataFrame(ordered), table)
+        say(f"{label}: {row['status']} in {outcome.seconds:.0f} s"
             + (f": {outcome.error}" if outcome.error else ""))
-    return pd.DataFrame(list(rows.values()))
 
+    with _threads_per_kernel(jobs):
+        if todo:
+            record(*execute_point(todo[0]))
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for done in as_completed([pool.submit(execute_point, item)
+                                      for item in todo[1:]]):
+                record(*done.result())
+    return pd.DataFrame([rows[n] for n in order if n in rows])

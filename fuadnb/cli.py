@@ -205,10 +205,12 @@ def cmd_grid(args: argparse.Namespace) -> None:
         print("\n".join(todo) + ("\n" if todo else "")
               + f"{len(todo)} grid point(s) to run into {out}")
         return
-    table = bench.run_grid(args.grid, out, progress=not args.quiet)
+    table = bench.run_grid(args.grid, out, jobs=args.jobs, progress=not args.quiet)
     failed = int((table["status"] != "ok").sum())
     print(f"{len(table) - failed} grid points ok, {failed} failed; executed notebooks "
           f"and {out / 'grid_results.csv'} in {out}")
+    if args.table:
+        print(f"table: {runs.write_table(table, args.table)}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -288,11 +290,18 @@ def parser() -> argparse.ArgumentParser:
                         "'notebook' (a chapter name such as 02_reverse_distillation, "
                         "or an .ipynb path relative to the file), optional 'fixed' "
                         "(parameters for every point) and 'grid' (parameter -> list "
-                        "of values). Points already done are skipped; a failed point "
-                        "is recorded and the others still run.")
+                        "of values, or a list of such mappings). Points already done "
+                        "are skipped; a failed point is recorded and the others still "
+                        "run; bench/*.yaml are the book's grids.")
     gr.add_argument("grid", type=Path, help="the grid file")
     gr.add_argument("--out", type=Path, help="folder for the executed notebooks and "
                     "grid_results.csv (default: runs/notebooks/<grid file name>)")
+    gr.add_argument("--jobs", type=int, default=1, help="notebooks run at once; "
+                    "each gets cores / jobs compute threads unless OMP_NUM_THREADS "
+                    "is set (default: %(default)s)")
+    gr.add_argument("--table", type=Path, help="also write the results table here "
+                    "when the grid is done, e.g. benchmarks/results/"
+                    "benchmark_demo.csv for the benchmark chapter")
     gr.add_argument("--dry-run", action="store_true", help="list the points still "
                     "to run (never run, failed or interrupted) and run nothing")
     gr.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -6,11 +6,18 @@ definition integrated to FPR 0.3 (`fuadnb.metrics`). ``detection_auroc`` asks th
 question: do the training-image scores rank the injected anomalies first? Under the
 overlap protocol the image AUROC is also given without the injected test images, which
 the model has trained on.
+
+Results tables (one row per run) are summarised over seeds (`seed_summary`,
+`pm_table`) and methods compared with a baseline on paired runs (`versus`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
+from scipy import stats
 
 from fuadnb import metrics
 
@@ -46,3 +53,69 @@ def score(*, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
         keep = ~np.asarray(test_injected, bool)
         out["image_auroc_clean_test"] = metrics.image_auroc(labels[keep], scores[keep])
     return out
+
+
+def seed_summary(rows: pd.DataFrame, metrics: Sequence[str], by: Sequence[str]
+                 ) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of results rows.
+
+    Each seed's rows are first averaged within every `by` group (over whatever else
+    varies, e.g. the categories), then the per-seed values are summarised.
+
+    Returns:
+        one row per `by` group: ``<metric>`` (mean over seeds), ``<metric>_std``
+        (sample standard deviation, ddof 1; NaN for one seed) and ``n_seeds``.
+    """
+    per_seed = rows.groupby([*by, "seed"])[list(metrics)].mean()
+    groups = per_seed.groupby(level=list(by))
+    out = groups.mean().join(groups.std(ddof=1).add_suffix("_std"))
+    out["n_seeds"] = groups.size()
+    return out.reset_index()
+
+
+def pm_table(summary: pd.DataFrame, metrics: Sequence[str], index: Sequence[str],
+             digits: int = 3) -> pd.DataFrame:
+    """`seed_summary`'s output as ``mean ± std`` strings, one column per metric."""
+    def cell(mean: float, std: float) -> str:
+        if np.isnan(mean):
+            return "–"
+        return f"{mean:.{digits}f}" + ("" if np.isnan(std) else f" ± {std:.{digits}f}")
+
+    table = summary.set_index(list(index))
+    return pd.DataFrame({m: [cell(a, b) for a, b in zip(table[m], table[f"{m}_std"],
+                                                      strict=True)]
+                         for m in metrics}, index=table.index)
+
+
+def versus(rows: pd.DataFrame, metric: str, baseline: str, *, alpha: float = 0.05,
+           min_pairs: int = 6) -> pd.DataFrame:
+    """Each method against `baseline` at every noise ratio, paired by (category,
+    seed): the same data, contamination draw and seed.
+
+    Returns:
+        one row per (method, noise_ratio): ``delta`` (mean difference method -
+        baseline over the pairs), ``delta_std_seeds`` (std over seeds of the per-seed
+        mean difference), ``seeds_agree`` (every seed's mean difference has the sign
+        of ``delta``), ``n_pairs``, ``p`` (two-sided Wilcoxon signed-rank test over
+        the pairs; NaN under `min_pairs`) and ``verdict``: ``higher`` / ``lower``
+        where p < `alpha`, ``too few pairs`` under `min_pairs`, else ``no ranking``.
+    """
+    keys = ["noise_ratio", "category", "seed"]
+    base = rows[rows["method"] == baseline].set_index(keys)[metric]
+    out = []
+    for (method, noise), group in rows[rows["method"] != baseline].groupby(
+            ["method", "noise_ratio"]):
+        diff = (group.set_index(keys)[metric] - base).dropna()
+        per_seed = diff.groupby(level="seed").mean()
+        delta = float(diff.mean()) if len(diff) else float("nan")
+        p = (float(stats.wilcoxon(diff.to_numpy()).pvalue)
+             if len(diff) >= min_pairs and np.any(diff.to_numpy() != 0) else
+             1.0 if len(diff) >= min_pairs else float("nan"))
+        out.append({"method": method, "noise_ratio": noise, "delta": delta,
+                    "delta_std_seeds": float(per_seed.std(ddof=1)),
+                    "seeds_agree": bool(len(per_seed)) and bool(
+                        np.all(np.sign(per_seed) == np.sign(delta))),
+                    "n_pairs": len(diff), "p": p,
+                    "verdict": ("higher" if delta > 0 else "lower") if p < alpha
+                    else "too few pairs" if np.isnan(p) else "no ranking"})
+    return pd.DataFrame(out)

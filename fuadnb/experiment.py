@@ -50,7 +50,8 @@ class Result:
 
 def environment(device: torch.device) -> dict[str, str]:
     """Versions and machine, for every results row."""
-    return {"device": device_name(device), "torch": torch.__version__,
+    return {"device": device_name(device), "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
             "fuadnb": fuadnb.__version__, "python": platform.python_version(),
             "commit": git_commit(Path(__file__).parent),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}

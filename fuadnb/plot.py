@@ -167,3 +167,29 @@ def metric_bars(table, metrics: Sequence[str], *, by: str = "noise_ratio",
     ax.legend(frameon=False, fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def noise_curves(rows, metrics: Sequence[str], *, hue: str = "method",
+                 size: float = 2.8) -> Figure:
+    """Each metric against the noise ratio, one line per `hue` value (seaborn).
+
+    Args:
+        rows: one row per (hue, noise_ratio, seed) after any averaging over
+            categories (`fuadnb.evaluate.seed_summary` before its last step); the
+            line is the mean over seeds and the band their standard deviation.
+    """
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(size * len(metrics) + 1.2,
+                                                       size), squeeze=False)
+    for k, (ax, metric) in enumerate(zip(axes[0], metrics, strict=True)):
+        sns.lineplot(data=rows, x="noise_ratio", y=metric, hue=hue, style=hue,
+                     markers=True, dashes=False, errorbar="sd", ax=ax,
+                     legend=k == len(metrics) - 1)
+        ax.set(xlabel="noise ratio", ylabel="", title=metric.replace("_", " "),
+               xticks=sorted(rows["noise_ratio"].unique()))
+    if axes[0, -1].get_legend() is not None:
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1),
+                        frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig

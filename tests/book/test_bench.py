@@ -93,7 +93,9 @@ def test_vendor_assets_without_npm_is_one_clear_error(tmp_path, monkeypatch):
         bench.vendor_assets(tmp_path)
 
 
-def test_grid_killed_mid_cell_resumes_without_lost_or_repeated_rows(tmp_path, capsys):
+@pytest.mark.parametrize("jobs, before", [(1, ["X-1"]), (2, ["X-1", "X-3"])])
+def test_grid_killed_mid_cell_resumes_without_lost_or_repeated_rows(tmp_path, capsys,
+                                                                    jobs, before):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("X: int = 1  # a number", metadata={
             "tags": ["parameters"]}),
@@ -104,26 +106,50 @@ def test_grid_killed_mid_cell_resumes_without_lost_or_repeated_rows(tmp_path, ca
                                  "language": "python"}
     nbformat.write(nb, tmp_path / "slow.ipynb")
     grid = _grid(tmp_path, "notebook: slow.ipynb\ngrid:\n  X: [1, 2, 3]\n")
-    out = tmp_path / "out"
+    out, table = tmp_path / "out", tmp_path / "out" / "grid_results.csv"
     proc = subprocess.Popen([sys.executable, "-m", "fuadnb", "grid", str(grid),
-                             "--out", str(out), "--quiet"], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120            # until X=2 runs (X=1's row is written)
-    while time.time() < deadline and not (out / "X-2.ipynb").is_file():
+                             "--out", str(out), "--quiet", "--jobs", str(jobs)],
+                            start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120     # until X=2 runs and the rows before it are in
+    while time.time() < deadline and not ((out / "X-2.ipynb").is_file() and
+                                          table.is_file() and
+                                          len(pd.read_csv(table)) == len(before)):
         time.sleep(0.2)
-    time.sleep(2.0)                         # inside X=2's 30-second cell
+    time.sleep(1.0)                         # inside X=2's 30-second cell
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert pd.read_csv(out / "grid_results.csv").point.tolist() == ["X-1"]
+    assert pd.read_csv(table).point.tolist() == before
     assert cli.main(["grid", str(grid), "--out", str(out), "--dry-run"]) == 0
-    assert capsys.readouterr().out.splitlines()[:2] == ["X-2", "X-3"]
-    assert bench.pending(grid, out) == ["X-2", "X-3"]
-    grid.write_text("notebook: slow.ipynb\ngrid:\n  X: [1, 2, 3]\n")
+    todo = sorted({"X-1", "X-2", "X-3"} - set(before))
+    assert capsys.readouterr().out.splitlines()[:len(todo)] == todo
+    assert bench.pending(grid, out) == todo
     nb.cells[1].source = nb.cells[1].source.replace("30 if", "0 if")   # now quick
     nbformat.write(nb, tmp_path / "slow.ipynb")
-    table = bench.run_grid(grid, out, progress=False, log=lambda _: None)
-    assert table.point.tolist() == ["X-1", "X-2", "X-3"]
-    assert (table.status == "ok").all() and table.square.tolist() == [1, 4, 9]
-    assert pd.read_csv(out / "grid_results.csv").point.tolist() == ["X-1", "X-2",
-                                                                    "X-3"]
+    result = bench.run_grid(grid, out, jobs=jobs, progress=False, log=lambda _: None)
+    assert result.point.tolist() == ["X-1", "X-2", "X-3"]
+    assert (result.status == "ok").all() and result.square.tolist() == [1, 4, 9]
+    assert pd.read_csv(table).point.tolist() == ["X-1", "X-2", "X-3"]
     assert bench.pending(grid, out) == []
+
+
+def test_a_list_of_grids_runs_in_parallel_in_grid_order(toy_notebook, tmp_path,
+                                                        monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    grid = _grid(tmp_path, "notebook: toy.ipynb\ngrid:\n  - {X: [3, 1]}\n"
+                 "  - {X: [2], NAME: [c, d]}\n")
+    out = tmp_path / "out"
+    logged = []
+    table = bench.run_grid(grid, out, jobs=2, progress=False, log=logged.append)
+    assert table.point.tolist() == ["X-3", "X-1", "X-2__NAME-c", "X-2__NAME-d"]
+    assert table.square.tolist() == [9, 1, 4, 4]
+    assert table.name.tolist() == ["a", "a", "c", "d"]
+    assert pd.read_csv(out / "grid_results.csv").point.tolist() == table.point.tolist()
+    assert logged[0] == "[1/4] X-3: running"          # the first point runs alone
+    assert logged[1].startswith("[1/4] X-3: ok")
+    assert "OMP_NUM_THREADS" not in os.environ
+    with pytest.raises(bench.BookError, match="more than once"):
+        bench.load_grid(_grid(tmp_path, "notebook: toy.ipynb\ngrid:\n"
+                              "  - {X: [1, 2]}\n  - {X: [2]}\n"))
+    with pytest.raises(bench.BookError, match="jobs must be >= 1"):
+        bench.run_grid(grid, out, jobs=0)

@@ -1,0 +1,84 @@
+"""Summaries of results tables: means and spreads over seeds, paired comparisons
+with a baseline; checked against numpy and scipy written out by hand."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from fuadnb import evaluate
+
+
+@pytest.fixture
+def rows():
+    """Two methods x two noise ratios x three categories x three seeds."""
+    rng = np.random.default_rng(0)
+    out = []
+    for method, shift in (("rd", 0.0), ("cdd", -0.05)):
+        for noise in (0.0, 0.2):
+            for category in ("a", "b", "c"):
+                for seed in (1, 2, 3):
+                    out.append({"method": method, "noise_ratio": noise,
+                                "category": category, "seed": seed,
+                                "image_auroc": 0.9 + shift - noise / 4
+                                + rng.normal(0, 0.01),
+                                "pixel_auroc": rng.uniform(0.8, 1.0)})
+    return pd.DataFrame(out)
+
+
+def test_seed_summary_averages_categories_first_then_seeds(rows):
+    out = evaluate.seed_summary(rows, ["image_auroc", "pixel_auroc"],
+                                ["method", "noise_ratio"])
+    assert len(out) == 4 and (out["n_seeds"] == 3).all()
+    got = out.set_index(["method", "noise_ratio"]).loc[("cdd", 0.2)]
+    sel = rows[(rows["method"] == "cdd") & (rows["noise_ratio"] == 0.2)]
+    per_seed = [sel[sel["seed"] == s]["image_auroc"].mean() for s in (1, 2, 3)]
+    assert got["image_auroc"] == pytest.approx(np.mean(per_seed))
+    assert got["image_auroc_std"] == pytest.approx(np.std(per_seed, ddof=1))
+    per_cat = evaluate.seed_summary(rows, ["image_auroc"],
+                                    ["method", "noise_ratio", "category"])
+    assert len(per_cat) == 12
+    one = rows[(rows["method"] == "rd") & (rows["noise_ratio"] == 0.0)
+               & (rows["category"] == "b")]["image_auroc"]
+    got = per_cat.set_index(["method", "noise_ratio", "category"]).loc[
+        ("rd", 0.0, "b")]
+    assert got["image_auroc_std"] == pytest.approx(one.std(ddof=1))
+
+
+def test_pm_table_formats_mean_and_spread():
+    summary = pd.DataFrame({"method": ["rd", "cdd"], "image_auroc": [0.91234, np.nan],
+                            "image_auroc_std": [0.0123, np.nan]})
+    table = evaluate.pm_table(summary, ["image_auroc"], ["method"])
+    assert table.loc["rd", "image_auroc"] == "0.912 ± 0.012"
+    assert table.loc["cdd", "image_auroc"] == "–"
+    one_seed = summary.assign(image_auroc_std=np.nan)
+    assert evaluate.pm_table(one_seed, ["image_auroc"], ["method"]).loc[
+        "rd", "image_auroc"] == "0.912"
+
+
+def test_versus_pairs_runs_by_category_and_seed(rows):
+    out = evaluate.versus(rows, "image_auroc", "rd").set_index(
+        ["method", "noise_ratio"])
+    assert list(out.index) == [("cdd", 0.0), ("cdd", 0.2)]
+    key = ["category", "seed"]
+    cdd = rows[(rows["method"] == "cdd") & (rows["noise_ratio"] == 0.2)]
+    rd = rows[(rows["method"] == "rd") & (rows["noise_ratio"] == 0.2)]
+    diff = cdd.set_index(key)["image_auroc"] - rd.set_index(key)["image_auroc"]
+    got = out.loc[("cdd", 0.2)]
+    assert got["delta"] == pytest.approx(diff.mean())
+    assert got["n_pairs"] == 9
+    assert got["p"] == pytest.approx(stats.wilcoxon(diff.to_numpy()).pvalue)
+    assert got["delta_std_seeds"] == pytest.approx(
+        diff.groupby(level="seed").mean().std(ddof=1))
+    assert got["verdict"] == "lower" and got["seeds_agree"]   # 0.05 below, noise 0.01
+
+
+def test_versus_gives_no_ranking_within_the_spread(rows):
+    same = rows.copy()
+    same.loc[same["method"] == "cdd", "image_auroc"] = same.loc[
+        same["method"] == "rd", "image_auroc"].to_numpy() + np.tile(
+        [0.01, -0.01, 0.0], 6)
+    out = evaluate.versus(same, "image_auroc", "rd")
+    assert (out["verdict"] == "no ranking").all()
+    few = evaluate.versus(rows[rows["seed"] == 1], "image_auroc", "rd")
+    assert few["p"].isna().all() and (few["verdict"] == "too few pairs").all()
