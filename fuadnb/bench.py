@@ -83,14 +83,20 @@ def declared_parameters(notebook: Path) -> dict[str, dict]:
 def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
             progress: bool = False, timeout: int | None = None) -> Outcome:
     """Run `src` with `parameters` into `dst`, in `src`'s folder (so the chapters'
-    relative paths hold). A failed notebook is still written, with its error."""
+    relative paths hold). A failed notebook is still written, with its error.
+
+    The kernel is started in that folder (nbclient's ``resources``) instead of
+    papermill's ``cwd``, which changes this process's working directory and so
+    cannot run in several threads at once.
+    """
+    src, dst = Path(src).resolve(), Path(dst).resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(src), str(dst), parameters=parameters,
-                            cwd=str(src.parent), kernel_name="python3",
-                            progress_bar=progress, log_output=False,
-                            execution_timeout=timeout)
+                            resources={"metadata": {"path": str(src.parent)}},
+                            kernel_name="python3", progress_bar=progress,
+                            log_output=False, execution_timeout=timeout)
     except pm.PapermillExecutionError as err:
         return Outcome(dst, False, time.perf_counter() - start,
                        f"{err.ename}: {err.evalue}")

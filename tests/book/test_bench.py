@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -23,9 +24,10 @@ def toy_notebook(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("X: int = 1  # a number\nNAME: str = 'a'  # a name",
                                   metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("from fuadnb import nb\n"
+        nbformat.v4.new_code_cell("import os\nfrom fuadnb import nb\n"
                                   "assert X >= 0, 'X must not be negative'\n"
-                                  "nb.record({'square': X * X, 'name': NAME})")])
+                                  "nb.record({'square': X * X, 'name': NAME, "
+                                  "'cwd': os.getcwd()})")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     path = tmp_path / "toy.ipynb"
@@ -136,11 +138,16 @@ def test_grid_killed_mid_cell_resumes_without_lost_or_repeated_rows(tmp_path, ca
 def test_a_list_of_grids_runs_in_parallel_in_grid_order(toy_notebook, tmp_path,
                                                         monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    grid = _grid(tmp_path, "notebook: toy.ipynb\ngrid:\n  - {X: [3, 1]}\n"
-                 "  - {X: [2], NAME: [c, d]}\n")
-    out = tmp_path / "out"
+    _grid(tmp_path, "notebook: toy.ipynb\ngrid:\n  - {X: [3, 1]}\n"
+          "  - {X: [2], NAME: [c, d]}\n")
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)   # relative paths, and threads must not move the cwd
+    grid, out = Path("../grid.yaml"), Path("out")
     logged = []
     table = bench.run_grid(grid, out, jobs=2, progress=False, log=logged.append)
+    assert Path.cwd() == here and (here / "out" / "X-1.ipynb").is_file()
+    assert set(table.cwd) == {str(tmp_path)}        # kernels run beside the notebook
     assert table.point.tolist() == ["X-3", "X-1", "X-2__NAME-c", "X-2__NAME-d"]
     assert table.square.tolist() == [9, 1, 4, 4]
     assert table.name.tolist() == ["a", "a", "c", "d"]
