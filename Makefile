@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup tools book demo test lint clean
+.PHONY: setup tools book demo benchmark test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ book: setup tools
 ## RD on the synthetic benchmark at noise 0 / 0.1 / 0.2, as a table
 demo: setup
 	$(PY) -m fuadnb demo
+
+## the benchmark of chapter 07: every method x noise x synthetic category x 3 seeds
+## (under two hours on 2 CPU cores; resumes if interrupted), table committed
+benchmark: setup
+	$(PY) -m fuadnb grid bench/demo.yaml --jobs 2 --out runs/bench/demo \
+	  --table benchmarks/results/benchmark_demo.csv
 
 ## the whole test suite (CPU; never downloads weights; builds the book at the smoke
 ## profile and checks it in headless Chromium)

@@ -239,13 +239,25 @@ def load_grid(path: Path) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
                         f"declares {sorted(declared)}")
     points = [fixed | dict(zip(g, values, strict=True))
               for g in grids for values in itertools.product(*g.values())]
-    names = [point_name({k: v for k, v in p.items() if k not in fixed})
-             for p in points]
+    names = [name for name, _ in _named(fixed, points)]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise BookError(f"{path}: grid points {twice[:3]} appear more than once; "
                         "make the grids disjoint")
     return notebook, fixed, points
+
+
+def _named(fixed: dict[str, Any], points: list[dict[str, Any]]
+           ) -> list[tuple[str, dict[str, Any]]]:
+    """(name, parameters) of every point: named by the values the grid varies."""
+    return [(point_name({k: v for k, v in p.items() if k not in fixed}), p)
+            for p in points]
+
+
+def named_points(grid_file: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The (name, parameters) of every point of a grid file, in grid order."""
+    _, fixed, points = load_grid(grid_file)
+    return _named(fixed, points)
 
 
 def _grid_notebook(path: Path, name: str) -> Path:
@@ -280,9 +292,7 @@ def _grid_state(grid_file: Path, out: Path
     table = out / "grid_results.csv"
     rows = {r["point"]: r for r in (pd.read_csv(table, keep_default_na=False)
                                     .to_dict("records") if table.is_file() else [])}
-    named = [(point_name({k: v for k, v in p.items() if k not in fixed}), p)
-             for p in points]
-    return notebook, named, rows
+    return notebook, _named(fixed, points), rows
 
 
 def _done(out: Path, rows: dict[str, dict], name: str) -> bool:

@@ -118,4 +118,6 @@ def versus(rows: pd.DataFrame, metric: str, baseline: str, *, alpha: float = 0.0
                     "n_pairs": len(diff), "p": p,
                     "verdict": ("higher" if delta > 0 else "lower") if p < alpha
                     else "too few pairs" if np.isnan(p) else "no ranking"})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=["method", "noise_ratio", "delta",
+                                      "delta_std_seeds", "seeds_agree", "n_pairs",
+                                      "p", "verdict"])

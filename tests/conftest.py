@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ["FUADNB_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -44,9 +45,29 @@ BOOK_FILES = ("notebooks", "book", "benchmarks", "_config.yml", "package.json",
 
 
 @pytest.fixture(scope="session")
-def smoke_book(tiny_synth, tmp_path_factory) -> Path:
+def smoke_grid(tiny_synth, tmp_path_factory) -> Path:
+    """A grid of two cells of ``bench/cell.ipynb`` at the smoke profile (RD and
+    LLB(RD) on the tiny brick at noise 0.2), run two at a time. Returns the output
+    folder (executed notebooks and ``grid_results.csv``)."""
+    bench = pytest.importorskip("fuadnb.bench")
+    folder = tmp_path_factory.mktemp("grid")
+    grid = folder / "smoke.yaml"
+    grid.write_text(yaml.safe_dump({
+        "notebook": str(REPO / "bench" / "cell.ipynb"),
+        "fixed": {"PROFILE": "smoke", "DATA_ROOT": str(tiny_synth),
+                  "CATEGORY": TINY_CATEGORIES[0], "NOISE_RATIO": 0.2,
+                  "RUNS_ROOT": str(folder / "runs"), "DEVICE": "cpu"},
+        "grid": {"METHOD": ["rd", "llb-rd"]}}))
+    bench.run_grid(grid, folder / "out", jobs=2, progress=False, log=lambda _: None)
+    return folder / "out"
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tiny_synth, smoke_grid, tmp_path_factory) -> Path:
     """The whole book built at the smoke profile on the tiny benchmark, in a private
     copy of the repository's book sources (the checkout is never written to).
+
+    The benchmark chapter reads the two-row table of `smoke_grid`.
 
     Returns the copy's root: executed chapters in ``book/chapters``, HTML in
     ``_build/html``.
@@ -66,6 +87,6 @@ def smoke_book(tiny_synth, tmp_path_factory) -> Path:
     parameters = {"PROFILE": "smoke", "DATASET": "synthetic",
                   "DATA_ROOT": str(tiny_synth), "CATEGORY": TINY_CATEGORIES[0],
                   "NOISE_RATIO": 0.2, "RUNS_ROOT": str(root / "runs"),
-                  "DEVICE": "cpu"}
+                  "DEVICE": "cpu", "BENCHMARK": str(smoke_grid / "grid_results.csv")}
     bench.build_book(parameters, root=root, progress=False, log=lambda _: None)
     return root

@@ -13,9 +13,11 @@ import nbformat
 import pandas as pd
 import pytest
 
-from fuadnb import cli
+from fuadnb import cli, models
+from fuadnb.data import mvtec, synthetic, visa
 
 bench = pytest.importorskip("fuadnb.bench")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -160,3 +162,58 @@ def test_a_list_of_grids_runs_in_parallel_in_grid_order(toy_notebook, tmp_path,
                               "  - {X: [1, 2]}\n  - {X: [2]}\n"))
     with pytest.raises(bench.BookError, match="jobs must be >= 1"):
         bench.run_grid(grid, out, jobs=0)
+
+
+@pytest.mark.book
+def test_benchmark_grid_of_two_smoke_cells_gives_two_rows(smoke_grid):
+    table = pd.read_csv(smoke_grid / "grid_results.csv")
+    assert table.point.tolist() == ["METHOD-rd", "METHOD-llb-rd"]
+    assert (table.status == "ok").all()
+    assert table.method.tolist() == ["rd", "llb-rd"]
+    assert (table.profile == "smoke").all() and (table.noise_ratio == 0.2).all()
+    for column in ("image_auroc", "pixel_auroc", "pixel_aupro", "detection_auroc"):
+        assert table[column].between(0, 1).all(), column
+    for column in ("fit_seconds", "predict_seconds", "train_images_per_second"):
+        assert (table[column] > 0).all(), column
+    assert (table.threads == 1).all()                # two jobs on two cores
+    assert table.commit.notna().all() and table.torch.notna().all()
+    assert table.date.notna().all() and table.device.str.startswith("cpu").all()
+    assert table["filter_auroc"].notna().tolist() == [False, True]   # LLB's own
+    assert {f"{p}.ipynb" for p in table.point} <= {p.name for p in
+                                                   smoke_grid.glob("*.ipynb")}
+
+
+def test_the_book_grids_cover_what_the_benchmark_promises():
+    _, fixed, points = bench.load_grid(REPO / "bench" / "demo.yaml")
+    cells = pd.DataFrame(points)
+    assert len(cells) == 360 and fixed["PROFILE"] == "demo"
+    assert set(cells.METHOD) == {*models.REGISTRY, "llb-rd"}
+    assert set(cells.CATEGORY) == set(synthetic.CATEGORIES)
+    assert set(cells.NOISE_RATIO) == {0.0, 0.1, 0.2} and cells.SEED.nunique() == 3
+    assert not cells.duplicated(["METHOD", "CATEGORY", "NOISE_RATIO", "SEED"]).any()
+    _, fixed, points = bench.load_grid(REPO / "bench" / "paper.yaml")
+    cells = pd.DataFrame(points)
+    assert fixed["PROFILE"] == "paper" and fixed["OVERLAP"] is False
+    for dataset, module in (("mvtec_ad", mvtec), ("visa", visa)):
+        assert set(cells[cells.DATASET == dataset].CATEGORY) == set(module.CATEGORIES)
+    assert set(cells.METHOD) == {*models.REGISTRY, "llb-rd"}
+    assert len(cells) == (15 + 12) * 5 * 3 * 3
+
+
+def test_the_committed_demo_table_is_the_whole_demo_grid():
+    """What chapter 07 renders: every point of bench/demo.yaml, run once, ok, from one
+    clean commit, with the provenance columns the chapter reads."""
+    table = pd.read_csv(REPO / "benchmarks" / "results" / "benchmark_demo.csv")
+    named = bench.named_points(REPO / "bench" / "demo.yaml")
+    assert table.point.tolist() == [n for n, _ in named]
+    assert (table.status == "ok").all()
+    assert not table.duplicated(["method", "category", "noise_ratio", "seed"]).any()
+    assert table.commit.nunique() == 1
+    assert table.commit.iloc[0].isalnum() and len(table.commit.iloc[0]) == 12
+    assert (table["cfg.image_size"] == named[0][1]["IMAGE_SIZE"]).all()
+    assert (table.profile == "demo").all() and (table.threads == 1).all()
+    for column in ("image_auroc", "pixel_auroc", "pixel_aupro"):
+        assert table[column].between(0, 1).all(), column
+    assert table.detection_auroc.isna().tolist() == (table.noise_ratio == 0).tolist()
+    for column in ("torch", "fuadnb", "device", "date", "teacher", "fit_seconds"):
+        assert table[column].notna().all(), column

@@ -15,7 +15,8 @@ PAGES = ("intro", "chapters/01_contamination", "chapters/02_reverse_distillation
          "chapters/03_expert_distillation",
          "chapters/04_cross_domain_distillation",
          "chapters/05_funad_pseudo_labels",
-         "chapters/06_llb_filtering", "running", "bibliography")
+         "chapters/06_llb_filtering", "chapters/07_benchmark", "running",
+         "bibliography")
 # Harmless and known: a redeclaration inside sphinx-book-theme's Thebe launcher; and
 # the widget manager (html-manager 1.0.6) calling MathJax 2's `MathJax.Hub.Queue` to
 # typeset widget labels, which MathJax 3 lacks (the labels show as plain text).

@@ -82,3 +82,8 @@ def test_versus_gives_no_ranking_within_the_spread(rows):
     assert (out["verdict"] == "no ranking").all()
     few = evaluate.versus(rows[rows["seed"] == 1], "image_auroc", "rd")
     assert few["p"].isna().all() and (few["verdict"] == "too few pairs").all()
+
+
+def test_versus_with_only_the_baseline_is_an_empty_table(rows):
+    out = evaluate.versus(rows[rows["method"] == "rd"], "image_auroc", "rd")
+    assert out.empty and "verdict" in out.columns
