@@ -55,25 +55,31 @@ def score(*, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
     return out
 
 
-def seed_summary(rows: pd.DataFrame, metrics: Sequence[str], by: Sequence[str]
+def per_seed(rows: pd.DataFrame, columns: Sequence[str], by: Sequence[str]
+             ) -> pd.DataFrame:
+    """Results rows averaged within every `by` group and seed (over whatever else
+    varies, e.g. the categories): one row per (`by`..., seed)."""
+    return rows.groupby([*by, "seed"], observed=True)[list(columns)].mean()
+
+
+def seed_summary(rows: pd.DataFrame, columns: Sequence[str], by: Sequence[str]
                  ) -> pd.DataFrame:
     """Mean and standard deviation over seeds of results rows.
 
-    Each seed's rows are first averaged within every `by` group (over whatever else
-    varies, e.g. the categories), then the per-seed values are summarised.
+    Each seed's rows are first averaged within every `by` group (`per_seed`), then
+    the per-seed values are summarised.
 
     Returns:
-        one row per `by` group: ``<metric>`` (mean over seeds), ``<metric>_std``
+        one row per `by` group: ``<column>`` (mean over seeds), ``<column>_std``
         (sample standard deviation, ddof 1; NaN for one seed) and ``n_seeds``.
     """
-    per_seed = rows.groupby([*by, "seed"])[list(metrics)].mean()
-    groups = per_seed.groupby(level=list(by))
+    groups = per_seed(rows, columns, by).groupby(level=list(by), observed=True)
     out = groups.mean().join(groups.std(ddof=1).add_suffix("_std"))
     out["n_seeds"] = groups.size()
     return out.reset_index()
 
 
-def pm_table(summary: pd.DataFrame, metrics: Sequence[str], index: Sequence[str],
+def pm_table(summary: pd.DataFrame, columns: Sequence[str], index: Sequence[str],
              digits: int = 3) -> pd.DataFrame:
     """`seed_summary`'s output as ``mean ± std`` strings, one column per metric."""
     def cell(mean: float, std: float) -> str:
@@ -84,7 +90,7 @@ def pm_table(summary: pd.DataFrame, metrics: Sequence[str], index: Sequence[str]
     table = summary.set_index(list(index))
     return pd.DataFrame({m: [cell(a, b) for a, b in zip(table[m], table[f"{m}_std"],
                                                       strict=True)]
-                         for m in metrics}, index=table.index)
+                         for m in columns}, index=table.index)
 
 
 def versus(rows: pd.DataFrame, metric: str, baseline: str, *, alpha: float = 0.05,

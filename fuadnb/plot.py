@@ -175,8 +175,8 @@ def noise_curves(rows, metrics: Sequence[str], *, hue: str = "method",
 
     Args:
         rows: one row per (hue, noise_ratio, seed) after any averaging over
-            categories (`fuadnb.evaluate.seed_summary` before its last step); the
-            line is the mean over seeds and the band their standard deviation.
+            categories (`fuadnb.evaluate.per_seed`); the line is the mean over
+            seeds and the band their standard deviation.
     """
     import seaborn as sns
 

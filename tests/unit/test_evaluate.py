@@ -35,6 +35,8 @@ def test_seed_summary_averages_categories_first_then_seeds(rows):
     per_seed = [sel[sel["seed"] == s]["image_auroc"].mean() for s in (1, 2, 3)]
     assert got["image_auroc"] == pytest.approx(np.mean(per_seed))
     assert got["image_auroc_std"] == pytest.approx(np.std(per_seed, ddof=1))
+    means = evaluate.per_seed(rows, ["image_auroc"], ["method", "noise_ratio"])
+    assert means.loc[("cdd", 0.2), "image_auroc"].tolist() == pytest.approx(per_seed)
     per_cat = evaluate.seed_summary(rows, ["image_auroc"],
                                     ["method", "noise_ratio", "category"])
     assert len(per_cat) == 12
