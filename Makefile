@@ -2,35 +2,35 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup tools book demo benchmark test lint clean
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[dev]'
+# one stamp per extra: `make book` installs what the book needs (the `book` extra),
+# `make test` adds the test tools (the `dev` extra: pytest, ruff, timm, playwright)
+$(VENV)/.installed-%: pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[$*]'
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed-dev
 
-## system tools of the book: npm (MathJax and the widget manager for the offline HTML)
-## and Chromium (the browser test), both from Debian
+## system tools, each installed only when missing (.ci/tools says what and why):
+## npm for the book's offline browser assets, Chromium for the browser test
 tools:
-	@command -v npm >/dev/null && command -v chromium >/dev/null || { \
-	  $(SUDO) apt-get update -qq && \
-	  $(SUDO) apt-get install -y -qq --no-install-recommends npm chromium; }
+	@bash .ci/tools npm chromium
 
 ## the main job: execute every chapter (demo profile, synthetic data) and build the book
-book: setup tools
+book: $(VENV)/.installed-book
+	@bash .ci/tools npm
 	$(PY) -m fuadnb book
 
 ## RD on the synthetic benchmark at noise 0 / 0.1 / 0.2, as a table
-demo: setup
+demo: $(VENV)/.installed-book
 	$(PY) -m fuadnb demo
 
 ## the benchmark of chapter 07: every method x noise x synthetic category x 3 seeds
 ## (under two hours on 2 CPU cores; resumes if interrupted), table committed
-benchmark: setup
+benchmark: $(VENV)/.installed-book
 	$(PY) -m fuadnb grid bench/demo.yaml --jobs 2 --out runs/bench/demo \
 	  --table benchmarks/results/benchmark_demo.csv
 

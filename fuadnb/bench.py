@@ -47,6 +47,14 @@ ASSETS = (
     ("mathjax", "es5/tex-mml-chtml.js", "es5", "mathjax"),
     ("mathjax", "es5/output/chtml/fonts/woff-v2/*.woff", "es5", "mathjax"),
 )
+# Loaded between require.js and the widget manager (_config.yml). The manager loads
+# its icon fonts from the folder of its AMD module, which RequireJS would otherwise
+# place at "@jupyter-widgets/html-manager/dist/" beside each page: point that module
+# folder at the vendored copy, found from this script's own URL.
+REQUIRE_PATHS = """\
+require.config({paths: {"@jupyter-widgets/html-manager/dist":
+  document.currentScript.src.replace(/\\/[^\\/]*$/, "")}});
+"""
 
 
 class BookError(ToolError):
@@ -149,6 +157,9 @@ def vendor_assets(root: Path, npm: str | None = None) -> Path:
             if not target.is_file() or target.stat().st_size != f.stat().st_size:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(f, target)
+    paths = out / "widgets" / "require-paths.js"
+    if not paths.is_file() or paths.read_text() != REQUIRE_PATHS:
+        paths.write_text(REQUIRE_PATHS)
     return out
 
 

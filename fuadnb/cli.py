@@ -55,6 +55,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "training images (default: the profile's)")
     g.add_argument("--epochs", type=int, help="training epochs of rd, cdd and funad "
                    "(default: profile)")
+    g.add_argument("--steps", type=int, help="exact optimiser steps of rd (and "
+                   "llb-rd) instead of epochs: the same at every noise ratio, so "
+                   "injected images add no training (default: the profile's)")
     g.add_argument("--iterations", type=int, help="training iterations of RD-E "
                    "(default: profile)")
     g.add_argument("--image-size", type=int, help="square input size in pixels "
@@ -75,13 +78,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    choices=("softpatch", "fraction"), help="noise ratio definition: "
                    "softpatch = int(ratio x clean training images) anomalies; "
                    "fraction = ratio of the final training set (default: %(default)s)")
-    g.add_argument("--overlap", action="store_true", help="keep injected anomalies in "
-                   "the test set (SoftPatch --overlap); default removes them")
-    g.add_argument("--source", default="auto", choices=("auto", "test", "pool"),
-                   help="draw anomalies from the test set (SoftPatch), from the "
-                   "synthetic pool split (the test set then stays the same at every "
-                   "noise ratio), or auto: the pool where the dataset has one "
-                   "(default: %(default)s)")
+    g.add_argument("--regime", default="iid", choices=data.contamination.REGIMES,
+                   help="where the injected anomalies come from: iid = fresh ones (the "
+                   "synthetic pool; on real data the test set, removed from it); "
+                   "overlap = the test set, kept there (SoftPatch --overlap: metrics "
+                   "also on the seen and unseen test anomalies); recurring = copies "
+                   "of a few prototype defects, half of the test anomalies copy them "
+                   "too (synthetic data only) (default: %(default)s)")
     g.add_argument("--seed", type=int, default=111, help="seeds the contamination draw "
                    "and the model (default: %(default)s, RD4AD's)")
     g = p.add_argument_group("where and how")
@@ -94,7 +97,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 def _options(args: argparse.Namespace) -> dict:
     named = {"backbone": args.backbone, "weights": args.weights, "epochs": args.epochs,
-             "iterations": args.iterations, "image_size": args.image_size,
+             "steps": args.steps, "iterations": args.iterations,
+             "image_size": args.image_size,
              "batch_size": args.batch_size}
     for text in args.option:
         name, sep, value = text.partition("=")
@@ -106,8 +110,8 @@ def _options(args: argparse.Namespace) -> dict:
 
 def _run_kwargs(args: argparse.Namespace) -> dict:
     return {"dataset": args.dataset, "root": args.root, "seed": args.seed,
-            "profile": args.profile, "overlap": args.overlap,
-            "definition": args.definition, "source": args.source,
+            "profile": args.profile, "regime": args.regime,
+            "definition": args.definition,
             "device": args.device, "runs_root": args.runs,
             "options": _options(args), "progress": not args.quiet}
 

@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+
+class Monitor(Protocol):
+    """Called by a method's training loop after every optimiser step (a diagnostic
+    that reads the model and restores its train/eval mode; never changes it)."""
+
+    def __call__(self, step: int, model: nn.Module) -> None: ...
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -39,6 +47,35 @@ def batches(n: int, batch_size: int, *, generator: torch.Generator | None = None
     order = torch.randperm(n, generator=generator) if generator is not None \
         else torch.arange(n)
     yield from order.split(batch_size)
+
+
+def schedule(n: int, batch_size: int, *, epochs: int, steps: int | None = None,
+             generator: torch.Generator | None = None) -> list[list[torch.Tensor]]:
+    """A training schedule as one list of index batches per epoch.
+
+    `epochs` shuffled passes over ``range(n)``; or, when `steps` is given, exactly
+    `steps` batches (whole passes, the last one cut short), so that the number of
+    optimiser steps does not grow with the training set: a noise ratio that adds
+    images then adds no steps. With ``steps = epochs * ceil(n / batch_size)`` both
+    give the same batches.
+    """
+    per_epoch = -(-n // batch_size)
+    left = epochs * per_epoch if steps is None else steps
+    plan = []
+    while left > 0:
+        plan.append(list(batches(n, batch_size, generator=generator))[:left])
+        left -= len(plan[-1])
+    return plan
+
+
+def images_seen(n: int, batch_size: int, *, epochs: int, steps: int | None = None
+                ) -> int:
+    """Training images a `schedule` processes (a short last batch counts short)."""
+    if steps is None:
+        return epochs * n
+    per_epoch = -(-n // batch_size)
+    whole, rest = divmod(steps, per_epoch)
+    return whole * n + min(rest * batch_size, n)
 
 
 def inputs(images: torch.Tensor, idx: torch.Tensor, device: torch.device

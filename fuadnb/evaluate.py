@@ -4,8 +4,9 @@ Image metrics use the image score (max of the smoothed map); pixel metrics pool 
 pixel of every test image, good images included; AUPRO is the exact MVTec AD
 definition integrated to FPR 0.3 (`fuadnb.metrics`). ``detection_auroc`` asks the FUAD
 question: do the training-image scores rank the injected anomalies first? Under the
-overlap protocol the image AUROC is also given without the injected test images, which
-the model has trained on.
+``overlap`` and ``recurring`` regimes every metric is also given on two groups of test
+anomalies (each against all good test images): ``*_seen`` (the anomalies trained on,
+or the recurring defects) and ``*_unseen`` (the others, or the novel defects).
 
 Results tables (one row per run) are summarised over seeds (`seed_summary`,
 `pm_table`) and methods compared with a baseline on paired runs (`versus`).
@@ -23,7 +24,7 @@ from fuadnb import metrics
 
 
 def score(*, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
-          maps: np.ndarray, test_injected: np.ndarray | None = None,
+          maps: np.ndarray, groups: dict[str, np.ndarray] | None = None,
           train_injected: np.ndarray | None = None,
           train_scores: np.ndarray | None = None) -> dict[str, float]:
     """All metrics of one run, unrounded.
@@ -31,28 +32,39 @@ def score(*, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
     Args:
         labels, scores: test image labels (N,) and scores (N,).
         masks, maps: test masks (N, H, W) bool and anomaly maps (N, H, W).
-        test_injected: (N,) bool, test images that were also injected into train.
+        groups: name -> (N,) bool, groups of anomalous test images (e.g. ``seen``,
+            ``unseen``; `fuadnb.data.Split.test_groups`): each metric is also
+            computed on every good image plus the group's anomalies, as
+            ``<metric>_<name>`` (NaN for an empty group).
         train_injected, train_scores: (M,) for the contamination-detection AUROC.
 
     Returns:
-        ``image_auroc, image_ap, image_f1max, pixel_auroc, pixel_aupro`` and, when
-        the training set is contaminated, ``detection_auroc``; under overlap also
-        ``image_auroc_clean_test``. Undefined entries are NaN.
+        ``image_auroc, image_ap, image_f1max, pixel_auroc, pixel_aupro``,
+        ``detection_auroc`` (NaN unless the training set is contaminated) and the
+        group columns. Undefined entries are NaN.
     """
-    out = {
-        "image_auroc": metrics.image_auroc(labels, scores),
-        "image_ap": metrics.average_precision(labels, scores),
-        "image_f1max": metrics.f1_max(labels, scores),
-        "pixel_auroc": metrics.pixel_auroc(masks, maps),
-        "pixel_aupro": metrics.pixel_aupro(masks, maps),
-        "detection_auroc": float("nan"),
-    }
+    out = _test_metrics(labels, scores, masks, maps)
+    out["detection_auroc"] = float("nan")
     if train_injected is not None and np.any(train_injected):
         out["detection_auroc"] = metrics.detection_auroc(train_injected, train_scores)
-    if test_injected is not None and np.any(test_injected):
-        keep = ~np.asarray(test_injected, bool)
-        out["image_auroc_clean_test"] = metrics.image_auroc(labels[keep], scores[keep])
+    for name, group in (groups or {}).items():
+        keep = (np.asarray(labels) == 0) | np.asarray(group, bool)
+        part = _test_metrics(labels[keep], scores[keep], masks[keep], maps[keep]) \
+            if np.any(group) else dict.fromkeys(_METRICS, float("nan"))
+        out |= {f"{k}_{name}": v for k, v in part.items()}
     return out
+
+
+_METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_aupro")
+
+
+def _test_metrics(labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
+                  maps: np.ndarray) -> dict[str, float]:
+    return {"image_auroc": metrics.image_auroc(labels, scores),
+            "image_ap": metrics.average_precision(labels, scores),
+            "image_f1max": metrics.f1_max(labels, scores),
+            "pixel_auroc": metrics.pixel_auroc(masks, maps),
+            "pixel_aupro": metrics.pixel_aupro(masks, maps)}
 
 
 def per_seed(rows: pd.DataFrame, columns: Sequence[str], by: Sequence[str]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import inspect
 import platform
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import pandas as pd
 import torch
 
 import fuadnb
-from fuadnb import data, evaluate, models, runs
+from fuadnb import data, engine, evaluate, metrics, models, runs
 from fuadnb.strategies import llb
 from fuadnb.utils import Timer, device_name, git_commit, pick_device
 
@@ -76,15 +77,18 @@ def parse_method(method: str) -> tuple[str | None, str]:
 
 def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
         noise_ratio: float = 0.0, seed: int = 111, profile: str = "demo",
-        overlap: bool = False, definition: str = "softpatch", source: str = "auto",
-        device: str = "auto", runs_root: Path | str = "runs",
-        options: dict[str, Any] | None = None, progress: bool = False) -> Result:
+        regime: str = "iid", definition: str = "softpatch", device: str = "auto",
+        runs_root: Path | str = "runs", options: dict[str, Any] | None = None,
+        curve_every: int = 0, progress: bool = False) -> Result:
     """Run `method` on one category at one noise ratio; cached by configuration.
 
     Args:
         method: a registered method (``rd``), or a strategy around one (``llb-rd``).
+        regime: ``iid``, ``overlap`` or ``recurring`` (`fuadnb.data.contamination`).
         options: overrides of the method's Config fields (e.g. ``{"epochs": 5}``);
             a strategy's as ``"<strategy>.<field>"`` (e.g. ``{"llb.keep": 0.5}``).
+        curve_every: record the learning-bias curve (`Curve`) every that many
+            optimiser steps (0: none); methods whose ``fit`` takes a ``monitor``.
 
     Returns:
         the Result; its row is also written to ``<run dir>/metrics.json``.
@@ -102,10 +106,10 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     cfg = module.config(profile, seed=seed, **options)
     strategy_cfg = STRATEGIES[strategy].config(**own) if strategy else None
     split = data.contaminate(data.index(dataset, root, category), noise_ratio,
-                             seed=seed, definition=definition, overlap=overlap,
-                             source=source)
-    spec = runs.RunSpec(method, dataset, category, noise_ratio, overlap, seed, profile,
-                        cfg, split.manifest, root=runs_root, strategy=strategy_cfg)
+                             seed=seed, regime=regime, definition=definition)
+    spec = runs.RunSpec(method, dataset, category, noise_ratio, regime, seed, profile,
+                        cfg, split.manifest, root=runs_root, strategy=strategy_cfg,
+                        curve_every=curve_every)
     with Timer() as load_timer:
         train_images, _ = data.images.load(split.train, cfg.image_size, masks=False,
                                            progress=progress)
@@ -113,13 +117,26 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
                                                    progress=progress)
     train_images = train_images.to(dev)
     train_ids = split.train["id"].to_numpy(str)
+    monitor = {}
+    if curve_every:
+        if strategy or "monitor" not in inspect.signature(module.fit).parameters:
+            raise ValueError(f"curve_every: method {method!r} does not report a "
+                             "learning-bias curve (rd does)")
+        monitor["monitor"] = Curve(curve_every, module, train_images,
+                                   split.train["is_injected"].to_numpy(),
+                                   test_images.to(dev), split.test["label"].to_numpy(),
+                                   split.test_groups())
     if strategy == "llb":
         def fit():
             return _fit_llb(spec, module, train_images, train_ids, device=dev,
                             progress=progress)
     else:
         def fit():
-            return module.fit(cfg, train_images, device=dev, progress=progress)
+            model = module.fit(cfg, train_images, device=dev, progress=progress,
+                               **monitor)
+            if curve_every:
+                model.curve = monitor["monitor"].rows
+            return model
     model, fit_record = runs.load_or_fit(spec, build=lambda: module.build(cfg), fit=fit)
     model = model.to(dev)
     with Timer(dev) as predict_timer:
@@ -128,7 +145,7 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     labels = split.test["label"].to_numpy()
     metrics = evaluate.score(labels=labels, scores=scores,
                              masks=test_masks[:, 0].numpy(), maps=maps,
-                             test_injected=split.test["is_injected"].to_numpy(),
+                             groups=split.test_groups(),
                              train_injected=split.train["is_injected"].to_numpy(),
                              train_scores=train_scores)
     runs.save_predictions(spec, test_ids=split.test["id"].to_numpy(str),
@@ -137,14 +154,17 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
                           train_injected=split.train["is_injected"].to_numpy(),
                           train_scores=train_scores)
     n_train = len(split.train)
-    fit_seconds, seen, extra = fit_record["fit_seconds"], images_seen(cfg, n_train), {}
+    fit_seconds, extra = fit_record["fit_seconds"], {}
+    steps, seen = budget(cfg, n_train)
     if strategy == "llb":   # stage 1 (possibly cached) + stage 2
         fit_seconds = float(model.trace["seconds"] + model.trace["stage2_seconds"])
         extra = llb.filter_metrics(model.trace, split.train["is_injected"].to_numpy())
-        seen += images_seen(cfg, extra["n_kept"])
+        steps, seen = (a + b for a, b in zip((steps, seen),
+                                             budget(cfg, extra["n_kept"]),
+                                             strict=True))
     row = runs.flat_row(spec) | {
         "teacher": model.teacher.label, **metrics, **extra,
-        "fit_seconds": fit_seconds,
+        "steps": steps, "images_seen": seen, "fit_seconds": fit_seconds,
         "train_images_per_second": seen / fit_seconds,
         "predict_seconds": predict_timer.seconds,
         "test_images_per_second": len(test_images) / predict_timer.seconds,
@@ -186,11 +206,55 @@ def _fit_llb(spec: runs.RunSpec, module: Any, train_images: torch.Tensor,
     return model
 
 
-def images_seen(cfg: Any, n_train: int) -> int:
-    """Training images a fit processed: epochs x images, or iterations x batch."""
+def budget(cfg: Any, n_train: int) -> tuple[int, int]:
+    """(optimiser steps, training images processed) of one fit on `n_train` images:
+    epochs or exact steps over the images (`engine.schedule`), or iterations x
+    batch. For a method with several students (CDD) the steps of one student."""
     if hasattr(cfg, "epochs"):
-        return cfg.epochs * n_train
-    return cfg.iterations * cfg.batch_size
+        steps = getattr(cfg, "steps", None)
+        per_epoch = -(-n_train // cfg.batch_size)
+        return (steps or cfg.epochs * per_epoch,
+                engine.images_seen(n_train, cfg.batch_size, epochs=cfg.epochs,
+                                   steps=steps))
+    return cfg.iterations, cfg.iterations * cfg.batch_size
+
+
+@dataclass
+class Curve:
+    """The learning-bias curve of one fit (a `fuadnb.engine.Monitor`): every `every`
+    optimiser steps, how the training images' scores rank the injected ones
+    (``detection_auroc``) and the test image AUROC, overall and on the regime's
+    groups (``image_auroc_seen`` / ``_unseen``). A diagnostic drawn in chapter 02,
+    never used to choose anything; it does not change the training."""
+
+    every: int
+    module: Any
+    train_images: torch.Tensor
+    train_injected: np.ndarray
+    test_images: torch.Tensor
+    test_labels: np.ndarray
+    groups: dict[str, np.ndarray]
+    rows: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    def __call__(self, step: int, model: torch.nn.Module) -> None:
+        if step % self.every:
+            return
+        was_training = model.training
+        model.eval()
+        row = {"step": step, "detection_auroc": float("nan")}
+        if self.train_injected.any():
+            row["detection_auroc"] = metrics.detection_auroc(
+                self.train_injected, self.module.score_train(model, self.train_images))
+        scores = self.module.predict(model, self.test_images)[0]
+        labels = self.test_labels
+        row["image_auroc"] = metrics.image_auroc(labels, scores)
+        for name, group in self.groups.items():
+            keep = (labels == 0) | group
+            row[f"image_auroc_{name}"] = (metrics.image_auroc(labels[keep],
+                                                              scores[keep])
+                                          if group.any() else float("nan"))
+        self.rows.append(row)
+        model.train(was_training)
 
 
 def table(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:

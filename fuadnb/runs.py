@@ -35,9 +35,10 @@ from torch import nn
 from fuadnb.config import short_hash, to_jsonable
 from fuadnb.utils import atomic_path, atomic_write_text
 
-CACHE_VERSION = 2   # bump by hand when a code change should invalidate cached runs
+CACHE_VERSION = 3   # bump by hand when a code change should invalidate cached runs
 RESULTS_FILE = "results.csv"
 TRACE_FILE = "trace.npz"   # a method's per-iteration record (``model.trace``), if any
+CURVE_FILE = "curve.json"   # the learning-bias curve (``model.curve``), if recorded
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,14 @@ class RunSpec:
     dataset: str
     category: str
     noise_ratio: float
-    overlap: bool
+    regime: str
     seed: int
     profile: str
     cfg: Any                                   # the method's frozen Config
     split: dict = field(repr=False)            # the contamination manifest
     root: Path | str = "runs"
     strategy: Any = None                       # a strategy's frozen Config (LLB)
+    curve_every: int = 0                       # steps between learning-bias records
 
     def identity(self) -> dict:
         """Everything hashed into the run key (JSON-ready)."""
@@ -62,11 +64,12 @@ class RunSpec:
                       "n_clean_train")
         return {"method": self.method, "dataset": self.dataset,
                 "category": self.category, "noise_ratio": self.noise_ratio,
-                "overlap": self.overlap, "seed": self.seed, "profile": self.profile,
+                "regime": self.regime, "seed": self.seed, "profile": self.profile,
                 "cfg": to_jsonable(self.cfg),
                 "split": {k: self.split[k] for k in split_keys},
                 "cache_version": CACHE_VERSION} | (
-            {} if self.strategy is None else {"strategy": to_jsonable(self.strategy)})
+            {} if self.strategy is None else {"strategy": to_jsonable(self.strategy)}
+        ) | ({"curve_every": self.curve_every} if self.curve_every else {})
 
     @property
     def key(self) -> str:
@@ -74,8 +77,7 @@ class RunSpec:
 
     @property
     def dir(self) -> Path:
-        tag = f"n{self.noise_ratio:.2f}-{self.split['source']}" + (
-            "-overlap" if self.overlap else "")
+        tag = f"n{self.noise_ratio:.2f}-{self.regime}"
         return (Path(self.root) / self.method / self.dataset / self.category / tag
                 / f"s{self.seed}-{self.key}")
 
@@ -116,6 +118,8 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], nn.Module],
                                f"delete {folder} to retrain")
         if (folder / TRACE_FILE).is_file():
             model.trace = _load_npz(folder / TRACE_FILE)
+        if (folder / CURVE_FILE).is_file():
+            model.curve = json.loads((folder / CURVE_FILE).read_text())
         record = json.loads(fit_file.read_text())
         return model.eval(), record | {"loaded": True}
     folder.mkdir(parents=True, exist_ok=True)
@@ -130,6 +134,8 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], nn.Module],
     _save_torch(state, weights)
     if getattr(model, "trace", None):
         _save_npz(folder / TRACE_FILE, model.trace)
+    if getattr(model, "curve", None):
+        _write_json(folder / CURVE_FILE, model.curve)
     record = {"fit_seconds": seconds, "history": list(getattr(model, "history", []))}
     _write_json(fit_file, record)
     return model.eval(), record | {"loaded": False}
@@ -175,7 +181,7 @@ def flat_row(spec: RunSpec) -> dict:
     """The identifying columns of a results row (``cfg.*`` flattened)."""
     ident = spec.identity()
     row = {k: ident[k] for k in ("method", "dataset", "category", "noise_ratio",
-                                 "overlap", "seed", "profile")}
+                                 "regime", "seed", "profile")}
     row |= {"definition": spec.split["definition"], "source": spec.split["source"],
             "n_injected": spec.split["n_injected"], "run_key": spec.key}
     row |= {f"cfg.{k}": v for k, v in ident["cfg"].items()}

@@ -29,7 +29,7 @@ def test_help_explains_every_option(capsys):
     out = capsys.readouterr().out
     for command in ("generate", "run", "demo", "results"):
         assert command in out
-    for command, options in {"run": ["--noise", "--overlap", "--definition", "--source",
+    for command, options in {"run": ["--noise", "--regime", "--definition", "--steps",
                                      "--profile", "--weights", "--device", "--runs"],
                              "generate": ["--size", "--tiny", "--workers", "--seed"],
                              "demo": ["--categories", "--noise"],
@@ -52,7 +52,7 @@ def test_run_prints_metrics_and_caches(tiny_synth, tmp_path, capsys):
                 "detection_auroc"):
         assert 0.0 <= row[key] <= 1.0, key
     assert row["n_injected"] == 1 and row["teacher"] == "efficientnet_lite2/imagenet"
-    for key in ("method", "dataset", "category", "noise_ratio", "overlap", "seed",
+    for key in ("method", "dataset", "category", "noise_ratio", "regime", "seed",
                 "profile", "run_key", "fit_seconds", "predict_seconds", "device",
                 "torch", "commit", "date", "cfg.backbone", "cfg.weights",
                 "train_images_per_second", "test_total"):

@@ -44,11 +44,14 @@ def _check(dataset: str, root: Path | str) -> Path:
 
 
 def index(dataset: str, root: Path | str, category: str, **options) -> pd.DataFrame:
-    """One row per image of `category` (see `fuadnb.data.index` for the columns)."""
+    """One row per image of `category` (see `fuadnb.data.index` for the columns),
+    plus ``prototype``: which recurring defect an image copies (synthetic data's
+    ``recurring`` split and recurring test anomalies, e.g. ``"hole/0"``), else None."""
     root = _check(dataset, root)
     if dataset == "synthetic":
-        return mvtec.index(root, category, dataset="synthetic", **options)
-    return READERS[dataset].index(root, category, **options)
+        df = mvtec.index(root, category, dataset="synthetic", **options)
+        return df.assign(prototype=df["id"].map(synthetic.prototypes(root)))
+    return READERS[dataset].index(root, category, **options).assign(prototype=None)
 
 
 def categories(dataset: str, root: Path | str) -> list[str]:

@@ -1,19 +1,34 @@
 """Contaminated training sets: anomalous images silently added to the training set.
 
+Regimes: where the injected anomalies come from and what the test set is.
+
+* ``iid`` — fresh, never-repeated anomalies: the synthetic benchmark's ``pool`` split
+  (the test set is the same at every ratio); on a real dataset SoftPatch's default,
+  anomalies drawn from the test set and removed from it ("no overlap").
+* ``overlap`` — SoftPatch's ``--overlap``: anomalies drawn from the test set and kept
+  there, so the model is tested on the very anomalies it was trained on; metrics are
+  also reported on those (*seen*) and on the others (*unseen*).
+* ``recurring`` — defects that recur, as structural defects do in production: the
+  synthetic benchmark's ``recurring`` split holds copies of a few prototype defects
+  per type (small jitter, other base images); half of the test anomalies copy the
+  same prototypes. The test set is the same at every ratio; metrics are also reported
+  on the recurring (*seen*) and the novel (*unseen*) test anomalies. Real datasets
+  have no prototypes: asking for it there is an error.
+
 Protocols (reference/data_and_metrics.md §2; methods.md §1):
 
 * ``definition="softpatch"`` (the de-facto standard; SoftPatch main.py L98-L127):
   ``n = int(ratio * n_clean_train)`` anomalies, drawn uniformly from the pooled
-  anomalous test images of every defect type. ``overlap=False`` (SoftPatch's default,
-  "no overlap") removes them from the test set; ``overlap=True`` keeps the test set
-  unchanged, so injected images are also evaluated. At ratio 0.1 anomalies are
-  1/11 = 9.1 % of the final training set.
+  anomalous images of every defect type (of the regime's source). Without overlap
+  (SoftPatch's default) test anomalies drawn are removed from the test set; under
+  ``overlap`` the test set is unchanged, so injected images are also evaluated. At
+  ratio 0.1 anomalies are 1/11 = 9.1 % of the final training set.
 * ``definition="fraction"`` (Real-IAD FUIAD style): ``n = round(ratio / (1 - ratio) *
   n_clean_train)``, so anomalies are ``ratio`` of the final training set.
-* ``source="pool"``: draw from the synthetic benchmark's ``pool`` split instead of the
-  test set (the test set is then never touched, so every noise ratio is scored on the
-  same test images). ``source="auto"`` (the default) takes the pool where the index
-  has one and the test set otherwise (data_and_metrics.md §2.6).
+* Sources by regime: ``iid`` draws from the synthetic ``pool`` split where the index
+  has one (the test set is then never touched, so every noise ratio is scored on the
+  same test images; data_and_metrics.md §2.6) and from the test set otherwise;
+  ``overlap`` from the test set; ``recurring`` from the ``recurring`` split.
 * ``repeat=True`` (SoftPatch+, methods.md §1.2): when anomalies run out, each is
   injected again with a slight random rotation (±3°) and shift (±3 %); the copies get
   the id ``<id>~aug<k>`` and their parameters are stored in the manifest.
@@ -42,8 +57,9 @@ import pandas as pd
 from fuadnb.utils import atomic_write_text
 
 Definition = Literal["softpatch", "fraction"]
-Source = Literal["auto", "test", "pool"]
-MANIFEST_VERSION = 1
+Regime = Literal["iid", "overlap", "recurring"]
+REGIMES = ("iid", "overlap", "recurring")
+MANIFEST_VERSION = 2
 
 
 class ContaminationError(ValueError):
@@ -57,13 +73,27 @@ class Split:
     Attributes:
         train: index rows of the training set with a bool column ``is_injected``.
         test: index rows of the test set; ``is_injected`` marks injected images kept
-            in the test set under ``overlap=True``.
-        manifest: the protocol, seed, counts and the injected / removed ids.
+            in the test set (regime ``overlap``).
+        manifest: the regime, protocol, seed, counts and the injected / removed ids.
     """
 
     train: pd.DataFrame
     test: pd.DataFrame
     manifest: dict[str, Any]
+
+    def test_groups(self) -> dict[str, np.ndarray]:
+        """The regime's two groups of test anomalies, as bool masks over the test
+        rows: ``seen`` (trained on, under ``overlap``; recurring, under
+        ``recurring``) and ``unseen`` (the other anomalies). Empty for ``iid``."""
+        anomalous = self.test["label"].to_numpy() == 1
+        regime = self.manifest["regime"]
+        if regime == "overlap":
+            seen = self.test["is_injected"].to_numpy(bool)
+        elif regime == "recurring":
+            seen = self.test["prototype"].notna().to_numpy()
+        else:
+            return {}
+        return {"seen": anomalous & seen, "unseen": anomalous & ~seen}
 
     def test_composition(self) -> dict[str, int]:
         """Counts of the test set: good, anomalous, per defect type."""
@@ -135,35 +165,31 @@ def rng_for(seed: int, dataset: str, category: str) -> np.random.Generator:
 
 
 def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
-                definition: Definition = "softpatch", overlap: bool = False,
-                source: Source = "auto", repeat: bool = False) -> Split:
+                regime: Regime = "iid", definition: Definition = "softpatch",
+                repeat: bool = False) -> Split:
     """Add anomalous images to the training set of one category's `index`.
 
     Args:
-        index: rows of one dataset/category as returned by the readers.
+        index: rows of one dataset/category as returned by `fuadnb.data.index`.
         ratio: the noise ratio under `definition`.
         seed: seeds the draw (nothing else).
+        regime: ``iid``, ``overlap`` or ``recurring`` (see the module docstring).
         definition: ``softpatch`` (anomalies / clean train) or ``fraction``
             (anomalies / final train).
-        overlap: keep injected test images in the test set (SoftPatch ``--overlap``).
-        source: draw from the anomalous ``test`` images, from the ``pool`` split, or
-            ``auto``: the pool where `index` has one, else the test images.
         repeat: when more anomalies are asked for than exist, inject each one more
             than once, the copies slightly rotated (±3°) and shifted (±3 %), as
-            SoftPatch+ did at 15-20 % noise (needs ``overlap=True`` or the pool).
+            SoftPatch+ did at 15-20 % noise (not with test anomalies under ``iid``,
+            which would leave none to test on).
 
     Returns:
         the Split, with its manifest.
 
     Raises:
-        ContaminationError: bad ratio/definition/source, or more anomalies asked for
-            than exist (the message says how many exist).
+        ContaminationError: bad ratio/definition/regime, a regime the dataset cannot
+            provide, or more anomalies asked for than exist (the message says how
+            many exist).
     """
-    if source not in ("auto", "test", "pool"):
-        raise ContaminationError(f"unknown source {source!r}; choose 'auto', 'test' "
-                                 "or 'pool'")
-    if source == "auto":
-        source = "pool" if (index["split"] == "pool").any() else "test"
+    source, overlap = _source(index, regime)
     keys = index[["dataset", "category"]].drop_duplicates()
     if len(keys) != 1:
         raise ContaminationError("contaminate() takes the index of exactly one "
@@ -188,13 +214,19 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
             f"{dataset}/{category}: noise ratio {ratio} ({definition}) asks for {n} "
             f"anomalies ({n_clean} clean training images) but only {m} anomalous "
             f"{source} images exist; use a noise ratio <= {limit:.4f}"
-            + (", source='pool'" if source == "test" and "pool" in set(
-                index["split"]) else "") + " or repeat=True")
+            + ("" if repeat else " (or, in Python, contaminate(..., repeat=True) "
+                                 "to inject copies)"))
     if n > m and source == "test" and not overlap:
         raise ContaminationError(
             f"{dataset}/{category}: repeat=True injects every anomalous test image, "
-            "which would leave no anomaly to test on; use overlap=True (as SoftPatch+ "
-            "did) or source='pool'")
+            "which would leave no anomaly to test on; use regime 'overlap' (as "
+            "SoftPatch+ did)")
+    if source == "test" and not overlap and n and not (
+            (test["label"] == 1).sum() - n):
+        raise ContaminationError(
+            f"{dataset}/{category}: noise ratio {ratio} injects all {m} anomalous "
+            "test images, which leaves none to test on; use a lower ratio or regime "
+            "'overlap'")
     rng = rng_for(seed, dataset, category)
     if n <= m:
         pick, copy = np.sort(rng.choice(m, n, replace=False)), np.zeros(n, int)
@@ -216,7 +248,8 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
     test = test.assign(is_injected=test["id"].isin(injected_ids)).reset_index(drop=True)
     manifest = {
         "manifest_version": MANIFEST_VERSION, "dataset": dataset, "category": category,
-        "ratio": ratio, "definition": definition, "overlap": overlap, "source": source,
+        "ratio": ratio, "regime": regime, "definition": definition,
+        "overlap": overlap, "source": source,
         "seed": seed, "n_clean_train": n_clean, "n_injected": len(injected_ids),
         "injected_fraction": len(injected_ids) / max(len(train), 1),
         "injected_ids": sorted(injected_ids),
@@ -226,6 +259,27 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
         "test_composition": _composition(test),
     }
     return Split(train=train, test=test, manifest=manifest)
+
+
+def _source(index: pd.DataFrame, regime: str) -> tuple[str, bool]:
+    """(split the anomalies are drawn from, whether they stay in the test set)."""
+    splits = set(index["split"])
+    if regime == "iid":
+        return ("pool" if "pool" in splits else "test"), False
+    if regime == "overlap":
+        return "test", True
+    if regime == "recurring":
+        if "recurring" not in splits:
+            where = "/".join(index[["dataset", "category"]].iloc[0]) if len(index) \
+                else "this dataset"
+            raise ContaminationError(
+                f"{where}: regime 'recurring' needs recurring defects (the synthetic "
+                "benchmark's recurring/ folder; regenerate it with `python -m fuadnb "
+                "generate`); a real dataset has none: use regime 'overlap' "
+                "(SoftPatch's setting) or 'iid'")
+        return "recurring", False
+    raise ContaminationError(f"unknown regime {regime!r}; choose one of "
+                             f"{list(REGIMES)}")
 
 
 def _augmentation(rng: np.random.Generator) -> dict[str, float]:

@@ -11,7 +11,8 @@ Columns:
     dataset     dataset id (``mvtec_ad``, ``visa``, ``mpdd``, ``btad``, ``real_iad``,
                 ``synthetic``)
     category    category / object name
-    split       ``train``, ``test`` or ``pool`` (extra anomalies, synthetic data only)
+    split       ``train``, ``test``, ``pool`` (extra fresh anomalies) or ``recurring``
+                (extra copies of recurring defects); the last two: synthetic only
     label       0 = normal, 1 = anomalous (from the layout's labels, never guessed)
     defect      defect type; ``good`` for normal images
     image_path  absolute path of the image
@@ -30,7 +31,7 @@ import pandas as pd
 
 COLUMNS = ("id", "dataset", "category", "split", "label", "defect",
            "image_path", "mask_path")
-SPLITS = ("train", "test", "pool")
+SPLITS = ("train", "test", "pool", "recurring")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 

@@ -73,7 +73,8 @@ def index(root: str | Path, category: str, *, dataset: str = "mvtec_ad",
         The index (`fuadnb.data.index.COLUMNS`): ``train/<normal>`` -> train, label 0;
         ``test/<normal>`` -> test, label 0, no mask; ``test/<defect>`` -> test, label 1,
         mask ``ground_truth/<defect>/<stem>_mask.png``; ``pool/<defect>`` -> pool,
-        label 1, mask ``pool_ground_truth/<defect>/<stem>_mask.png``.
+        label 1, mask ``pool_ground_truth/<defect>/<stem>_mask.png``; the same for
+        ``recurring/<defect>`` (split ``recurring``).
 
     Raises:
         DatasetError: missing root, unknown category (the message lists the categories
@@ -116,7 +117,6 @@ def index_tree(root: str | Path, category: str, *, dataset: str, normal: str,
     test_dir = cat_dir / "test"
     if not test_dir.is_dir():
         raise DatasetError(f"{test_dir}: test folder not found")
-    pool_dir = cat_dir / "pool"
 
     def row(path: Path, split: str, label: int, defect: str,
             mask: Path | None) -> dict:
@@ -128,15 +128,17 @@ def index_tree(root: str | Path, category: str, *, dataset: str, normal: str,
     rows = [row(p, "train", 0, normal_defect, None)
             for p in list_images(cat_dir / "train" / normal)]
     splits = [("test", test_dir, cat_dir / "ground_truth")]
-    if pool_dir.is_dir():
-        splits.append(("pool", pool_dir, cat_dir / "pool_ground_truth"))
+    for extra in ("pool", "recurring"):   # the synthetic benchmark's extra anomalies
+        if (cat_dir / extra).is_dir():
+            splits.append((extra, cat_dir / extra, cat_dir / f"{extra}_ground_truth"))
     for split, split_dir, gt_dir in splits:
         for defect_dir in _subdirs(split_dir):
             defect = defect_dir.name
             if defect == normal:
-                if split == "pool":
-                    raise DatasetError(f"{defect_dir}: the pool holds anomalies only; "
-                                       f"a '{normal}' folder is not allowed there")
+                if split != "test":
+                    raise DatasetError(f"{defect_dir}: the {split} folder holds "
+                                       f"anomalies only; a '{normal}' folder is not "
+                                       "allowed there")
                 rows += [row(p, split, 0, normal_defect, None)
                          for p in list_images(defect_dir)]
                 continue

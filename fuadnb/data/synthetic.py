@@ -77,7 +77,7 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
-VERSION = 1
+VERSION = 2   # 2: recurring defects (prototypes), 60 good / 16 per defect in test
 MANIFEST = "manifest.json"
 MIN_CHANGE = 2  # grey levels (max over RGB) for a pixel to count as defective
 MAX_ATTEMPTS = 64
@@ -101,6 +101,9 @@ SOURCE_SHA256 = {
     "skimage.data.moon":
         "cf212d7de3842de54bb8d7ea9e798791b5753aac2c8b4d12053406cba9d2bf2f",
 }
+
+
+SPLITS = ("train", "test", "pool", "recurring")
 
 
 class SourceImageError(RuntimeError):
@@ -163,15 +166,25 @@ class Spec:
         n_train: normal training images per category.
         n_test_good: normal test images per category.
         n_test_per_defect: anomalous test images per defect type.
-        n_pool_per_defect: extra anomalies per defect type in ``pool/``.
+        n_pool_per_defect: extra anomalies per defect type in ``pool/``, each one
+            fresh (the ``iid`` regime injects these).
+        n_recurring_per_defect: anomalies per defect type in ``recurring/``, each a
+            copy of one of the defect type's prototypes on another base image (the
+            ``recurring`` regime injects these).
+        n_prototypes: recurring defects per defect type.
         seed: non-negative base seed.
+
+    The first half of each defect type's test images (``n_test_per_defect // 2``)
+    are recurring (copies of the prototypes), the rest are novel.
     """
 
     size: int = 256
     n_train: int = 100
-    n_test_good: int = 30
-    n_test_per_defect: int = 12
+    n_test_good: int = 60
+    n_test_per_defect: int = 16
     n_pool_per_defect: int = 10
+    n_recurring_per_defect: int = 10
+    n_prototypes: int = 2
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -184,13 +197,26 @@ class Spec:
         _check_count("n_test_good", self.n_test_good, 0)
         _check_count("n_test_per_defect", self.n_test_per_defect, 0)
         _check_count("n_pool_per_defect", self.n_pool_per_defect, 0)
+        _check_count("n_recurring_per_defect", self.n_recurring_per_defect, 0)
+        _check_count("n_prototypes", self.n_prototypes, 1)
         _check_count("seed", self.seed, 0)
 
     @classmethod
     def tiny(cls, seed: int = 0) -> Spec:
-        """64 px, 10 train / 4 good / 2 per defect / 2 pool: for tests and CI."""
+        """64 px, 10 train / 4 good / 2 per defect / 2 pool / 2 recurring, one
+        prototype per defect type: for tests and CI."""
         return cls(size=64, n_train=10, n_test_good=4, n_test_per_defect=2,
-                   n_pool_per_defect=2, seed=seed)
+                   n_pool_per_defect=2, n_recurring_per_defect=2, n_prototypes=1,
+                   seed=seed)
+
+    def prototype(self, split: str, defect: str, index: int) -> int | None:
+        """The prototype a file copies, or None for a fresh (novel) defect."""
+        if defect == "good":
+            return None
+        if split == "recurring" or (split == "test"
+                                    and index < self.n_test_per_defect // 2):
+            return index % self.n_prototypes
+        return None
 
 
 class Sample(NamedTuple):
@@ -905,10 +931,10 @@ def _check_file(category: str, split: str, defect: str, index: int) -> Category:
         raise ValueError(f"category must be one of {sorted(CATEGORIES)}, "
                          f"got {category!r}")
     cat = CATEGORIES[category]
-    if split not in ("train", "test", "pool"):
-        raise ValueError(f"split must be 'train', 'test' or 'pool', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     allowed = ("good",) if split == "train" else (
-        cat.defects if split == "pool" else ("good", *cat.defects))
+        ("good", *cat.defects) if split == "test" else cat.defects)
     if defect not in allowed:
         raise ValueError(f"defect for {category}/{split} must be one of {allowed}, "
                          f"got {defect!r}")
@@ -968,19 +994,27 @@ def render(category: str, split: str, defect: str, index: int,
 
     Args:
         category: a key of `CATEGORIES`.
-        split: ``"train"``, ``"test"`` or ``"pool"``.
+        split: ``"train"``, ``"test"``, ``"pool"`` or ``"recurring"``.
         defect: ``"good"`` or one of the category's defect types.
         index: file number inside its folder.
         spec: benchmark specification (size and seed matter here).
 
     Returns:
         The image, its mask (None for ``good``) and the parameters recorded in the
-        manifest.
+        manifest (``prototype`` for a recurring defect).
 
     Raises:
         RuntimeError: no draw out of `MAX_ATTEMPTS` gave a mask of admissible area.
     """
     _check_file(category, split, defect, index)
+    prototype = spec.prototype(split, defect, index)
+    if prototype is not None:
+        return _recurring(spec, category, split, defect, index, prototype)
+    return _fresh(spec, category, split, defect, index)
+
+
+def _fresh(spec: Spec, category: str, split: str, defect: str, index: int) -> Sample:
+    """A file with its own base image and its own (never repeated) defect."""
     b = _base(spec, category, split, defect, index)
     base = _quantize(b.img, b.noise)
     info = {"base": b.info}
@@ -989,20 +1023,85 @@ def render(category: str, split: str, defect: str, index: int,
     if b.bg is not None:
         b = b._replace(dist=ndi.distance_transform_edt(b.fg > 0.5))
     allowed = b.fg > _FG_MIN
-    lo, hi = min_area(spec.size), max_area(spec.size)
     for attempt in range(MAX_ATTEMPTS):
         rng = _rng(spec.seed, category, split, defect, index, "defect", attempt)
         img, params = _DEFECT_FNS[defect](rng, b)
         out = _quantize(img, b.noise)
-        change = np.abs(out.astype(np.int16) - base).max(axis=-1)
-        mask = (change >= MIN_CHANGE) & allowed
-        area = int(mask.sum())
-        if lo <= area <= hi:
-            out = np.where(mask[..., None], out, base)
-            info.update(type=defect, attempt=attempt, mask_area=area, **params)
-            return Sample(out, mask.astype(np.uint8) * 255, _rounded(info))
+        sample = _admit(spec, out, base, allowed, info | params,
+                        type=defect, attempt=attempt)
+        if sample is not None:
+            return sample
     raise RuntimeError(f"{category}/{split}/{defect}/{index}: no admissible {defect} "
                        f"in {MAX_ATTEMPTS} attempts (seed {spec.seed})")
+
+
+def _admit(spec: Spec, out: np.ndarray, base: np.ndarray, allowed: np.ndarray,
+           info: dict, **extra) -> Sample | None:
+    """`out` as a sample of `base` with its exact mask (pixels that changed by at
+    least `MIN_CHANGE` where a defect is allowed, the rest reverted), or None when
+    the mask's area is not admissible."""
+    change = np.abs(out.astype(np.int16) - base).max(axis=-1)
+    mask = (change >= MIN_CHANGE) & allowed
+    area = int(mask.sum())
+    if not min_area(spec.size) <= area <= max_area(spec.size):
+        return None
+    out = np.where(mask[..., None], out, base)
+    params = {k: v for k, v in info.items() if k != "base"}
+    return Sample(out, mask.astype(np.uint8) * 255,
+                  _rounded({"base": info["base"], **extra, "mask_area": area,
+                            **params}))
+
+
+@lru_cache(maxsize=64)
+def _prototype(spec: Spec, category: str, defect: str, p: int) -> tuple[Sample,
+                                                                        np.ndarray]:
+    """Prototype `p` of a defect type: a fresh defect on a base image of its own
+    (split ``prototype``, never written), and that base's foreground."""
+    sample = _fresh(spec, category, "prototype", defect, p)
+    return sample, _base(spec, category, "prototype", defect, p).fg
+
+
+def _centroid(weights: np.ndarray) -> np.ndarray:
+    yy, xx = np.indices(weights.shape)
+    total = weights.sum()
+    return np.array([(yy * weights).sum() / total, (xx * weights).sum() / total])
+
+
+def _recurring(spec: Spec, category: str, split: str, defect: str, index: int,
+               p: int) -> Sample:
+    """Prototype `p`'s defect pixels pasted onto this file's own base image with a
+    small random rotation (±3°) and shift (±3 % of the side), as a structural defect
+    recurs in production; for objects, moved with the object's centre."""
+    proto, proto_fg = _prototype(spec, category, defect, p)
+    b = _base(spec, category, split, defect, index)
+    base = _quantize(b.img, b.noise)
+    allowed = b.fg > _FG_MIN
+    src = proto.mask > 0
+    centre = _centroid(src.astype(float))
+    move = (_centroid(b.fg) - _centroid(proto_fg)) if b.bg is not None else 0.0
+    for attempt in range(MAX_ATTEMPTS):
+        rng = _rng(spec.seed, category, split, defect, index, "jitter", attempt)
+        angle = rng.uniform(-3, 3)
+        shift = rng.uniform(-0.03, 0.03, size=2) * spec.size
+        t = np.deg2rad(angle)
+        inverse = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+        target = centre + move + shift           # where the defect's centre goes
+        offset = centre - inverse @ target
+        warped = np.stack([ndi.affine_transform(proto.image[..., c].astype(float),
+                                                inverse, offset, order=1,
+                                                mode="nearest")
+                           for c in range(3)], axis=-1)
+        inside = ndi.affine_transform(src.astype(float), inverse, offset, order=1,
+                                      cval=0.0) > 0.5
+        out = np.where(inside[..., None], np.clip(np.rint(warped), 0, 255),
+                       base).astype(np.uint8)
+        sample = _admit(spec, out, base, allowed, {"base": b.info}, type=defect,
+                        prototype=p, angle=angle, dy=shift[0], dx=shift[1],
+                        attempt=attempt)
+        if sample is not None:
+            return sample
+    raise RuntimeError(f"{category}/{split}/{defect}/{index}: prototype {p} does "
+                       f"not fit in {MAX_ATTEMPTS} attempts (seed {spec.seed})")
 
 
 # ----------------------------------------------------------------------- writing
@@ -1021,7 +1120,8 @@ def _jobs(spec: Spec, categories: list[str]) -> list[_Job]:
         groups = [("train", "good", spec.n_train), ("test", "good", spec.n_test_good)]
         for defect in CATEGORIES[name].defects:
             groups += [("test", defect, spec.n_test_per_defect),
-                       ("pool", defect, spec.n_pool_per_defect)]
+                       ("pool", defect, spec.n_pool_per_defect),
+                       ("recurring", defect, spec.n_recurring_per_defect)]
         for split, defect, n in sorted(groups):
             width = max(3, len(str(n - 1)))
             jobs += [_Job(name, split, defect, i, width) for i in range(n)]
@@ -1050,7 +1150,7 @@ def _write_job(tmp: str, spec: Spec, job: _Job) -> dict[str, dict]:
              "sha256": _write(Path(tmp, rel), _png(sample.image))}
     entries = {rel: entry}
     if sample.mask is not None:
-        gt = "ground_truth" if job.split == "test" else "pool_ground_truth"
+        gt = "ground_truth" if job.split == "test" else f"{job.split}_ground_truth"
         mask_rel = f"{job.category}/{gt}/{job.defect}/{stem}_mask.png"
         entry["mask"] = mask_rel
         entries[mask_rel] = {"image": rel,
@@ -1272,6 +1372,14 @@ def ensure(root: str | Path, spec: Spec | None = Spec(), *,
     if _same(found, header, subset=True):
         return root / MANIFEST
     return generate(root, spec, categories=header["categories"], progress=progress)
+
+
+def prototypes(root: str | Path) -> dict[str, str]:
+    """Sample id -> ``"<defect>/<prototype>"`` for every file of the benchmark at
+    `root` that copies a recurring defect (from its manifest)."""
+    files = (_read_manifest(Path(root)) or {}).get("files", {})
+    return {rel.removesuffix(".png"): f"{e['defect']}/{e['params']['prototype']}"
+            for rel, e in files.items() if "prototype" in e.get("params", {})}
 
 
 def verify(root: str | Path) -> list[str]:

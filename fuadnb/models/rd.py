@@ -47,6 +47,7 @@ class Config:
     weights: str = "imagenet"                  # torchvision IMAGENET1K_V1
     image_size: int = 256                      # dataset.py L9-L23: Resize((256,256))
     epochs: int = 200                          # main.py L64
+    steps: int | None = None                   # ours: exact steps (else epochs)
     batch_size: int = 16                       # main.py L66
     lr: float = 0.005                          # main.py L65
     betas: tuple[float, float] = (0.5, 0.999)  # main.py L87 (anomalib uses 0.99)
@@ -58,6 +59,8 @@ class Config:
 
     def __post_init__(self):
         check_sizes(self, ("epochs", "batch_size", "eval_batch_size"))
+        if self.steps is not None:
+            check_sizes(self, ("steps",))
         check_choice(self, "loss", ("flat", "pixel"))
         check_choice(self, "fusion", ("add", "mul", "mean"))
 
@@ -149,11 +152,14 @@ def distance_map(cfg: Config, feats_t: list[torch.Tensor], feats_s: list[torch.T
 
 
 def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
-        progress: bool = False) -> RD:
-    """Train RD on uint8 images (N, 3, S, S); returns the last epoch's model, in eval.
+        progress: bool = False, monitor: engine.Monitor | None = None) -> RD:
+    """Train RD on uint8 images (N, 3, S, S); returns the last step's model, in eval.
 
     The teacher's features are computed once; each epoch shuffles them with a
-    generator seeded by ``cfg.seed`` and trains OCBE + decoder with Adam.
+    generator seeded by ``cfg.seed`` and trains OCBE + decoder with Adam, for
+    ``cfg.epochs`` epochs or exactly ``cfg.steps`` steps (`engine.schedule`).
+    `monitor` (a diagnostic, e.g. the learning-bias curve) is called after every
+    step with the step number and the model; it must not change the model.
     """
     n = len(train_images)
     model = engine.prepare(build(cfg), device)
@@ -161,11 +167,14 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     params = [*model.bottleneck.parameters(), *model.student.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
     gen = torch.Generator().manual_seed(cfg.seed)
+    plan = engine.schedule(n, cfg.batch_size, epochs=cfg.epochs, steps=cfg.steps,
+                           generator=gen)
     model.train()
-    bar = tqdm(range(cfg.epochs), desc=f"RD {cfg.backbone}", disable=not progress)
-    for _ in bar:
-        total = torch.zeros((), device=device)
-        for idx in engine.batches(n, cfg.batch_size, generator=gen):
+    step = 0
+    bar = tqdm(plan, desc=f"RD {cfg.backbone}", disable=not progress)
+    for epoch in bar:
+        total, seen = torch.zeros((), device=device), 0
+        for idx in epoch:
             feats_t = [f[idx.to(device)] for f in feats]
             with engine.autocast(device):
                 batch_loss = loss(feats_t, model.student(model.bottleneck(feats_t)),
@@ -174,7 +183,11 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
             batch_loss.backward()
             opt.step()
             total += batch_loss.detach() * len(idx)
-        model.history.append(total.item() / n)
+            seen += len(idx)
+            step += 1
+            if monitor is not None:
+                monitor(step, model)
+        model.history.append(total.item() / seen)
         bar.set_postfix(loss=f"{model.history[-1]:.4f}")
     return model.eval()
 

@@ -12,7 +12,10 @@ from fuadnb.data.index import make_index
 
 
 def make(n_train=100, n_good_test=30, defects=("crack", "hole", "scratch", "stain"),
-         per_defect=12, pool_per_defect=0, category="brick", shipped=0):
+         per_defect=12, pool_per_defect=0, category="brick", shipped=0,
+         recurring_per_defect=0):
+    """A hand-made index; with recurring defects the first half of each defect
+    type's test images copy a prototype, as the synthetic benchmark's."""
     rows = []
 
     def add(split, label, defect, i):
@@ -32,7 +35,14 @@ def make(n_train=100, n_good_test=30, defects=("crack", "hole", "scratch", "stai
             add("test", 1, d, i)
         for i in range(pool_per_defect):
             add("pool", 1, d, i)
-    return make_index(rows, source="test")
+        for i in range(recurring_per_defect):
+            add("recurring", 1, d, i)
+    index = make_index(rows, source="test")
+    recurring = recurring_per_defect and (index.split.isin(["test", "recurring"])
+                                          & (index.label == 1))
+    number = index.id.str.rsplit("/", n=1).str[1].astype(int)
+    copies = recurring & ((index.split == "recurring") | (number < per_defect // 2))
+    return index.assign(prototype=np.where(copies, index.defect + "/0", None))
 
 
 def test_softpatch_count_is_int_of_ratio_times_clean_train():
@@ -50,7 +60,7 @@ def test_softpatch_count_is_int_of_ratio_times_clean_train():
 def test_no_overlap_removes_injected_from_test_and_overlap_keeps_them():
     index = make()
     no = C.contaminate(index, 0.2, seed=3)
-    yes = C.contaminate(index, 0.2, seed=3, overlap=True)
+    yes = C.contaminate(index, 0.2, seed=3, regime="overlap")
     injected = set(no.manifest["injected_ids"])
     assert injected == set(yes.manifest["injected_ids"])     # same draw
     assert injected.isdisjoint(no.test["id"])
@@ -58,6 +68,11 @@ def test_no_overlap_removes_injected_from_test_and_overlap_keeps_them():
     assert set(no.manifest["removed_from_test_ids"]) == injected
     assert len(yes.test) == 78 and set(yes.test.loc[yes.test["is_injected"], "id"]) \
         == injected
+    groups = yes.test_groups()          # seen = exactly the trained-on test anomalies
+    assert set(yes.test.id[groups["seen"]]) == injected
+    assert set(yes.test.id[groups["unseen"]]) == set(
+        yes.test.id[yes.test.label == 1]) - injected
+    assert no.test_groups() == {} and no.manifest["regime"] == "iid"
     assert yes.manifest["removed_from_test_ids"] == []
     assert no.test_composition()["anomalous"] == 28
     assert set(no.train.loc[no.train["is_injected"], "label"]) == {1}
@@ -84,16 +99,38 @@ def test_draw_is_uniform_over_pooled_defect_types():
     assert abs(counts["a"] - counts["b"]) < 0.1 * 2000   # 2000 draws, p = 0.5 each
 
 
-def test_pool_source_leaves_test_untouched():
+def test_iid_draws_from_the_pool_and_leaves_test_untouched():
     index = make(pool_per_defect=10)
-    split = C.contaminate(index, 0.3, seed=0, source="pool")
-    assert len(split.test) == 78
+    split = C.contaminate(index, 0.3, seed=0)            # iid takes the pool
+    assert len(split.test) == 78 and split.manifest["source"] == "pool"
     assert all("/pool/" in i for i in split.manifest["injected_ids"])
     assert split.manifest["removed_from_test_ids"] == []
-    auto = C.contaminate(index, 0.3, seed=0)            # the default takes the pool
-    assert auto.manifest["source"] == "pool"
-    assert auto.manifest["injected_ids"] == split.manifest["injected_ids"]
     assert C.contaminate(make(), 0.1, seed=0).manifest["source"] == "test"
+
+
+def test_recurring_draws_copies_and_splits_the_test_anomalies():
+    index = make(recurring_per_defect=6)
+    split = C.contaminate(index, 0.2, seed=0, regime="recurring")
+    assert split.manifest["source"] == "recurring" and len(split.test) == 78
+    assert all("/recurring/" in i for i in split.manifest["injected_ids"])
+    assert split.test.id.tolist() == C.contaminate(index, 0.0, seed=0,
+                                                   regime="recurring").test.id.tolist()
+    groups = split.test_groups()
+    assert (groups["seen"] == split.test.prototype.notna()).all()
+    assert groups["seen"].sum() == 4 * 6 and groups["unseen"].sum() == 4 * 6
+    with pytest.raises(C.ContaminationError, match="regime 'recurring' needs"):
+        C.contaminate(make(), 0.1, seed=0, regime="recurring")
+
+
+def test_inert_or_impossible_requests_fail_up_front():
+    """iid on test anomalies that would leave none to test on fails before any
+    training; so does an unknown regime."""
+    index = make(n_train=100, defects=("crack",), per_defect=10)
+    with pytest.raises(C.ContaminationError, match="leaves none to test on"):
+        C.contaminate(index, 0.1, seed=0)
+    assert C.contaminate(index, 0.1, seed=0, regime="overlap").test.label.sum() == 10
+    with pytest.raises(C.ContaminationError, match="unknown regime"):
+        C.contaminate(index, 0.1, seed=0, regime="bogus")
 
 
 def test_too_many_anomalies_is_a_clear_error():
@@ -111,11 +148,11 @@ def test_bad_ratio(ratio):
         C.contaminate(make(), ratio, seed=0)
 
 
-def test_bad_definition_source_and_mixed_categories():
+def test_bad_definition_regime_and_mixed_categories():
     with pytest.raises(C.ContaminationError, match="definition"):
         C.contaminate(make(), 0.1, seed=0, definition="real_iad")
-    with pytest.raises(C.ContaminationError, match="source"):
-        C.contaminate(make(), 0.1, seed=0, source="train")
+    with pytest.raises(C.ContaminationError, match="regime"):
+        C.contaminate(make(), 0.1, seed=0, regime="pool")
     with pytest.raises(C.ContaminationError, match="fraction"):
         C.contaminate(make(), 1.0, seed=0, definition="fraction")
     both = pd.concat([make(), make(category="grass")])
@@ -148,11 +185,11 @@ def test_clean_split_and_manifest_round_trip(tmp_path):
 
 def test_repeat_reuses_anomalies_with_a_slight_augmentation():
     index = make(n_train=391, defects=("crack",), per_defect=70)
-    plain = C.contaminate(index, 0.1, seed=0, overlap=True)
-    same = C.contaminate(index, 0.1, seed=0, overlap=True, repeat=True)
+    plain = C.contaminate(index, 0.1, seed=0, regime="overlap")
+    same = C.contaminate(index, 0.1, seed=0, regime="overlap", repeat=True)
     assert plain.manifest["injected_ids"] == same.manifest["injected_ids"]
     assert same.manifest["augmented"] == {}
-    split = C.contaminate(index, 0.2, seed=0, overlap=True, repeat=True)
+    split = C.contaminate(index, 0.2, seed=0, regime="overlap", repeat=True)
     train = split.train[split.train["is_injected"]]
     assert len(train) == 78 and train["id"].is_unique
     copies = train[train["id"].str.contains("~aug")]
@@ -165,9 +202,9 @@ def test_repeat_reuses_anomalies_with_a_slight_augmentation():
     assert train.loc[~train["id"].str.contains("~"), "augment"].isna().all()
     assert set(split.manifest["augmented"]) == set(copies["id"])
     assert len(split.test) == 100 and split.test["is_injected"].sum() == 70
-    again = C.contaminate(index, 0.2, seed=0, overlap=True, repeat=True)
+    again = C.contaminate(index, 0.2, seed=0, regime="overlap", repeat=True)
     assert again.manifest == split.manifest
-    with pytest.raises(C.ContaminationError, match="overlap=True"):
+    with pytest.raises(C.ContaminationError, match="regime 'overlap'"):
         C.contaminate(index, 0.2, seed=0, repeat=True)
     with pytest.raises(C.ContaminationError, match="repeat=True"):
         C.contaminate(index, 0.2, seed=0)

@@ -78,6 +78,7 @@ class BrightCfg:
     seed: int = 0
     image_size: int = 64
     epochs: int = 1
+    batch_size: int = 4
 
 
 def _bright_module(fits):

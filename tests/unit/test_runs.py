@@ -23,7 +23,7 @@ def spec(root, **kw):
     split = {"definition": "softpatch", "source": "test", "injected_ids": ["a"],
              "removed_from_test_ids": ["a"], "n_clean_train": 10, "n_injected": 1}
     args = {"method": "rd", "dataset": "synthetic", "category": "brick",
-            "noise_ratio": 0.1, "overlap": False, "seed": 1, "profile": "smoke",
+            "noise_ratio": 0.1, "regime": "iid", "seed": 1, "profile": "smoke",
             "cfg": {"epochs": 2}, "split": split, "root": root} | kw
     return runs.RunSpec(**args)
 
@@ -63,12 +63,12 @@ def test_unfinished_run_is_retrained(tmp_path):
 def test_key_depends_on_everything_that_changes_the_model(tmp_path):
     base = spec(tmp_path)
     others = [spec(tmp_path, cfg={"epochs": 3}), spec(tmp_path, seed=2),
-              spec(tmp_path, category="grass"), spec(tmp_path, overlap=True),
+              spec(tmp_path, category="grass"), spec(tmp_path, regime="overlap"),
               spec(tmp_path, split={**base.split, "injected_ids": ["b"]})]
     keys = {base.key} | {o.key for o in others}
     assert len(keys) == 6
     assert spec(tmp_path / "elsewhere").key == base.key     # the root is not identity
-    assert base.dir.parts[-2:] == ("n0.10-test", f"s1-{base.key}")
+    assert base.dir.parts[-2:] == ("n0.10-iid", f"s1-{base.key}")
 
 
 def test_rows_collect_into_a_table(tmp_path):

@@ -45,9 +45,17 @@ def manifest(tiny) -> dict:
 def test_spec_defaults_and_tiny():
     spec = synthetic.Spec()
     assert (spec.size, spec.n_train, spec.n_test_good, spec.n_test_per_defect,
-            spec.n_pool_per_defect, spec.seed) == (256, 100, 30, 12, 10, 0)
+            spec.n_pool_per_defect, spec.n_recurring_per_defect, spec.n_prototypes,
+            spec.seed) == (256, 100, 60, 16, 10, 10, 2, 0)
     assert asdict(SPEC) == {"size": 64, "n_train": 10, "n_test_good": 4,
-                            "n_test_per_defect": 2, "n_pool_per_defect": 2, "seed": 0}
+                            "n_test_per_defect": 2, "n_pool_per_defect": 2,
+                            "n_recurring_per_defect": 2, "n_prototypes": 1, "seed": 0}
+    # half of each defect type's test images copy a prototype, all recurring files do
+    assert [spec.prototype("test", "hole", i) for i in range(16)] == \
+        [0, 1] * 4 + [None] * 8
+    assert [spec.prototype("recurring", "hole", i) for i in range(3)] == [0, 1, 0]
+    assert spec.prototype("pool", "hole", 0) is None
+    assert spec.prototype("test", "good", 0) is None
 
 
 def test_categories_are_described():
@@ -68,7 +76,8 @@ def test_layout_and_counts(tiny, manifest):
     for name, cat in synthetic.CATEGORIES.items():
         c = tiny / name
         assert sorted(p.name for p in c.iterdir()) == [
-            "ground_truth", "pool", "pool_ground_truth", "test", "train"]
+            "ground_truth", "pool", "pool_ground_truth", "recurring",
+            "recurring_ground_truth", "test", "train"]
         assert sorted(p.name for p in (c / "train").iterdir()) == ["good"]
         assert sorted(p.name for p in (c / "train/good").iterdir()) == [
             f"{i:03d}.png" for i in range(SPEC.n_train)]
@@ -77,7 +86,9 @@ def test_layout_and_counts(tiny, manifest):
         assert sorted(p.name for p in (c / "pool").iterdir()) == sorted(cat.defects)
         assert len(list((c / "test/good").iterdir())) == SPEC.n_test_good
         for gt, split, n in (("ground_truth", "test", SPEC.n_test_per_defect),
-                             ("pool_ground_truth", "pool", SPEC.n_pool_per_defect)):
+                             ("pool_ground_truth", "pool", SPEC.n_pool_per_defect),
+                             ("recurring_ground_truth", "recurring",
+                              SPEC.n_recurring_per_defect)):
             assert sorted(p.name for p in (c / gt).iterdir()) == sorted(cat.defects)
             for defect in cat.defects:
                 assert sorted(p.name for p in (c / split / defect).iterdir()) == [
@@ -163,7 +174,7 @@ def test_different_seed_gives_different_files(tiny, tmp_path):
                                categories=["brick", "washer"], workers=1).parent
     ours, theirs = _hashes(tiny), _hashes(other)
     common = [rel for rel in theirs if rel.endswith(".png")]
-    assert len(common) == 2 * 46
+    assert len(common) == 2 * 62
     assert all(ours[rel] != theirs[rel] for rel in common)
 
 
@@ -293,3 +304,51 @@ def test_bad_arguments_name_the_parameter(tmp_path):
     with pytest.raises(ValueError, match="split"):
         synthetic.render_base("brick", "val", "good", 0, SPEC)
     assert not (tmp_path / "x").exists()
+
+
+def test_recurring_copies_share_prototypes_within_a_category_only(tiny, manifest):
+    """Every recurring file and the first half of the test anomalies copy their
+    category's prototype of the defect type (the copy's mask is the prototype's,
+    moved by a few pixels, and with the object for objects); two categories never
+    share a prototype."""
+    spec = SPEC
+    protos = synthetic.prototypes(tiny)
+    for name, cat in synthetic.CATEGORIES.items():
+        for defect in cat.defects:
+            recurring = {f"{name}/recurring/{defect}/{i:03d}" for i in range(
+                spec.n_recurring_per_defect)}
+            test = {f"{name}/test/{defect}/{i:03d}" for i in range(
+                spec.n_test_per_defect // 2)}
+            novel = {f"{name}/test/{defect}/{i:03d}" for i in range(
+                spec.n_test_per_defect // 2, spec.n_test_per_defect)}
+            assert {protos[i] for i in recurring | test} == {f"{defect}/0"}
+            assert novel.isdisjoint(protos)
+            proto = synthetic._prototype(spec, name, defect, 0)[0].mask > 0
+            for i in sorted(recurring | test):
+                with Image.open(tiny / f"{manifest['files'][i + '.png']['mask']}") as m:
+                    copy = np.asarray(m) > 0
+                shifts = [np.logical_and(np.roll(proto, (dy, dx), (0, 1)), copy).sum()
+                          / max(copy.sum(), proto.sum())
+                          for dy in range(-8, 9) for dx in range(-8, 9)]
+                assert max(shifts) > 0.5, i      # the prototype, moved a little
+    masks = {}
+    for name, cat in synthetic.CATEGORIES.items():
+        for defect in cat.defects:
+            masks.setdefault(defect, []).append(
+                synthetic._prototype(spec, name, defect, 0)[0].mask.tobytes())
+    for defect, found in masks.items():
+        assert len(set(found)) == len(found), defect     # never across categories
+
+
+def test_the_test_set_is_identical_at_every_ratio_in_iid_and_recurring(tiny):
+    from fuadnb import data
+    for regime in ("iid", "recurring"):
+        tests = [data.contaminate(data.index("synthetic", tiny, "brick"), r, seed=1,
+                                  regime=regime).test for r in (0.0, 0.1, 0.2)]
+        for t in tests[1:]:
+            assert t.id.tolist() == tests[0].id.tolist()
+            assert t.image_path.tolist() == tests[0].image_path.tolist()
+        noisy = data.contaminate(data.index("synthetic", tiny, "brick"), 0.2, seed=1,
+                                 regime=regime)
+        source = "pool" if regime == "iid" else "recurring"
+        assert all(f"/{source}/" in i for i in noisy.manifest["injected_ids"])
