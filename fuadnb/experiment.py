@@ -106,10 +106,12 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
                              source=source)
     spec = runs.RunSpec(method, dataset, category, noise_ratio, overlap, seed, profile,
                         cfg, split.manifest, root=runs_root, strategy=strategy_cfg)
+    load_size = getattr(cfg, "load_size", 0)    # > image_size: resize, centre crop
     with Timer() as load_timer:
         train_images, _ = data.images.load(split.train, cfg.image_size, masks=False,
-                                           progress=progress)
+                                           load_size=load_size, progress=progress)
         test_images, test_masks = data.images.load(split.test, cfg.image_size,
+                                                   load_size=load_size,
                                                    progress=progress)
     train_images = train_images.to(dev)
     train_ids = split.train["id"].to_numpy(str)

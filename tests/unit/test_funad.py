@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fuadnb import experiment
+from fuadnb.data import images
 from fuadnb.models import funad
 from fuadnb.nn import backbones, patches
 
@@ -220,3 +221,16 @@ def test_bf16_autocast_neither_saturates_nor_ties():
     assert not (scores == 1.0).any() and not (maps == 1.0).any()
     assert len(np.unique(scores)) >= len(scores) - 1              # no ties
     assert scores.max() > 0.5 and maps.dtype == np.float32
+
+
+def test_paper_profile_crops_and_the_experiment_honours_it(smoke_kw):
+    cfg = funad.config("paper")
+    assert (cfg.load_size, cfg.image_size) == (256, 224)     # Resize 256, crop 224
+    assert funad.config("demo").load_size == 0                # shares RD's test set
+    with pytest.raises(ValueError, match="load_size"):
+        cfg_(load_size=32)
+    res = experiment.run("funad", **smoke_kw, options={"load_size": 96})
+    imgs, masks = images.load(res.split.test, 64, load_size=96)
+    assert torch.equal(res.test_images, imgs)
+    np.testing.assert_array_equal(res.test_masks, masks[:, 0].numpy())
+    assert not torch.equal(imgs, images.load(res.split.test, 64)[0])
