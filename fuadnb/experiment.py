@@ -85,6 +85,8 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
         method: a registered method (``rd``), or a strategy around one (``llb-rd``).
         options: overrides of the method's Config fields (e.g. ``{"epochs": 5}``);
             a strategy's as ``"<strategy>.<field>"`` (e.g. ``{"llb.keep": 0.5}``).
+            They win over the method's per-category values (``category_options``,
+            e.g. RD-E's foreground and iterations), which win over the profile.
 
     Returns:
         the Result; its row is also written to ``<run dir>/metrics.json``.
@@ -99,7 +101,10 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     if stray:
         raise ValueError(f"options {stray} belong to a strategy; run it as "
                          f"'<strategy>-{base}' (e.g. llb-{base})")
-    cfg = module.config(profile, seed=seed, **options)
+    given = {k: v for k, v in options.items() if v is not None}
+    per_category = module.category_options(profile, dataset, category, data.kind(
+        dataset, category)) if hasattr(module, "category_options") else {}
+    cfg = module.config(profile, seed=seed, **(per_category | given))
     strategy_cfg = STRATEGIES[strategy].config(**own) if strategy else None
     split = data.contaminate(data.index(dataset, root, category), noise_ratio,
                              seed=seed, definition=definition, overlap=overlap,
