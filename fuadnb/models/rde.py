@@ -84,6 +84,7 @@ class Config:
     weights: str = "imagenet"
     image_size: int = 256                      # dataset_noise.py: resize to 256
     iterations: int = 5000                     # train.py (cable, transistor: 10000)
+    whole_epochs: bool = True                  # train.py: whole epochs (see steps)
     batch_size: int = 16                       # train.py
     lr_student: float = 0.005                  # train.py, Adam
     lr_teacher: float = 1e-4                   # train.py, Adam
@@ -278,10 +279,22 @@ def texture_source(cfg: Config) -> torch.Tensor:
     return anomalies.textures_from_folder(cfg.textures, cfg.image_size)
 
 
+def steps(cfg: Config, n_train: int) -> int:
+    """Optimiser steps of a fit on `n_train` images: ``iterations``, rounded up to
+    whole epochs of ``ceil(n_train / batch_size)`` batches when ``whole_epochs`` (the
+    code: ``epochs = ceil(iterations / len(loader))``, drop_last False, and it stops
+    only after a whole epoch)."""
+    if not cfg.whole_epochs:
+        return cfg.iterations
+    per_epoch = math.ceil(n_train / cfg.batch_size)
+    return math.ceil(cfg.iterations / per_epoch) * per_epoch
+
+
 def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
         progress: bool = False) -> RDE:
-    """Train RD-E on uint8 images (N, 3, S, S) for ``cfg.iterations`` iterations;
-    returns the last iteration's model, in eval mode.
+    """Train RD-E on uint8 images (N, 3, S, S) for `steps` iterations (``iterations``
+    rounded up to whole epochs, as train.py); returns the last iteration's model, in
+    eval mode.
 
     Batches are drawn epoch by epoch in a seeded order; each batch gets freshly
     synthesised anomalies from its own seeded generator.
@@ -297,10 +310,11 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     order_gen = torch.Generator().manual_seed(cfg.seed)
     synth_gen = torch.Generator().manual_seed(cfg.seed + 1)
     per_epoch = math.ceil(n / cfg.batch_size)
+    total = steps(cfg, n)
     model.train()
-    bar = tqdm(total=cfg.iterations, desc=f"RD-E {cfg.backbone}", disable=not progress)
+    bar = tqdm(total=total, desc=f"RD-E {cfg.backbone}", disable=not progress)
     step, losses_s, losses_t = 0, [], []
-    while step < cfg.iterations:
+    while step < total:
         for idx in engine.batches(n, cfg.batch_size, generator=order_gen):
             cpu_images = train_images[idx.to(train_images.device)].cpu()
             aug, mask = anomalies.synthesize(cpu_images, textures, synth_gen,
@@ -312,13 +326,13 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
             losses_s.append(ls)
             step += 1
             bar.update()
-            if step % per_epoch == 0 or step == cfg.iterations:
+            if step % per_epoch == 0 or step == total:
                 model.history.append(float(np.mean(losses_s)))
                 model.teacher_history.append(float(np.mean(losses_t)))
                 losses_s, losses_t = [], []
                 bar.set_postfix(student=f"{model.history[-1]:.4f}",
                                 teacher=f"{model.teacher_history[-1]:.4f}")
-            if step == cfg.iterations:
+            if step == total:
                 break
     bar.close()
     return model.eval()

@@ -205,3 +205,15 @@ def test_experiment_applies_category_options_below_the_callers(smoke_kw, monkeyp
     with pytest.raises(RuntimeError, match="stop"):
         experiment.run("rde", **smoke_kw)                           # brick: texture
     assert seen[-1].foreground is False
+
+
+def test_whole_epochs_as_the_reference():
+    cfg = rde.config("paper")
+    assert rde.steps(cfg, 209) == 358 * 14        # bottle: 14 batches, 358 epochs
+    assert rde.steps(rde.config("paper", whole_epochs=False), 209) == 5000
+    gen = torch.Generator().manual_seed(0)
+    images = (torch.rand(6, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
+    small = rde.config("smoke", iterations=3, batch_size=4)      # 2 batches/epoch
+    assert rde.steps(small, 6) == 4
+    model = rde.fit(small, images, device=torch.device("cpu"))
+    assert len(model.history) == 2                                # two whole epochs
