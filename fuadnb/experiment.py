@@ -87,6 +87,8 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
         regime: ``iid``, ``overlap`` or ``recurring`` (`fuadnb.data.contamination`).
         options: overrides of the method's Config fields (e.g. ``{"epochs": 5}``);
             a strategy's as ``"<strategy>.<field>"`` (e.g. ``{"llb.keep": 0.5}``).
+            They win over the method's per-category values (``category_options``,
+            e.g. RD-E's foreground and iterations), which win over the profile.
         curve_every: record the learning-bias curve (`Curve`) every that many
             optimiser steps (0: none); methods whose ``fit`` takes a ``monitor``.
 
@@ -103,17 +105,22 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     if stray:
         raise ValueError(f"options {stray} belong to a strategy; run it as "
                          f"'<strategy>-{base}' (e.g. llb-{base})")
-    cfg = module.config(profile, seed=seed, **options)
+    given = {k: v for k, v in options.items() if v is not None}
+    per_category = module.category_options(profile, dataset, category, data.kind(
+        dataset, category)) if hasattr(module, "category_options") else {}
+    cfg = module.config(profile, seed=seed, **(per_category | given))
     strategy_cfg = STRATEGIES[strategy].config(**own) if strategy else None
     split = data.contaminate(data.index(dataset, root, category), noise_ratio,
                              seed=seed, regime=regime, definition=definition)
     spec = runs.RunSpec(method, dataset, category, noise_ratio, regime, seed, profile,
                         cfg, split.manifest, root=runs_root, strategy=strategy_cfg,
                         curve_every=curve_every)
+    load_size = getattr(cfg, "load_size", 0)    # > image_size: resize, centre crop
     with Timer() as load_timer:
         train_images, _ = data.images.load(split.train, cfg.image_size, masks=False,
-                                           progress=progress)
+                                           load_size=load_size, progress=progress)
         test_images, test_masks = data.images.load(split.test, cfg.image_size,
+                                                   load_size=load_size,
                                                    progress=progress)
     train_images = train_images.to(dev)
     train_ids = split.train["id"].to_numpy(str)
@@ -155,12 +162,12 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
                           train_scores=train_scores)
     n_train = len(split.train)
     fit_seconds, extra = fit_record["fit_seconds"], {}
-    steps, seen = budget(cfg, n_train)
+    steps, seen = budget(module, cfg, n_train)
     if strategy == "llb":   # stage 1 (possibly cached) + stage 2
         fit_seconds = float(model.trace["seconds"] + model.trace["stage2_seconds"])
         extra = llb.filter_metrics(model.trace, split.train["is_injected"].to_numpy())
         steps, seen = (a + b for a, b in zip((steps, seen),
-                                             budget(cfg, extra["n_kept"]),
+                                             budget(module, cfg, extra["n_kept"]),
                                              strict=True))
     row = runs.flat_row(spec) | {
         "teacher": model.teacher.label, **metrics, **extra,
@@ -206,10 +213,14 @@ def _fit_llb(spec: runs.RunSpec, module: Any, train_images: torch.Tensor,
     return model
 
 
-def budget(cfg: Any, n_train: int) -> tuple[int, int]:
+def budget(module: Any, cfg: Any, n_train: int) -> tuple[int, int]:
     """(optimiser steps, training images processed) of one fit on `n_train` images:
-    epochs or exact steps over the images (`engine.schedule`), or iterations x
-    batch. For a method with several students (CDD) the steps of one student."""
+    the method's own count (``module.steps``) if it has one, else epochs or exact
+    steps over the images (`engine.schedule`), else iterations x batch. For a method
+    with several students (CDD) the steps of one student."""
+    if hasattr(module, "steps"):
+        steps = module.steps(cfg, n_train)
+        return steps, steps * cfg.batch_size
     if hasattr(cfg, "epochs"):
         steps = getattr(cfg, "steps", None)
         per_epoch = -(-n_train // cfg.batch_size)

@@ -27,7 +27,7 @@ READERS = {"mvtec_ad": mvtec, "visa": visa, "mpdd": mpdd, "btad": btad,
 DATASETS = tuple(READERS)
 
 __all__ = ["COLUMNS", "DATASETS", "DatasetError", "Split", "categories", "contaminate",
-           "contamination", "images", "index", "synthetic"]
+           "contamination", "images", "index", "kind", "synthetic"]
 
 
 def _check(dataset: str, root: Path | str) -> Path:
@@ -52,6 +52,15 @@ def index(dataset: str, root: Path | str, category: str, **options) -> pd.DataFr
         df = mvtec.index(root, category, dataset="synthetic", **options)
         return df.assign(prototype=df["id"].map(synthetic.prototypes(root)))
     return READERS[dataset].index(root, category, **options).assign(prototype=None)
+
+
+def kind(dataset: str, category: str) -> str:
+    """``"object"`` or ``"texture"``: whether `category` of `dataset` is an object
+    on a background (methods keep synthetic anomalies on it) or a surface."""
+    if dataset not in READERS:
+        raise DatasetError(f"unknown dataset layout {dataset!r}; choose one of "
+                           f"{list(DATASETS)}")
+    return READERS[dataset].kind(category)
 
 
 def categories(dataset: str, root: Path | str) -> list[str]:

@@ -36,10 +36,19 @@ from pathlib import Path
 import pandas as pd
 
 from fuadnb.data import mvtec
+from fuadnb.data.index import kind_of
 
 CATEGORIES = ("01", "02", "03")
 NORMAL_FOLDER = "ok"
 MASK_SUFFIXES = (".png", ".bmp")  # preference order, see the module docstring
+
+# the products' surfaces fill the frame; none is treated as an object [INFER]
+OBJECTS: frozenset[str] = frozenset()
+
+
+def kind(category: str) -> str:
+    """``"texture"`` for every BTAD product (see `OBJECTS`)."""
+    return kind_of(category, OBJECTS)
 
 
 def btad_mask_names(stem: str) -> tuple[str, ...]:

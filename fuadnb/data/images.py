@@ -5,6 +5,12 @@ Resizing follows RD4AD (dataset.py L9-L23): PIL bilinear resize to a square
 PIL image. Masks are binarised at full size with ``!= 0`` (VisA masks are multi-valued
 per defect instance), resized bilinearly and thresholded at 0.5 (RD4AD test.py L85),
 never truncated with ``astype(int)`` (the SoftPatch quirk).
+
+With ``load_size`` > ``size`` the images are instead resized as torchvision's
+``Resize(load_size)`` (the shorter side to ``load_size``, the aspect ratio kept) and
+centre-cropped as ``CenterCrop(size)``: FUN-AD's and SoftPatch's 256 -> 224
+(methods.md §9.13). Masks get the same resize (bilinear, after binarising) and the same
+crop window, so a mask stays aligned with its image.
 """
 
 from __future__ import annotations
@@ -34,15 +40,47 @@ def _open(path: str) -> Image.Image:
     return img
 
 
+def geometry(width: int, height: int, size: int, load_size: int = 0
+             ) -> tuple[tuple[int, int], tuple[int, int, int, int] | None]:
+    """Where an image of ``width x height`` goes: the (width, height) to resize to and
+    the crop box (left, top, right, bottom) or None.
+
+    ``load_size`` 0 or ``size``: a square ``size x size`` resize, no crop. Larger:
+    torchvision's ``Resize(load_size)`` (shorter side ``load_size``, the longer one
+    ``int(load_size * long / short)``) then ``CenterCrop(size)`` (offsets
+    ``round((side - size) / 2)``).
+    """
+    if not load_size or load_size == size:
+        return (size, size), None
+    if load_size < size:
+        raise ValueError(f"load_size {load_size} must be 0 or at least the crop size "
+                         f"{size}")
+    if width <= height:
+        resized = (load_size, int(load_size * height / width))
+    else:
+        resized = (int(load_size * width / height), load_size)
+    left = int(round((resized[0] - size) / 2.0))
+    top = int(round((resized[1] - size) / 2.0))
+    return resized, (left, top, left + size, top + size)
+
+
+def _place(img: Image.Image, resized: tuple[int, int],
+           box: tuple[int, int, int, int] | None) -> Image.Image:
+    img = img.resize(resized, Image.BILINEAR)
+    return img if box is None else img.crop(box)
+
+
 def _load_pair(image_path: str, mask_path: str | None, size: int, with_mask: bool,
-               augment: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+               augment: dict | None = None, load_size: int = 0
+               ) -> tuple[np.ndarray, np.ndarray | None]:
     img = _open(image_path)
     full_size = img.size
     img = img.convert("RGB")
     if augment is not None:   # a repeated anomaly (contamination repeat=True)
         img = img.rotate(augment["angle"], resample=Image.BILINEAR, translate=(
             augment["dx"] * full_size[0], augment["dy"] * full_size[1]))
-    rgb = np.asarray(img.resize((size, size), Image.BILINEAR))
+    resized, box = geometry(*full_size, size, load_size)
+    rgb = np.asarray(_place(img, resized, box))
     if not with_mask:
         return rgb, None
     if mask_path is None:
@@ -54,12 +92,11 @@ def _load_pair(image_path: str, mask_path: str | None, size: int, with_mask: boo
                            "the mask belongs to another image or was resized")
     binary = np.asarray(mask.convert("L")) != 0
     binary = Image.fromarray(binary.astype(np.uint8) * 255)
-    resized = np.asarray(binary.resize((size, size), Image.BILINEAR))
-    return rgb, resized > 127.5
+    return rgb, np.asarray(_place(binary, resized, box)) > 127.5
 
 
 def load(rows: pd.DataFrame | Sequence[dict], size: int, *, masks: bool = True,
-         workers: int = 4, progress: bool = False
+         load_size: int = 0, workers: int = 4, progress: bool = False
          ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Decode the images (and masks) of index `rows`, resized to ``size x size``.
 
@@ -69,6 +106,9 @@ def load(rows: pd.DataFrame | Sequence[dict], size: int, *, masks: bool = True,
             loaded, as training images need none).
         size: output side length in pixels.
         masks: also load masks (all-false for rows without a mask).
+        load_size: 0 (or `size`): resize to ``size x size``; larger: resize the
+            shorter side to it and centre-crop ``size x size`` (`geometry`), images
+            and masks alike.
         workers: decoding threads (PIL releases the GIL while decoding).
 
     Returns:
@@ -84,7 +124,8 @@ def load(rows: pd.DataFrame | Sequence[dict], size: int, *, masks: bool = True,
         raise ValueError(f"image size {size} is too small; use at least 8 pixels")
     with ThreadPoolExecutor(max(1, workers)) as pool:
         jobs = pool.map(lambda r: _load_pair(r["image_path"], r["mask_path"], size,
-                                             masks, r.get("augment")), records)
+                                             masks, r.get("augment"), load_size),
+                        records)
         pairs = list(tqdm(jobs, total=len(records), desc="load images",
                           disable=not progress, leave=False))
     if not pairs:

@@ -39,6 +39,12 @@ class DatasetError(ValueError):
     """A dataset on disk does not match the layout it was read as."""
 
 
+def kind_of(category: str, objects: frozenset[str]) -> str:
+    """``"object"`` if `category` is in `objects`, else ``"texture"`` (a surface that
+    fills the frame, or a category name the dataset module does not know)."""
+    return "object" if category in objects else "texture"
+
+
 def sample_id(path: str | Path, root: str | Path) -> str:
     """Stable id of an image: its path relative to `root`, POSIX, without suffix."""
     rel = Path(os.path.abspath(path)).relative_to(os.path.abspath(root))

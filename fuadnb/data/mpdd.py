@@ -20,11 +20,20 @@ from pathlib import Path
 import pandas as pd
 
 from fuadnb.data import mvtec
+from fuadnb.data.index import kind_of
 
 CATEGORIES = (
     "bracket_black", "bracket_brown", "bracket_white", "connector", "metal_plate",
     "tubes",
 )
+
+# metal parts on a background; metal_plate fills the frame like a texture [INFER]
+OBJECTS = frozenset(CATEGORIES) - {"metal_plate"}
+
+
+def kind(category: str) -> str:
+    """``"object"`` or ``"texture"``."""
+    return kind_of(category, OBJECTS)
 
 
 def index(root: str | Path, category: str) -> pd.DataFrame:

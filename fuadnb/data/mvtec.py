@@ -32,12 +32,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from fuadnb.data.index import DatasetError, list_images, make_index, sample_id
+from fuadnb.data.index import DatasetError, kind_of, list_images, make_index, sample_id
 
 CATEGORIES = (
     "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather",
     "metal_nut", "pill", "screw", "tile", "toothbrush", "transistor", "wood", "zipper",
 )
+# the dataset's ten object categories (the other five are textures)
+OBJECTS = frozenset({"bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill",
+                     "screw", "toothbrush", "transistor", "zipper"})
 
 # (train good, test good, test anomalous) per category, as distributed
 # (reference/data_and_metrics.md §1.1); the contamination chapter's supply table.
@@ -50,6 +53,11 @@ COUNTS: dict[str, tuple[int, int, int]] = {
 }
 
 MaskNames = Callable[[str], tuple[str, ...]]
+
+
+def kind(category: str) -> str:
+    """``"object"`` or ``"texture"``."""
+    return kind_of(category, OBJECTS)
 
 
 def mvtec_mask_names(stem: str) -> tuple[str, ...]:

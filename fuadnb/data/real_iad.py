@@ -54,7 +54,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fuadnb.data.index import DatasetError, make_index, sample_id
+from fuadnb.data.index import DatasetError, kind_of, make_index, sample_id
 
 CATEGORIES = (
     "audiojack", "bottle_cap", "button_battery", "end_cap", "eraser", "fire_hood",
@@ -63,12 +63,18 @@ CATEGORIES = (
     "tape", "terminalblock", "toothbrush", "toy", "toy_brick", "transistor1",
     "u_block", "usb", "usb_adaptor", "vcpill", "wooden_beads", "woodstick", "zipper",
 )
+OBJECTS = frozenset(CATEGORIES)   # every Real-IAD category is an object
 SPLITS = (
     "realiad_jsons", "realiad_jsons_sv", "realiad_jsons_fuiad_0.0",
     "realiad_jsons_fuiad_0.1", "realiad_jsons_fuiad_0.2", "realiad_jsons_fuiad_0.4",
 )
 RESOLUTIONS = ("realiad_256", "realiad_512", "realiad_1024", "realiad_raw")
 RECORD_KEYS = frozenset({"category", "anomaly_class", "image_path", "mask_path"})
+
+
+def kind(category: str) -> str:
+    """``"object"`` (every Real-IAD category) or ``"texture"`` (an unknown name)."""
+    return kind_of(category, OBJECTS)
 
 
 def index(root: str | Path, category: str, *, split: str = "realiad_jsons",

@@ -152,6 +152,13 @@ CATEGORIES: dict[str, Category] = {c.name: c for c in (
 )}
 
 
+def kind(category: str) -> str:
+    """The category's kind, ``"object"`` or ``"texture"`` (unknown names:
+    ``"texture"``)."""
+    cat = CATEGORIES.get(category)
+    return cat.kind if cat is not None else "texture"
+
+
 def _check_count(name: str, value: object, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"Spec.{name} must be an int >= {minimum}, got {value!r}")

@@ -36,15 +36,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from fuadnb.data.index import DatasetError, make_index, sample_id
+from fuadnb.data.index import DatasetError, kind_of, make_index, sample_id
 
 CATEGORIES = (
     "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2",
     "pcb1", "pcb2", "pcb3", "pcb4", "pipe_fryum",
 )
+OBJECTS = frozenset(CATEGORIES)   # every VisA category is an object
 HEADER = ("object", "split", "label", "image", "mask")
 LABELS = {"normal": 0, "anomaly": 1}
 CSV_SPLITS = ("train", "test")
+
+
+def kind(category: str) -> str:
+    """``"object"`` (every VisA category) or ``"texture"`` (an unknown name)."""
+    return kind_of(category, OBJECTS)
 
 
 def index(root: str | Path, category: str, *,

@@ -19,14 +19,37 @@ b. **pseudo-labels**: squared L2 distance of each adapted batch patch to its nea
 c. **perturbation**: patches with ``threshold < d < noise_threshold`` get Gaussian
    noise with the per-channel scale max over patches of std over the batch;
 d. **losses**: class-balanced BCE on the perturbed copy, plus ``smooth_weight`` x the
-   L1 smoothness between the clean scores of mutual nearest neighbours in the batch.
+   L1 smoothness between the scores of mutual nearest neighbours in the batch.
+
+Which scores the smoothness term sees (``smoothness``):
+
+* ``"code"`` (the default, every profile): the released code's behaviour. In
+  self_train_ad.py ``_copy = x.detach()`` shares storage with ``x`` and its
+  ``reshape`` is a view, so ``_copy[_idx] += noise`` perturbs ``x`` in place:
+  ``local_pred = localnet(x)`` is the prediction on the *perturbed* features, the same
+  as ``gaussian_pred``, and both losses see the perturbed copy. The published numbers
+  were produced by this code as far as anyone can know, so the ``paper`` profile runs
+  it.
+* ``"text"``: the paper's description (methods.md §5.3): the BCE on the perturbed copy,
+  the smoothness on the predictions for the *clean* features.
+
+Numerics: the network returns logits; the last layer and the sigmoid run in float32
+with autocast off (under bf16 autocast a bf16 sigmoid has steps of 2^-8 in [0.5, 1)
+and is exactly 1.0 above a logit of about 6.2, so image scores would tie and the BCE
+saturate); the BCE is ``binary_cross_entropy_with_logits``.
+
+Preprocessing: ``load_size`` > ``image_size`` resizes the shorter side to
+``load_size`` and centre-crops ``image_size`` (images and masks alike), as the
+reference's Resize(256) + CenterCrop(224); the ``paper`` profile does, the CPU
+profiles do not (they share the test set with RD in the chapter).
 
 Deliberate deviations:
 * The model is the last epoch's; the reference evaluates on the test set every epoch
   and keeps the best (image + pixel AUROC), which this book never does.
 * Nearest neighbours use chunked ``torch.cdist`` + ``topk`` (exact, as faiss's
   IndexFlatL2), not faiss.
-* Images are resized to ``image_size`` (no 256 -> 224 centre crop).
+* Masks are resized bilinearly and thresholded at 0.5 (the book's one rule,
+  `fuadnb.data.images`), not nearest-neighbour + ceil.
 * A bank of at least one image (the reference's ``int(0.5 |C|)`` is 0 when one image
   is confident).
 * Offline: the CNN patch features of `fuadnb.nn.patches` instead of DINO ViT-B/8,
@@ -36,6 +59,7 @@ Deliberate deviations:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -44,8 +68,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_sizes, from_profile
+from fuadnb.config import check_choice, check_sizes, from_profile
 from fuadnb.nn import maps, patches
+
+Smoothness = Literal["code", "text"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +80,8 @@ class Config:
 
     backbone: str = "dino_vitb8"               # feature_extract.py L21-L40
     weights: str = "dino"
-    image_size: int = 224                      # Resize 256, CenterCrop 224
+    image_size: int = 224                      # CenterCrop 224
+    load_size: int = 256                       # Resize 256 (0: resize to image_size)
     patch_stride: int = 8                      # ViT-B/8 (16: CNN features only)
     epochs: int = 1500                         # README: --epoch 1500
     batch_size: int = 32                       # README: -b 32 (drop_last)
@@ -66,6 +93,7 @@ class Config:
     noise_threshold: float = 0.9               # --noise_threshold
     smooth_weight: float = 2.5                 # --weight 2.5
     balanced: bool = True                      # --balancing
+    smoothness: Smoothness = "code"            # perturbed scores (the code, see above)
     perturb: bool = True                       # --gaussian
     sigma: float = 4.0                         # Gaussian on the map (224 px)
     seed: int = 0                              # the code's default seed
@@ -74,6 +102,10 @@ class Config:
 
     def __post_init__(self):
         check_sizes(self, ("epochs", "batch_size", "eval_batch_size", "chunk"))
+        check_choice(self, "smoothness", ("code", "text"))
+        if self.load_size and self.load_size < self.image_size:
+            raise ValueError(f"load_size must be 0 or >= image_size "
+                             f"({self.image_size}), got {self.load_size}")
         for name in ("bank_fraction", "confident", "threshold", "noise_threshold"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
@@ -87,10 +119,10 @@ PROFILES: dict[str, dict] = {
     # the stride-8 grid costs ~3 s per iteration on 2 CPU cores, this ~0.3 s);
     # 40 epochs of a ~110-image training set are ~120 iterations
     "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-             "image_size": 128, "patch_stride": 16, "epochs": 40,
+             "image_size": 128, "load_size": 0, "patch_stride": 16, "epochs": 40,
              "sigma": maps.sigma_for(128)},
     "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-              "image_size": 64, "epochs": 2, "batch_size": 8,
+              "image_size": 64, "load_size": 0, "epochs": 2, "batch_size": 8,
               "sigma": maps.sigma_for(64)},
 }
 
@@ -103,19 +135,32 @@ def config(profile: str = "paper", **overrides) -> Config:
 class LocalNet(nn.Module):
     """``localnet`` (model.py L367-L394), applied to every patch independently:
     adaptor Linear(D, D) + LeakyReLU(0.2) -> adapted feature f; discriminator
-    Linear(D, 1024) -> 128 -> 1 with LeakyReLU(0.2) and a sigmoid -> score s."""
+    Linear(D, 1024) -> 128 -> 1 with LeakyReLU(0.2) -> logit z; the reference's final
+    sigmoid is `probability` (score s = sigmoid(z)).
+
+    The last Linear runs in float32 with autocast off, so the logits keep their
+    precision under bf16 autocast (see the module docstring)."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.adaptor = nn.Sequential(nn.Linear(dim, dim), nn.LeakyReLU(0.2))
         self.discriminator = nn.Sequential(
             nn.Linear(dim, 1024), nn.LeakyReLU(0.2), nn.Linear(1024, 128),
-            nn.LeakyReLU(0.2), nn.Linear(128, 1), nn.Sigmoid())
+            nn.LeakyReLU(0.2), nn.Linear(128, 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (..., D) -> adapted features (..., D) and patch scores (...,) in (0, 1)."""
+        """x (..., D) -> adapted features (..., D) and patch logits (...,) float32."""
         f = self.adaptor(x)
-        return f, self.discriminator(f)[..., 0]
+        hidden = self.discriminator[:-1](f)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            logits = self.discriminator[-1](hidden.float())
+        return f, logits[..., 0]
+
+
+def probability(logits: torch.Tensor) -> torch.Tensor:
+    """Patch scores in (0, 1): the sigmoid of the logits, in float32 (float64 logits
+    stay float64)."""
+    return torch.sigmoid(logits if logits.dtype == torch.float64 else logits.float())
 
 
 class FUNAD(nn.Module):
@@ -220,20 +265,26 @@ def mutual_pairs(feats: torch.Tensor, chunk: int) -> torch.Tensor:
     return torch.stack([rows[mutual], nn_[mutual]], 1)
 
 
-def loss(scores: torch.Tensor, perturbed_scores: torch.Tensor, labels: torch.Tensor,
-         pairs: torch.Tensor, cfg: Config) -> torch.Tensor:
-    """Class-balanced BCE of the perturbed copy's scores against the pseudo-labels
-    (a mean per class, summed) plus ``smooth_weight`` x the mutual-NN smoothness
-    ``1/2 [L1(s_i, m) + L1(s_j, m)]``, m = (s_i + s_j) / 2, on the clean scores."""
-    s_hat, s, y = perturbed_scores.float().flatten(), scores.float().flatten(), \
-        labels.flatten()
+def loss(logits: torch.Tensor | None, perturbed_logits: torch.Tensor,
+         labels: torch.Tensor, pairs: torch.Tensor, cfg: Config) -> torch.Tensor:
+    """Class-balanced BCE (with logits) of the perturbed copy against the
+    pseudo-labels (a mean per class, summed) plus ``smooth_weight`` x the mutual-NN
+    smoothness ``1/2 [L1(s_i, m) + L1(s_j, m)]``, m = (s_i + s_j) / 2, s = sigmoid.
+
+    The smoothness sees the perturbed copy's scores (``cfg.smoothness == "code"``;
+    `logits` may then be None) or the clean `logits`' scores (``"text"``).
+    """
+    z_hat, y = perturbed_logits.float().flatten(), labels.flatten()
     if cfg.balanced:
-        bce = sum(F.binary_cross_entropy(s_hat[y == c], torch.full_like(
-            s_hat[y == c], float(c))) for c in (0, 1) if (y == c).any())
+        bce = sum(F.binary_cross_entropy_with_logits(z_hat[y == c], torch.full_like(
+            z_hat[y == c], float(c))) for c in (0, 1) if (y == c).any())
     else:
-        bce = F.binary_cross_entropy(s_hat, y.float())
+        bce = F.binary_cross_entropy_with_logits(z_hat, y.float())
     if len(pairs) == 0:
         return bce
+    if cfg.smoothness == "text" and logits is None:
+        raise ValueError("smoothness='text' needs the clean logits")
+    s = probability(perturbed_logits if cfg.smoothness == "code" else logits).flatten()
     si, sj = s[pairs[:, 0]], s[pairs[:, 1]]
     m = (si + sj) / 2
     smooth = 0.5 * ((si - m).abs().mean() + (sj - m).abs().mean())
@@ -255,9 +306,9 @@ def _score_all(model: FUNAD, feats: torch.Tensor) -> tuple[torch.Tensor, torch.T
     fs, ss = [], []
     for chunk in feats.split(model.cfg.eval_batch_size):
         with engine.autocast(feats.device):
-            f, s = model.net(chunk)
+            f, z = model.net(chunk)
         fs.append(f.float())
-        ss.append(s.float().amax(1))
+        ss.append(probability(z.amax(1)))
     return torch.cat(fs), torch.cat(ss)
 
 
@@ -265,8 +316,9 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
         progress: bool = False) -> FUNAD:
     """Train FUN-AD on uint8 images (N, 3, S, S); returns the last epoch's model, in
     eval mode, with ``model.trace``: per iteration the bank (bool (T, N)), the
-    confident images (bool (T, N)), the batch (int (T, B)) and its patch
-    pseudo-labels (bool (T, B, P)) and the loss (T,)."""
+    confident images (bool (T, N)), the batch (int (T, B)), its patch pseudo-labels
+    packed along the patches (``labels_bits``, uint8 (T, B, ceil(P / 8)), see
+    `trace_labels`; ``patches`` = P) and the loss (T,)."""
     n = len(train_images)
     model = engine.prepare(build(cfg), device)
     feats = patch_features(model, train_images, device=device, progress=progress)
@@ -276,8 +328,8 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     order_gen = torch.Generator().manual_seed(cfg.seed)
     draw_gen = torch.Generator().manual_seed(cfg.seed + 1)                # the bank
     noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2)  # on device
-    trace: dict[str, list] = {"bank": [], "confident": [], "batch": [], "labels": [],
-                              "loss": []}
+    trace: dict[str, list] = {"bank": [], "confident": [], "batch": [],
+                              "labels_bits": [], "loss": []}
     bar = tqdm(range(cfg.epochs), desc=f"FUN-AD {cfg.backbone}", disable=not progress)
     for _ in bar:
         losses = []
@@ -295,21 +347,34 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
                 x_hat = perturb(x, uncertain, noise_gen) if cfg.perturb else x
                 pairs = mutual_pairs(batch_adapted.flatten(0, 1), cfg.chunk)
             with engine.autocast(device):
-                _, s = model.net(x)
-                _, s_hat = model.net(x_hat)
-            batch_loss = loss(s, s_hat, labels, pairs, cfg)
+                _, z_hat = model.net(x_hat)
+                z = model.net(x)[1] if cfg.smoothness == "text" else None
+            batch_loss = loss(z, z_hat, labels, pairs, cfg)
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
             opt.step()
             losses.append(batch_loss.item())
             for key, value in (("bank", _mask(bank, n)), ("confident", confident),
-                               ("batch", idx), ("labels", labels)):
+                               ("batch", idx)):
                 trace[key].append(value.cpu().numpy())
+            trace["labels_bits"].append(np.packbits(labels.cpu().numpy(), axis=-1))
             trace["loss"].append(losses[-1])
         model.history.append(float(np.mean(losses)))
         bar.set_postfix(loss=f"{model.history[-1]:.4f}")
-    model.trace = {k: np.stack(v) for k, v in trace.items()}
+    model.trace = {k: np.stack(v) for k, v in trace.items()} | {
+        "patches": np.array(feats.shape[1])}
     return model.eval()
+
+
+def trace_labels(trace: dict[str, np.ndarray], start: int = 0,
+                 stop: int | None = None) -> np.ndarray:
+    """The patch pseudo-labels of iterations ``start:stop`` of a fit's trace, bool
+    (T', B, P), unpacked from ``labels_bits`` (a trace of an older run may hold them
+    unpacked as ``labels``)."""
+    if "labels" in trace:
+        return trace["labels"][start:stop]
+    return np.unpackbits(trace["labels_bits"][start:stop], axis=-1,
+                         count=int(trace["patches"])).astype(bool)
 
 
 def _mask(idx: torch.Tensor, n: int) -> torch.Tensor:
@@ -325,18 +390,25 @@ def patch_truth(masks: torch.Tensor, grid: int, cover: float = 0.25) -> np.ndarr
     return (share >= cover).flatten(1).numpy()
 
 
-def label_quality(trace: dict[str, np.ndarray], truth: np.ndarray
+def label_quality(trace: dict[str, np.ndarray], truth: np.ndarray, chunk: int = 256
                   ) -> dict[str, np.ndarray]:
     """Per iteration of a fit, the pseudo-labels against the truth (N, P) of the
     training patches (`patch_truth`; clean images all False): precision, recall
-    and the share of patches labelled anomalous (precision is NaN without any)."""
-    labels, true = trace["labels"], truth[trace["batch"]]              # (T, B, P)
-    tp = (labels & true).sum((1, 2))
-    n_pred, n_true = labels.sum((1, 2)), true.sum((1, 2))
+    and the share of patches labelled anomalous (precision is NaN without any).
+    Unpacks `chunk` iterations at a time, so memory stays small for long fits."""
+    tp, n_pred, n_true = [], [], []
+    for start in range(0, len(trace["batch"]), chunk):
+        labels = trace_labels(trace, start, start + chunk)            # (T', B, P)
+        true = truth[trace["batch"][start:start + chunk]]
+        tp.append((labels & true).sum((1, 2)))
+        n_pred.append(labels.sum((1, 2)))
+        n_true.append(true.sum((1, 2)))
+    tp, n_pred, n_true = (np.concatenate(a) for a in (tp, n_pred, n_true))
+    size = trace["batch"].shape[1] * truth.shape[1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return {"precision": np.where(n_pred > 0, tp / n_pred, np.nan),
                 "recall": np.where(n_true > 0, tp / n_true, np.nan),
-                "labelled": n_pred / labels[0].size}
+                "labelled": n_pred / size}
 
 
 @torch.no_grad()
@@ -345,11 +417,14 @@ def anomaly_map(model: FUNAD, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     their grid, bilinear to the image size, Gaussian-smoothed (inference.py
     L127-L160); the image score is the max *patch* score."""
     with engine.autocast(x.device):
-        _, s = model.net(model.teacher(x))
+        _, z = model.net(model.teacher(x))
     g = model.teacher.grid(x.shape[-1])
-    s = s.float().reshape(len(x), 1, g, g)
+    s = probability(z).reshape(len(x), 1, g, g)
     amap = F.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    return maps.gaussian_smooth(amap, sigma=model.cfg.sigma), s.flatten(1).amax(1)
+    # the image score: sigmoid of the max logit in float64 (= the max patch score,
+    # without float32's saturation at 1.0 above a logit of ~17)
+    return maps.gaussian_smooth(amap, sigma=model.cfg.sigma), \
+        probability(z.double().amax(1))
 
 
 def predict(model: FUNAD, images: torch.Tensor, *, progress: bool = False

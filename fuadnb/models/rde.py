@@ -22,11 +22,31 @@ and smoothing. Per iteration (train.py L73-L149): E on x and x~ (no grad); T in 
 mode, one step on the teacher loss; T in eval mode recomputes its features (no grad);
 one student step.
 
-Deliberate deviations and options:
-* ``gii="gated"`` is the paper's GII; ``"ungated"`` is what the released scripts run
-  (the ``attn`` flag routes to the plain skip fusion, methods.md §3.2).
-* ``global_term=True`` keeps the teacher-loss term the code adds and the paper omits
-  (URD#2, "for training stability"); False is the paper's loss.
+The released code and the paper's text (methods.md §3.2-§3.3, pitfalls 4-5):
+
+* ``gii``: the code runs ``"ungated"`` (train.py passes ``attn=True``, which routes to
+  the plain skip fusion); the text describes ``"gated"``, GII's similarity gate.
+* ``global_term``: the code's teacher loss has an extra global term (True); the text
+  has none (False; URD#2: added "for training stability").
+
+Both share everything else: the current teacher loss (normal-image pixel term, the
+synthetic-anomaly L1 term; teacher.py L59-L93) and the student loss (student.py
+L196-L219). The ``paper`` profile is the released code, the one that produced the
+published numbers as far as anyone can tell; ``rde.config("paper", **rde.TEXT)`` is
+the text. The CPU profiles (``demo``, ``smoke``) run the gated GII the chapter
+explains, and compare it there with the ungated fusion.
+
+Per dataset and category (`category_options`, applied by `fuadnb.experiment.run`
+below the caller's options):
+
+* ``foreground``: synthetic anomalies stay on the object for object categories, as
+  train.py L102-L113 (nine MVTec AD objects: every object but transistor) and
+  train_visa.py (every VisA class); the kind comes from the dataset module
+  (`fuadnb.data.kind`);
+* ``iterations`` (``paper`` profile): 5000, but 10000 for MVTec AD cable and
+  transistor (train.py L223-L250) and for every VisA class (train_visa.py L222-L235).
+
+Deliberate deviations:
 * The model is the last iteration's; the reference keeps the epoch with the best
   pixel AUROC + AUPRO on the test set, which this book never does.
 * Synthetic anomalies use offline textures (`fuadnb.nn.anomalies`) instead of DTD, and
@@ -64,13 +84,14 @@ class Config:
     weights: str = "imagenet"
     image_size: int = 256                      # dataset_noise.py: resize to 256
     iterations: int = 5000                     # train.py (cable, transistor: 10000)
+    whole_epochs: bool = True                  # train.py: whole epochs (see steps)
     batch_size: int = 16                       # train.py
     lr_student: float = 0.005                  # train.py, Adam
     lr_teacher: float = 1e-4                   # train.py, Adam
     betas: tuple[float, float] = (0.5, 0.999)  # train.py, both optimisers
-    gii: GiiMode = "gated"                     # the paper (released scripts: ungated)
+    gii: GiiMode = "ungated"                   # train.py attn=True (the text: gated)
     global_term: bool = True                   # teacher.py (not in the paper, URD#2)
-    foreground: bool = False                   # object categories: anomalies on it
+    foreground: bool = False                   # see category_options
     textures: str = "bundled"                  # or a folder of images (e.g. DTD)
     fusion: maps.Fusion = "add"                # student.py L221-L247
     sigma: float = 4.0                         # train.py, Gaussian on the map
@@ -82,27 +103,58 @@ class Config:
         check_choice(self, "gii", ("gated", "ungated"))
 
 
-# Categories whose synthetic anomalies are kept on the object (URD train.py
-# L102-L113 for MVTec AD; the synthetic benchmark's objects); textures: anywhere.
+# The paper's text, as overrides of the released code's Config (see the docstring).
+TEXT: dict[str, object] = {"gii": "gated", "global_term": False}
+
+# Categories whose synthetic anomalies are kept on the object, by name across the
+# MVTec AD and synthetic datasets (chapter 03 reads it); `category_options` is the
+# per-dataset rule that `fuadnb.experiment.run` applies.
 OBJECT_CATEGORIES = frozenset({"bottle", "cable", "capsule", "hazelnut", "metal_nut",
                                "pill", "screw", "toothbrush", "zipper", "washer",
                                "coin"})
 
+# MVTec AD: no foreground mask for transistor (train.py L102-L113 lists nine objects)
+NO_FOREGROUND = frozenset({("mvtec_ad", "transistor")})
+# the longer schedules: MVTec AD cable, transistor (train.py), all of VisA
+LONG = 10000
+
 PROFILES: dict[str, dict] = {
     "paper": {},
     # 128 px and 80 iterations (10 epochs of 120 images): fine-tuning the teacher
-    # costs ~1.6 s per iteration on 2 CPU cores (~6 s at 256 px)
+    # costs ~1.6 s per iteration on 2 CPU cores (~6 s at 256 px); the gated GII
     "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-             "image_size": 128, "iterations": 80, "sigma": maps.sigma_for(128)},
+             "image_size": 128, "iterations": 80, "sigma": maps.sigma_for(128),
+             "gii": "gated"},
     "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",
               "image_size": 64, "iterations": 4, "batch_size": 8,
-              "sigma": maps.sigma_for(64)},
+              "sigma": maps.sigma_for(64), "gii": "gated"},
 }
 
 
 def config(profile: str = "paper", **overrides) -> Config:
     """The `profile`'s Config with `overrides` (None values are ignored)."""
     return from_profile(Config, PROFILES, profile, "RD-E", **overrides)
+
+
+def paper_iterations(dataset: str, category: str) -> int:
+    """The reference's iterations for a category: 10000 for MVTec AD cable and
+    transistor and for every VisA class, else 5000."""
+    if dataset == "visa" or (dataset == "mvtec_ad"
+                             and category in ("cable", "transistor")):
+        return LONG
+    return Config.iterations
+
+
+def category_options(profile: str, dataset: str, category: str, kind: str
+                     ) -> dict[str, object]:
+    """Config values that depend on the dataset and category (`kind`: ``"object"`` or
+    ``"texture"``, from `fuadnb.data.kind`): ``foreground`` for objects (not MVTec AD
+    transistor), and the ``paper`` profile's `paper_iterations`."""
+    options: dict[str, object] = {
+        "foreground": kind == "object" and (dataset, category) not in NO_FOREGROUND}
+    if profile == "paper":
+        options["iterations"] = paper_iterations(dataset, category)
+    return options
 
 
 class RDE(nn.Module):
@@ -227,10 +279,22 @@ def texture_source(cfg: Config) -> torch.Tensor:
     return anomalies.textures_from_folder(cfg.textures, cfg.image_size)
 
 
+def steps(cfg: Config, n_train: int) -> int:
+    """Optimiser steps of a fit on `n_train` images: ``iterations``, rounded up to
+    whole epochs of ``ceil(n_train / batch_size)`` batches when ``whole_epochs`` (the
+    code: ``epochs = ceil(iterations / len(loader))``, drop_last False, and it stops
+    only after a whole epoch)."""
+    if not cfg.whole_epochs:
+        return cfg.iterations
+    per_epoch = math.ceil(n_train / cfg.batch_size)
+    return math.ceil(cfg.iterations / per_epoch) * per_epoch
+
+
 def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
         progress: bool = False) -> RDE:
-    """Train RD-E on uint8 images (N, 3, S, S) for ``cfg.iterations`` iterations;
-    returns the last iteration's model, in eval mode.
+    """Train RD-E on uint8 images (N, 3, S, S) for `steps` iterations (``iterations``
+    rounded up to whole epochs, as train.py); returns the last iteration's model, in
+    eval mode.
 
     Batches are drawn epoch by epoch in a seeded order; each batch gets freshly
     synthesised anomalies from its own seeded generator.
@@ -246,10 +310,11 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     order_gen = torch.Generator().manual_seed(cfg.seed)
     synth_gen = torch.Generator().manual_seed(cfg.seed + 1)
     per_epoch = math.ceil(n / cfg.batch_size)
+    total = steps(cfg, n)
     model.train()
-    bar = tqdm(total=cfg.iterations, desc=f"RD-E {cfg.backbone}", disable=not progress)
+    bar = tqdm(total=total, desc=f"RD-E {cfg.backbone}", disable=not progress)
     step, losses_s, losses_t = 0, [], []
-    while step < cfg.iterations:
+    while step < total:
         for idx in engine.batches(n, cfg.batch_size, generator=order_gen):
             cpu_images = train_images[idx.to(train_images.device)].cpu()
             aug, mask = anomalies.synthesize(cpu_images, textures, synth_gen,
@@ -261,13 +326,13 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
             losses_s.append(ls)
             step += 1
             bar.update()
-            if step % per_epoch == 0 or step == cfg.iterations:
+            if step % per_epoch == 0 or step == total:
                 model.history.append(float(np.mean(losses_s)))
                 model.teacher_history.append(float(np.mean(losses_t)))
                 losses_s, losses_t = [], []
                 bar.set_postfix(student=f"{model.history[-1]:.4f}",
                                 teacher=f"{model.teacher_history[-1]:.4f}")
-            if step == cfg.iterations:
+            if step == total:
                 break
     bar.close()
     return model.eval()

@@ -24,13 +24,18 @@ top)`` for selection), so its scores and kept images refer to different files un
 belongs to and selection returns ids.
 
 Every sub-model uses the method's own Config (the code trains the sub-models for a
-separate, short number of iterations; the paper's counts are not published). Each
+separate, short number of iterations; the paper's counts are not published) with its
+own seed, `sub_config`: the reference builds a freshly initialised model for every
+subset, so sub-model k gets ``seed + seed_stride x (k + 1)`` (its initialisation and
+its batch order; the stage-2 model keeps the run's seed). ``seed_stride=0`` shares one
+seed, this module's earlier behaviour. Each
 sub-model computes the frozen teacher's features of its own subset once, so stage-1
 training runs the teacher once per training image; scoring runs it K times per image.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from types import ModuleType
@@ -56,6 +61,7 @@ class Config:
     own_subset: bool = True           # a sub-model also scores the subset it saw
     image_score: ImageScore = "top"   # mean of the top `top_ratio` of the map
     top_ratio: float = 0.01           # max_ratio
+    seed_stride: int = 1000           # sub-model k: seed + stride (k + 1) (ours)
 
     def __post_init__(self):
         if self.subsets < 2:
@@ -66,6 +72,8 @@ class Config:
         check_choice(self, "image_score", ("top", "max"))
         if not 0 < self.top_ratio <= 1:
             raise ValueError(f"top_ratio must be in (0, 1], got {self.top_ratio}")
+        if self.seed_stride < 0:
+            raise ValueError(f"seed_stride must be >= 0, got {self.seed_stride}")
 
 
 def config(**overrides: Any) -> Config:
@@ -89,6 +97,14 @@ def partition(n: int, k: int, seed: int) -> np.ndarray:
         stop = (j + 1) * size if j < k - 1 else n
         subset[order[j * size:stop]] = j
     return subset
+
+
+def sub_config(method_cfg: Any, k: int, cfg: Config) -> Any:
+    """The method's Config for sub-model `k` (0-based): its seed moved to
+    ``seed + seed_stride x (k + 1)``, so every sub-model starts from its own random
+    initialisation and batch order."""
+    return dataclasses.replace(method_cfg, seed=method_cfg.seed
+                               + cfg.seed_stride * (k + 1))
 
 
 def image_scores(maps: np.ndarray, cfg: Config) -> np.ndarray:
@@ -160,8 +176,9 @@ def stage1(method: ModuleType, method_cfg: Any, images: torch.Tensor,
     sub_scores = np.empty((cfg.subsets, len(ids)))
     for j in range(cfg.subsets):
         members = torch.from_numpy(np.flatnonzero(subset == j))
-        sub_model = method.fit(method_cfg, images[members.to(images.device)],
-                               device=device, progress=progress)
+        sub_model = method.fit(sub_config(method_cfg, j, cfg),
+                               images[members.to(images.device)], device=device,
+                               progress=progress)
         _, maps = method.predict(sub_model, images, progress=progress)
         sub_scores[j] = image_scores(maps, cfg)
     return Stage1(np.asarray(ids).astype(str), subset, sub_scores,

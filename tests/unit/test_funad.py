@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fuadnb import experiment
+from fuadnb.data import images
 from fuadnb.models import funad
 from fuadnb.nn import backbones, patches
 
@@ -79,17 +80,51 @@ def test_perturbation_touches_only_uncertain_patches_with_the_code_scale():
     assert torch.equal(out[~uncertain], x[~uncertain])
 
 
-def test_loss_matches_numpy():
-    s = torch.tensor([[0.2, 0.6, 0.9], [0.4, 0.1, 0.7]])
-    s_hat = torch.tensor([[0.3, 0.5, 0.8], [0.35, 0.2, 0.6]])
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+@pytest.mark.parametrize("smoothness", ["code", "text"])
+def test_loss_matches_numpy(smoothness):
+    z = torch.tensor([[-1.4, 0.4, 2.2], [-0.4, -2.2, 0.85]])        # clean logits
+    z_hat = torch.tensor([[-0.85, 0.0, 1.4], [-0.6, -1.4, 0.4]])    # perturbed
     y = torch.tensor([[False, False, True], [False, False, True]])
     pairs = torch.tensor([[0, 3], [1, 4]])
-    got = funad.loss(s, s_hat, y, pairs, cfg_()).item()
-    sh, yy, ss = s_hat.numpy().ravel(), y.numpy().ravel(), s.numpy().ravel()
-    bce = -np.log(sh[yy]).mean() - np.log(1 - sh[~yy]).mean()
+    cfg = cfg_(smoothness=smoothness)
+    got = funad.loss(z, z_hat, y, pairs, cfg).item()
+    sh, yy = _sigmoid(z_hat.double().numpy().ravel()), y.numpy().ravel()
+    bce = -np.log(sh[yy]).mean() - np.log(1 - sh[~yy]).mean()   # balanced, perturbed
+    # the code: the "clean" forward pass sees the perturbed copy (x shares _copy's
+    # storage); the text: the clean features
+    ss = sh if smoothness == "code" else _sigmoid(z.double().numpy().ravel())
     si, sj = ss[[0, 1]], ss[[3, 4]]
-    smooth = 0.5 * np.abs(si - sj).mean()                    # = 1/2 mean |s_i - s_j|
+    m = (si + sj) / 2
+    smooth = 0.5 * (np.abs(si - m).mean() + np.abs(sj - m).mean())
     assert got == pytest.approx(bce + 2.5 * smooth, rel=1e-5)
+    other = funad.loss(z, z_hat, y, pairs, cfg_(
+        smoothness="text" if smoothness == "code" else "code")).item()
+    assert abs(other - got) > 1e-3                  # the two variants differ here
+    if smoothness == "code":                        # needs no clean pass
+        assert funad.loss(None, z_hat, y, pairs, cfg).item() == pytest.approx(got)
+    else:
+        with pytest.raises(ValueError, match="clean logits"):
+            funad.loss(None, z_hat, y, pairs, cfg)
+
+
+def test_default_smoothness_is_the_released_code():
+    assert funad.config("paper").smoothness == "code"
+    assert funad.config("demo").smoothness == "code"
+    with pytest.raises(ValueError, match="smoothness"):
+        cfg_(smoothness="paper")
+
+
+def test_fit_text_smoothness_runs():
+    gen = torch.Generator().manual_seed(0)
+    imgs = (torch.rand(8, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
+    text = funad.fit(cfg_(epochs=2, batch_size=4, smoothness="text"), imgs,
+                     device=CPU)
+    code = funad.fit(cfg_(epochs=2, batch_size=4), imgs, device=CPU)
+    assert np.isfinite(text.history).all() and text.history != code.history
 
 
 @pytest.mark.parametrize("stride, grid", [(8, 8), (16, 4)])
@@ -123,7 +158,11 @@ def test_fit_trace_bank_and_falling_loss():
     model = funad.fit(cfg_(epochs=12, batch_size=4), imgs, device=CPU)
     t = model.trace
     iters = 12 * 3
-    assert t["bank"].shape == (iters, 12) and t["labels"].shape == (iters, 4, 64)
+    assert t["bank"].shape == (iters, 12) and t["labels_bits"].shape == (iters, 4, 8)
+    assert t["labels_bits"].dtype == np.uint8 and int(t["patches"]) == 64
+    labels = funad.trace_labels(t)
+    assert labels.shape == (iters, 4, 64) and labels.dtype == bool
+    assert labels.any(axis=(1, 2)).all()  # batch-wise min-max: an anomalous patch
     assert not (t["bank"] & ~t["confident"]).any()        # never above the threshold
     np.testing.assert_array_equal(t["bank"].sum(1),
                                   np.maximum(1, t["confident"].sum(1) // 2))
@@ -131,8 +170,10 @@ def test_fit_trace_bank_and_falling_loss():
     scores, maps = funad.predict(model, imgs[:3])
     assert maps.shape == (3, 64, 64) and scores.shape == (3,)
     with torch.no_grad():
-        _, s = model.net(model.teacher(imgs[:3].float() / 255))
-    np.testing.assert_allclose(scores, s.amax(1).numpy(), rtol=1e-5)   # max patch
+        _, z = model.net(model.teacher(imgs[:3].float() / 255))
+    assert z.dtype == torch.float32
+    np.testing.assert_allclose(scores, funad.probability(z).amax(1).numpy(),
+                               rtol=1e-5)                                 # max patch
 
 
 def test_run_cache_keeps_the_trace(smoke_kw):
@@ -140,7 +181,8 @@ def test_run_cache_keeps_the_trace(smoke_kw):
     first = experiment.run("funad", **kw)
     again = experiment.run("funad", **kw)
     np.testing.assert_array_equal(first.test_scores, again.test_scores)
-    assert set(again.model.trace) == {"bank", "confident", "batch", "labels", "loss"}
+    assert set(again.model.trace) == {"bank", "confident", "batch", "labels_bits",
+                                      "patches", "loss"}
     np.testing.assert_array_equal(first.model.trace["bank"], again.model.trace["bank"])
     assert first.row["teacher"] == "efficientnet_lite2/imagenet"
 
@@ -154,7 +196,41 @@ def test_patch_truth_and_label_quality():
     trace = {"batch": np.array([[0, 1], [1, 0]]),
              "labels": np.array([[[1, 0, 0, 0], [1, 0, 0, 0]],
                                  [[0, 0, 0, 0], [0, 0, 0, 0]]], bool)}
-    q = funad.label_quality(trace, truth)
-    np.testing.assert_allclose(q["precision"], [0.5, np.nan])
-    np.testing.assert_allclose(q["recall"], [0.5, 0.0])
-    np.testing.assert_allclose(q["labelled"], [0.25, 0.0])
+    packed = {"batch": trace["batch"], "patches": np.array(4),
+              "labels_bits": np.packbits(trace["labels"], axis=-1)}
+    for t, chunk in ((trace, 256), (packed, 256), (packed, 1)):   # old and packed
+        q = funad.label_quality(t, truth, chunk=chunk)
+        np.testing.assert_allclose(q["precision"], [0.5, np.nan])
+        np.testing.assert_allclose(q["recall"], [0.5, 0.0])
+        np.testing.assert_allclose(q["labelled"], [0.25, 0.0])
+
+
+def test_bf16_autocast_neither_saturates_nor_ties():
+    """Under bf16 autocast (on the CPU here, as on CUDA) a bf16 sigmoid has steps of
+    2^-8 in [0.5, 1) and is exactly 1.0 above a logit of ~6.2: image scores would tie
+    and the BCE saturate. The logits and the sigmoid must stay float32."""
+    gen = torch.Generator().manual_seed(0)
+    imgs = (torch.rand(16, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
+    imgs[:3, :, 16:48, 16:48] = 255                               # odd ones
+    test = (torch.rand(48, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
+    test[:24, :, 8:40, 8:40] = 255
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model = funad.fit(cfg_(epochs=40, batch_size=8, lr=1e-3), imgs, device=CPU)
+        scores, maps = funad.predict(model, test)
+    assert np.isfinite(model.history).all()
+    assert not (scores == 1.0).any() and not (maps == 1.0).any()
+    assert len(np.unique(scores)) >= len(scores) - 1              # no ties
+    assert scores.max() > 0.5 and maps.dtype == np.float32
+
+
+def test_paper_profile_crops_and_the_experiment_honours_it(smoke_kw):
+    cfg = funad.config("paper")
+    assert (cfg.load_size, cfg.image_size) == (256, 224)     # Resize 256, crop 224
+    assert funad.config("demo").load_size == 0                # shares RD's test set
+    with pytest.raises(ValueError, match="load_size"):
+        cfg_(load_size=32)
+    res = experiment.run("funad", **smoke_kw, options={"load_size": 96})
+    imgs, masks = images.load(res.split.test, 64, load_size=96)
+    assert torch.equal(res.test_images, imgs)
+    np.testing.assert_array_equal(res.test_masks, masks[:, 0].numpy())
+    assert not torch.equal(imgs, images.load(res.split.test, 64)[0])

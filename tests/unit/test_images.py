@@ -73,3 +73,33 @@ def test_repeated_anomalies_are_rotated_and_shifted(tmp_path):
     expected = np.asarray(Image.fromarray(base).rotate(
         3.0, resample=Image.BILINEAR, translate=(1.92, -1.92)))
     np.testing.assert_array_equal(shifted.permute(1, 2, 0).numpy(), expected)
+
+
+@pytest.mark.parametrize("shape", [(40, 40), (30, 50), (50, 34)])   # (H, W)
+def test_resize_then_centre_crop_images_and_masks_alike(tmp_path, shape):
+    """load_size > size: torchvision's Resize(load_size) + CenterCrop(size) (FUN-AD's
+    256 -> 224), with the mask cropped by the same window as its image."""
+    from torchvision import transforms
+
+    h, w = shape
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 100, (h, w, 3), dtype=np.uint8)
+    m = np.zeros((h, w), np.uint8)
+    m[1:12, 2:w // 2] = 7                      # touches the border: partly cropped
+    m[h // 2:, w - 9:] = 1
+    art = np.where(m[..., None] > 0, 255, noise).astype(np.uint8)
+    row = {"image_path": write(tmp_path / "i.png", art),
+           "mask_path": write(tmp_path / "m.png", m)}
+    imgs, masks = images.load([row], 16, load_size=20)
+    ref = transforms.Compose([transforms.Resize(20), transforms.CenterCrop(16)])
+    np.testing.assert_array_equal(imgs[0].permute(1, 2, 0).numpy(),
+                                  np.asarray(ref(Image.fromarray(art))))
+    expected = np.asarray(ref(Image.fromarray((m > 0).astype(np.uint8) * 255))) > 127.5
+    np.testing.assert_array_equal(masks[0, 0].numpy(), expected)
+    # aligned: the mask is where the white defect landed after the same resize/crop
+    assert masks.any() and (masks[0, 0] == (imgs[0].min(0).values > 177)).float() \
+        .mean() > 0.95
+    plain, _ = images.load([row], 16, load_size=16)        # = no crop
+    assert torch.equal(plain, images.load([row], 16)[0])
+    with pytest.raises(ValueError, match="load_size"):
+        images.load([row], 16, load_size=12)

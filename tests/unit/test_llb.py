@@ -163,3 +163,37 @@ def test_llb_around_registered_methods_reuses_stage1(method, smoke_kw):
     assert np.isfinite(first.row["image_auroc"]) and first.row["fit_seconds"] > 0
     with pytest.raises(ValueError, match="llb-rd"):
         experiment.run("rd", **kw, options={"llb.keep": 0.5})
+
+
+def test_every_sub_model_has_its_own_seed_and_initialisation():
+    seeds = []
+
+    def fit(cfg, images, *, device, progress=False):
+        seeds.append(cfg.seed)
+        return Brightness()
+
+    module = _bright_module([])
+    module.fit = fit
+    images = torch.zeros(9, 3, 8, 8, dtype=torch.uint8)
+    ids = np.array([f"i{i}" for i in range(9)])
+    llb.stage1(module, BrightCfg(seed=7), images, ids, llb.config(), seed=7,
+               device=CPU)
+    assert seeds == [1007, 2007, 3007]                  # none is the run's seed (7)
+    seeds.clear()
+    llb.stage1(module, BrightCfg(seed=7), images, ids, llb.config(seed_stride=0),
+               seed=7, device=CPU)
+    assert seeds == [7, 7, 7]                           # the old, shared seed
+    # the registered methods build differently initialised sub-models from them
+    for name in ("rd", "funad"):
+        method = models.get(name)
+        cfg = method.config("smoke")
+        nets = [method.build(llb.sub_config(cfg, k, llb.config())) for k in range(3)]
+        trained = [[p for n, p in net.named_parameters() if p.requires_grad]
+                   for net in nets]
+        for a, b in ((0, 1), (0, 2), (1, 2)):
+            assert not all(torch.equal(p, q) for p, q in zip(trained[a], trained[b],
+                                                             strict=True)), name
+        again = method.build(llb.sub_config(cfg, 1, llb.config()))
+        assert all(torch.equal(p, q) for p, q in zip(
+            [p for p in again.parameters() if p.requires_grad], trained[1],
+            strict=True))                                # seeded: reproducible

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from fuadnb import data, experiment
 from fuadnb.models import rde
 from fuadnb.nn import blocks
 
@@ -129,3 +130,90 @@ def test_losses_fall_on_a_tiny_run_and_the_fit_is_seeded():
     first, second = (rde.fit(short, images, device=cpu) for _ in range(2))
     assert first.history == second.history
     assert first.teacher_history == second.teacher_history
+
+
+def test_paper_profile_is_the_released_code_and_text_an_option():
+    cfg = rde.config("paper")
+    assert (cfg.gii, cfg.global_term) == ("ungated", True)         # attn=True routing
+    text = rde.config("paper", **rde.TEXT)
+    assert (text.gii, text.global_term) == ("gated", False)
+    assert rde.config("demo").gii == rde.config("smoke").gii == "gated"
+
+
+@pytest.mark.parametrize("dataset, objects, textures", [
+    ("mvtec_ad", ["bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill",
+                  "screw", "toothbrush", "transistor", "zipper"],
+     ["carpet", "grid", "leather", "tile", "wood"]),
+    ("visa", list(data.visa.CATEGORIES), []),
+    ("synthetic", ["capsule", "coin", "washer"],
+     ["brick", "grass", "gravel", "weave", "wood"]),
+    ("real_iad", list(data.real_iad.CATEGORIES), []),
+    ("mpdd", ["bracket_black", "bracket_brown", "bracket_white", "connector",
+              "tubes"], ["metal_plate"]),
+    ("btad", [], ["01", "02", "03"]),
+])
+def test_category_kinds_per_dataset(dataset, objects, textures):
+    assert sorted(objects + textures) == sorted(data.READERS[dataset].CATEGORIES)
+    assert all(data.kind(dataset, c) == "object" for c in objects)
+    assert all(data.kind(dataset, c) == "texture" for c in textures)
+    with pytest.raises(data.DatasetError, match="unknown dataset"):
+        data.kind("mvtec", "bottle")
+
+
+def _options(profile, dataset, category):
+    return rde.category_options(profile, dataset, category,
+                                data.kind(dataset, category))
+
+
+def test_foreground_follows_the_reference_per_dataset():
+    mvtec_fg = {c for c in data.mvtec.CATEGORIES
+                if _options("demo", "mvtec_ad", c)["foreground"]}
+    assert mvtec_fg == {"bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill",
+                        "screw", "toothbrush", "zipper"}          # URD train.py: nine
+    assert all(_options("paper", "visa", c)["foreground"]
+               for c in data.visa.CATEGORIES)                   # every VisA class
+    synth = {c for c in data.synthetic.CATEGORIES
+             if _options("smoke", "synthetic", c)["foreground"]}
+    assert synth == {"capsule", "coin", "washer"}
+
+
+def test_paper_iterations_per_dataset_and_category():
+    long = {c for c in data.mvtec.CATEGORIES
+            if _options("paper", "mvtec_ad", c)["iterations"] == 10000}
+    assert long == {"cable", "transistor"}
+    assert {_options("paper", "mvtec_ad", c)["iterations"]
+            for c in set(data.mvtec.CATEGORIES) - long} == {5000}
+    assert {_options("paper", "visa", c)["iterations"]
+            for c in data.visa.CATEGORIES} == {10000}
+    assert _options("paper", "mpdd", "tubes")["iterations"] == 5000
+    assert "iterations" not in _options("demo", "visa", "candle")   # profile's own
+
+
+def test_experiment_applies_category_options_below_the_callers(smoke_kw, monkeypatch):
+    seen = []
+
+    def fake_fit(cfg, train_images, *, device, progress=False):
+        seen.append(cfg)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(rde, "fit", fake_fit)
+    kw = smoke_kw | {"category": "washer"}
+    for options in (None, {"foreground": False}):
+        with pytest.raises(RuntimeError, match="stop"):
+            experiment.run("rde", **kw, options=options)
+    assert [c.foreground for c in seen] == [True, False]
+    with pytest.raises(RuntimeError, match="stop"):
+        experiment.run("rde", **smoke_kw)                           # brick: texture
+    assert seen[-1].foreground is False
+
+
+def test_whole_epochs_as_the_reference():
+    cfg = rde.config("paper")
+    assert rde.steps(cfg, 209) == 358 * 14        # bottle: 14 batches, 358 epochs
+    assert rde.steps(rde.config("paper", whole_epochs=False), 209) == 5000
+    gen = torch.Generator().manual_seed(0)
+    images = (torch.rand(6, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
+    small = rde.config("smoke", iterations=3, batch_size=4)      # 2 batches/epoch
+    assert rde.steps(small, 6) == 4
+    model = rde.fit(small, images, device=torch.device("cpu"))
+    assert len(model.history) == 2                                # two whole epochs
