@@ -71,10 +71,16 @@ def short_hash(obj: Any, n: int = 10) -> str:
 def from_profile(cls: type, profiles: dict[str, dict], profile: str, method: str,
                  **overrides: Any) -> Any:
     """The dataclass `cls` with `profiles[profile]`'s values and `overrides` (None
-    values are ignored); an unknown profile or field is one clear ValueError."""
+    values are ignored); an unknown profile or field is one clear ValueError.
+
+    A schedule given as ``epochs`` (without ``steps``) trains by epochs even where the
+    profile sets exact ``steps``."""
     if profile not in profiles:
         raise ValueError(f"unknown profile {profile!r}; choose one of {list(profiles)}")
-    values = profiles[profile] | {k: v for k, v in overrides.items() if v is not None}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = profiles[profile] | given
+    if "epochs" in given and "steps" not in given and "steps" in values:
+        values["steps"] = None
     fields = {f.name: f for f in dataclasses.fields(cls)}
     names = set(fields)
     unknown = sorted(set(values) - names)

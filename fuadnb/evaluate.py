@@ -124,18 +124,52 @@ def versus(rows: pd.DataFrame, metric: str, baseline: str, *, alpha: float = 0.0
     for (method, noise), group in rows[rows["method"] != baseline].groupby(
             ["method", "noise_ratio"]):
         diff = (group.set_index(keys)[metric] - base).dropna()
-        per_seed = diff.groupby(level="seed").mean()
-        delta = float(diff.mean()) if len(diff) else float("nan")
-        p = (float(stats.wilcoxon(diff.to_numpy()).pvalue)
-             if len(diff) >= min_pairs and np.any(diff.to_numpy() != 0) else
-             1.0 if len(diff) >= min_pairs else float("nan"))
-        out.append({"method": method, "noise_ratio": noise, "delta": delta,
-                    "delta_std_seeds": float(per_seed.std(ddof=1)),
-                    "seeds_agree": bool(len(per_seed)) and bool(
-                        np.all(np.sign(per_seed) == np.sign(delta))),
-                    "n_pairs": len(diff), "p": p,
-                    "verdict": ("higher" if delta > 0 else "lower") if p < alpha
-                    else "too few pairs" if np.isnan(p) else "no ranking"})
-    return pd.DataFrame(out, columns=["method", "noise_ratio", "delta",
-                                      "delta_std_seeds", "seeds_agree", "n_pairs",
-                                      "p", "verdict"])
+        out.append({"method": method, "noise_ratio": noise,
+                    **paired(diff, alpha=alpha, min_pairs=min_pairs)})
+    return pd.DataFrame(out, columns=["method", "noise_ratio", *PAIRED])
+
+
+PAIRED = ("delta", "delta_std_seeds", "seeds_agree", "n_pairs", "p", "verdict")
+
+
+def paired(diff: pd.Series, *, alpha: float = 0.05, min_pairs: int = 6
+           ) -> dict[str, object]:
+    """Paired differences (indexed by ..., seed) summarised: the `PAIRED` columns of
+    `versus` and `cost` (mean, std over seeds of the per-seed means, whether every
+    seed agrees in sign, the pairs, a two-sided Wilcoxon p and its verdict)."""
+    per_seed = diff.groupby(level="seed").mean()
+    delta = float(diff.mean()) if len(diff) else float("nan")
+    p = (float(stats.wilcoxon(diff.to_numpy()).pvalue)
+         if len(diff) >= min_pairs and np.any(diff.to_numpy() != 0) else
+         1.0 if len(diff) >= min_pairs else float("nan"))
+    return {"delta": delta, "delta_std_seeds": float(per_seed.std(ddof=1)),
+            "seeds_agree": bool(len(per_seed)) and bool(
+                np.all(np.sign(per_seed) == np.sign(delta))),
+            "n_pairs": len(diff), "p": p,
+            "verdict": ("higher" if delta > 0 else "lower") if p < alpha
+            else "too few pairs" if np.isnan(p) else "no ranking"}
+
+
+def cost(rows: pd.DataFrame, metric: str, *, reference: str | None = None,
+         alpha: float = 0.05, min_pairs: int = 6) -> pd.DataFrame:
+    """What contamination costs each method: every contaminated run against the
+    clean run (noise ratio 0) of the same method, category and seed.
+
+    Args:
+        metric: the contaminated runs' column (e.g. ``image_auroc_seen``).
+        reference: the clean runs' column it is compared with (default: `metric`;
+            e.g. ``image_auroc`` where the clean run has no such group).
+
+    Returns:
+        one row per (method, regime, noise ratio) with the `PAIRED` columns
+        (``delta`` = contaminated - clean, negative = a loss).
+    """
+    keys = ["method", "category", "seed"]
+    clean = rows[rows["noise_ratio"] == 0].set_index(keys)[reference or metric]
+    out = []
+    for (method, regime, noise), group in rows[rows["noise_ratio"] > 0].groupby(
+            ["method", "regime", "noise_ratio"]):
+        diff = (group.set_index(keys)[metric] - clean).dropna()
+        out.append({"method": method, "regime": regime, "noise_ratio": noise,
+                    **paired(diff, alpha=alpha, min_pairs=min_pairs)})
+    return pd.DataFrame(out, columns=["method", "regime", "noise_ratio", *PAIRED])

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import matplotlib as mpl
 import numpy as np
+import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
@@ -191,5 +192,27 @@ def noise_curves(rows, metrics: Sequence[str], *, hue: str = "method",
     if axes[0, -1].get_legend() is not None:
         sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1),
                         frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def learning_bias(curve, *, title: str = "") -> Figure:
+    """The learning-bias curve of one fit (`fuadnb.experiment.Curve` records): the
+    contamination-detection AUROC of the training scores and the test image AUROC
+    (overall, and on the seen / unseen test anomalies where the regime has them)
+    against optimiser steps. Chance (0.5) is dotted."""
+    df = pd.DataFrame(curve)
+    lines = {"detection_auroc": ("injected training images ranked first", MARK, "-"),
+             "image_auroc": ("test: all anomalies", CLEAN, "-"),
+             "image_auroc_seen": ("test: seen anomalies", "#2ca02c", "--"),
+             "image_auroc_unseen": ("test: unseen anomalies", "#9467bd", ":")}
+    fig, ax = plt.subplots(figsize=(5.2, 2.7))
+    for column, (label, color, style) in lines.items():
+        if column in df and df[column].notna().any():
+            ax.plot(df["step"], df[column], style, marker=".", color=color,
+                    label=label)
+    ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set(xlabel="optimiser step", ylabel="AUROC", ylim=(0, 1.02), title=title)
+    ax.legend(frameon=False, fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig

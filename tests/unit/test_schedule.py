@@ -69,3 +69,10 @@ def test_the_learning_bias_curve_has_its_length_and_changes_nothing(smoke_kw):
     assert not np.isnan(overlap.row["image_auroc_seen"])
     with pytest.raises(ValueError, match="learning-bias curve"):
         experiment.run("llb-rd", **kw, curve_every=2)
+
+
+def test_epochs_given_explicitly_train_by_epochs(monkeypatch):
+    monkeypatch.setitem(rd.PROFILES, "stepped", {"steps": 40, "epochs": 3})
+    assert rd.config("stepped").steps == 40
+    assert rd.config("stepped", epochs=5).steps is None
+    assert rd.config("stepped", epochs=5, steps=7).steps == 7
