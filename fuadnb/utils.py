@@ -99,6 +99,18 @@ def git_commit(path: Path | str = ".") -> str:
     return sha + ("+dirty" if dirty else "")
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with id `pid` runs on this machine (to tell a temporary
+    folder still being written from one left by a killed process)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:   # alive, owned by another user
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary sibling of `path`; rename it onto `path` only on success.
