@@ -44,6 +44,9 @@ def pick_device(name: str = "auto") -> torch.device:
     except RuntimeError as err:
         raise DeviceError(f"--device {name!r} is not a device name; use auto, cpu, "
                           "cuda or cuda:N") from err
+    if device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"--device {name}: fuadnb runs on cpu or cuda only; use "
+                          "auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"--device {name} asked for CUDA, but torch sees no CUDA "
