@@ -189,7 +189,7 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
             f"anomalies ({n_clean} clean training images) but only {m} anomalous "
             f"{source} images exist; use a noise ratio <= {limit:.4f}"
             + (", source='pool'" if source == "test" and "pool" in set(
-                index["split"]) else "") + " or repeat=True")
+                index["split"]) else "") + " (or, from Python, repeat=True)")
     if n > m and source == "test" and not overlap:
         raise ContaminationError(
             f"{dataset}/{category}: repeat=True injects every anomalous test image, "
