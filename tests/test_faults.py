@@ -303,7 +303,7 @@ def test_results_lists_incomplete_and_unreadable_runs(tiny_synth, tmp_path, caps
     done = ok(capsys, *smoke(tiny_synth, runs_root))
     broken = ok(capsys, *smoke(tiny_synth, runs_root, "--noise", "0.1"))
     (broken / "metrics.json").write_text("{half")
-    killed = done.parent / f".{done.name}{runs.TMP_MARK}999999999-abcd"
+    killed = done.parent / f".{done.name}.tmp-999999999-abcd"
     killed.mkdir()
     (killed / "config.json").write_text("{}")
 
