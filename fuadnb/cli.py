@@ -1,8 +1,10 @@
 """Command line: ``python -m fuadnb <command>`` (see ``--help`` of each command).
 
-Every expected failure (missing dataset, bad parameter, no CUDA, absent weights) ends
-with one ``fuadnb: error: ...`` line and exit status 2; set ``FUADNB_TRACEBACK=1`` to
-see the traceback instead.
+Every expected failure (missing dataset, bad parameter, no CUDA, absent weights, an
+unreadable cache file, a grid with failed points) ends with one ``fuadnb: error: ...``
+line and exit status 2, checked before any training where it can be; set
+``FUADNB_TRACEBACK=1`` to see the traceback instead. Ctrl-C (or SIGTERM) ends with one
+line and exit status 130, leaving no half-written run folder.
 """
 
 from __future__ import annotations
