@@ -167,10 +167,9 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _temp_folder(folder: Path) -> Path:
     """A fresh hidden sibling of `folder` to train into, named with this process's
-    id (stale ones, whose process is gone, are removed first)."""
-    for old in folder.parent.glob(f".{folder.name}{TMP_MARK}*") \
-            if folder.parent.is_dir() else ():
-        pid = old.name[len(folder.name) + len(TMP_MARK) + 1:].split("-")[0]
+    id (stale siblings, whose process is gone, are removed first)."""
+    for old in folder.parent.glob(f".*{TMP_MARK}*") if folder.parent.is_dir() else ():
+        pid = old.name.split(TMP_MARK, 1)[1].split("-")[0]
         if not (pid.isdigit() and pid_alive(int(pid))):
             shutil.rmtree(old, ignore_errors=True)
     name = f".{folder.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"

@@ -4,6 +4,7 @@ the file or option and the fix, given before training, with no run folder left
 half-made."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -336,3 +337,19 @@ def test_generate_leaves_no_temporary_folder(tmp_path, capsys, monkeypatch):
     error_line(capsys, "generate", "--root", root, "--tiny", "--categories", "brick",
                "--quiet", code=130)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_training_removes_stale_temporary_folders(tmp_path):
+    split = {"definition": "softpatch", "source": "test", "injected_ids": [],
+             "removed_from_test_ids": [], "n_clean_train": 1}
+    spec = runs.RunSpec("rd", "synthetic", "brick", 0.0, False, 1, "smoke",
+                        {"epochs": 1}, split, root=tmp_path)
+    spec.dir.parent.mkdir(parents=True)
+    dead = spec.dir.parent / ".s1-other.tmp-999999999-ab"      # a killed training
+    alive = spec.dir.parent / f".s1-other.tmp-{os.getpid()}-ab"  # one still running
+    dead.mkdir()
+    alive.mkdir()
+    runs.load_or_fit(spec, build=lambda: torch.nn.Linear(1, 1),
+                     fit=lambda: torch.nn.Linear(1, 1))
+    assert not dead.exists() and alive.exists() and (spec.dir / "fit.json").is_file()
+    assert [p for p, _ in runs.incomplete(tmp_path)] == [alive, spec.dir]
