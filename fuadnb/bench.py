@@ -32,6 +32,7 @@ import pandas as pd
 import papermill as pm
 import yaml
 
+from fuadnb.config import short_hash
 from fuadnb.nb import RESULT_MIME
 from fuadnb.runs import write_table
 from fuadnb.utils import ToolError
@@ -296,27 +297,50 @@ def point_name(point: dict[str, Any]) -> str:
     return safe[:180]
 
 
-def _grid_state(grid_file: Path, out: Path
-                ) -> tuple[Path, list[tuple[str, dict[str, Any]]], dict[str, dict]]:
-    """The grid's notebook, its (name, parameters) points and the rows recorded."""
+def code_hash(notebook: Path) -> str:
+    """A hash of a notebook's code cells (what it computes; outputs, markdown and
+    metadata do not count)."""
+    nb = nbformat.read(str(notebook), as_version=4)
+    return short_hash([c.source for c in nb.cells if c.cell_type == "code"])
+
+
+def point_key(code: str, point: dict[str, Any]) -> str:
+    """The identity of one grid point: its notebook's code and every parameter,
+    fixed or varied (its readable name holds only the varied ones)."""
+    return short_hash({"notebook": code, "parameters": point})
+
+
+def _grid_state(grid_file: Path, out: Path) -> tuple[
+        Path, list[tuple[str, dict[str, Any]]], dict[str, dict], str]:
+    """The grid's notebook, its (name, parameters) points, the rows recorded and the
+    notebook's `code_hash`."""
     notebook, fixed, points = load_grid(grid_file)
     table = out / "grid_results.csv"
-    rows = {r["point"]: r for r in (pd.read_csv(table, keep_default_na=False)
-                                    .to_dict("records") if table.is_file() else [])}
-    return notebook, _named(fixed, points), rows
+    try:
+        recorded = pd.read_csv(table, keep_default_na=False, dtype={
+            "point": str, "params_hash": str}).to_dict("records") \
+            if table.is_file() else []
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise BookError(f"{table}: unreadable grid table ({err}); delete it to rerun "
+                        "every point") from err
+    rows = {r["point"]: r for r in recorded}
+    return notebook, _named(fixed, points), rows, code_hash(notebook)
 
 
-def _done(out: Path, rows: dict[str, dict], name: str) -> bool:
-    """The point `name` finished: its row says ok and its notebook exists."""
-    return (rows.get(name, {}).get("status") == "ok"
+def _done(out: Path, rows: dict[str, dict], name: str, key: str) -> bool:
+    """The point `name` finished with these parameters and this notebook: its row
+    says ok, records `key`, and its notebook exists."""
+    row = rows.get(name, {})
+    return (row.get("status") == "ok" and str(row.get("params_hash")) == key
             and (out / f"{name}.ipynb").is_file())
 
 
 def pending(grid_file: Path, out: Path) -> list[str]:
     """The names of the grid points that a `run_grid` into `out` would still run
-    (never run, failed, or interrupted)."""
-    _, named, rows = _grid_state(grid_file, out)
-    return [name for name, _ in named if not _done(out, rows, name)]
+    (never run, failed, interrupted, or run with other parameters or code)."""
+    _, named, rows, code = _grid_state(grid_file, out)
+    return [name for name, point in named
+            if not _done(out, rows, name, point_key(code, point))]
 
 
 @contextlib.contextmanager
@@ -337,7 +361,8 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
              log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run a grid; ``out/<name>.ipynb`` per point and ``out/grid_results.csv``.
 
-    A point whose results row says ``ok`` and whose notebook exists is skipped; a
+    A point whose results row says ``ok`` with the same `point_key` (notebook code
+    and every parameter, fixed ones included) and whose notebook exists is skipped; a
     failure is recorded (status ``failed`` and the error) and the next point runs.
     The table (in grid order) is rewritten atomically after every point, so a run
     killed at any moment resumes with no row lost or repeated (the interrupted
@@ -350,7 +375,7 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
     """
     if jobs < 1:
         raise BookError(f"jobs must be >= 1, got {jobs}")
-    notebook, named, rows = _grid_state(grid_file, out)
+    notebook, named, rows, code = _grid_state(grid_file, out)
     out.mkdir(parents=True, exist_ok=True)
     table, order = out / "grid_results.csv", [name for name, _ in named]
     todo, lock = [], threading.Lock()
@@ -360,7 +385,7 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
             log(line)
 
     for k, (name, point) in enumerate(named, 1):
-        if _done(out, rows, name):
+        if _done(out, rows, name, point_key(code, point)):
             say(f"[{k}/{len(named)}] {name}: done before, skipped")
         else:
             todo.append((f"[{k}/{len(named)}] {name}", name, point))
@@ -375,7 +400,7 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
         label, name, point = item
         row = {"point": name, "status": "ok" if outcome.ok else "failed",
                "error": outcome.error, "seconds": round(outcome.seconds, 1),
-               "notebook": f"{name}.ipynb",
+               "notebook": f"{name}.ipynb", "params_hash": point_key(code, point),
                **{f"param.{p}": v for p, v in point.items()}}
         rows[name] = row | (recorded_row(outcome.notebook) if outcome.ok else {})
         ordered = [rows[n] for n in order if n in rows] + [

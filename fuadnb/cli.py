@@ -1,8 +1,10 @@
 """Command line: ``python -m fuadnb <command>`` (see ``--help`` of each command).
 
-Every expected failure (missing dataset, bad parameter, no CUDA, absent weights) ends
-with one ``fuadnb: error: ...`` line and exit status 2; set ``FUADNB_TRACEBACK=1`` to
-see the traceback instead.
+Every expected failure (missing dataset, bad parameter, no CUDA, absent weights, an
+unreadable cache file, a grid with failed points) ends with one ``fuadnb: error: ...``
+line and exit status 2, checked before any training where it can be; set
+``FUADNB_TRACEBACK=1`` to see the traceback instead. Ctrl-C (or SIGTERM) ends with one
+line and exit status 130, leaving no half-written run folder.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -100,11 +104,22 @@ def _options(args: argparse.Namespace) -> dict:
              "steps": args.steps, "iterations": args.iterations,
              "image_size": args.image_size,
              "batch_size": args.batch_size}
+    given = {k: f"--{k.replace('_', '-')} {v}" for k, v in named.items()
+             if v is not None}
     for text in args.option:
         name, sep, value = text.partition("=")
         if not sep or not name:
             raise ValueError(f"--option {text!r}: write NAME=VALUE, e.g. domains=5")
-        named[name.strip().replace("-", "_")] = yaml.safe_load(value)
+        name = name.strip().replace("-", "_")
+        if name in given:   # one value per field, never a silent winner
+            raise ValueError(f"--option {text} and {given[name]} both set {name}; "
+                             "give it once")
+        try:
+            named[name] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--option {text!r}: the value is not valid YAML; quote "
+                             "text values") from err
+        given[name] = f"--option {text}"
     return named
 
 
@@ -124,7 +139,8 @@ def _print_table(df: pd.DataFrame) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> None:
     spec = synthetic.Spec.tiny() if args.tiny else synthetic.Spec()
-    spec = dataclasses.replace(spec, seed=args.seed, size=args.size or spec.size)
+    spec = dataclasses.replace(spec, seed=args.seed,
+                               size=spec.size if args.size is None else args.size)
     manifest = synthetic.generate(args.root, spec, categories=args.categories,
                                   workers=args.workers, progress=not args.quiet,
                                   overwrite=args.overwrite)
@@ -160,10 +176,15 @@ def cmd_results(args: argparse.Namespace) -> None:
     df = runs.collect(args.runs)
     if df.empty:
         print(f"no finished runs under {args.runs}")
-        return
-    _print_table(df)
-    if args.csv:
-        print(f"written: {runs.write_table(df, args.csv)}")
+    else:
+        _print_table(df)
+        if args.csv:
+            print(f"written: {runs.write_table(df, args.csv)}")
+    left = runs.incomplete(args.runs)
+    if left:
+        print(f"\n{len(left)} incomplete run folder(s), not in the table:")
+        for folder, why in left:
+            print(f"  {folder}: {why}")
 
 
 def _bench():
@@ -210,11 +231,16 @@ def cmd_grid(args: argparse.Namespace) -> None:
               + f"{len(todo)} grid point(s) to run into {out}")
         return
     table = bench.run_grid(args.grid, out, jobs=args.jobs, progress=not args.quiet)
-    failed = int((table["status"] != "ok").sum())
-    print(f"{len(table) - failed} grid points ok, {failed} failed; executed notebooks "
-          f"and {out / 'grid_results.csv'} in {out}")
+    failed = table.loc[table["status"] != "ok", "point"].tolist()
+    print(f"{len(table) - len(failed)} grid points ok, {len(failed)} failed; executed "
+          f"notebooks and {out / 'grid_results.csv'} in {out}")
     if args.table:
         print(f"table: {runs.write_table(table, args.table)}")
+    if failed:
+        raise ToolError(f"{len(failed)} of {len(table)} grid point(s) failed: "
+                        f"{', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''};"
+                        f" their errors are in {out / 'grid_results.csv'} and their "
+                        "notebooks; fix and rerun (finished points are skipped)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -319,13 +345,38 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt   # SIGTERM cleans up as Ctrl-C does
+
+
+def _message(err: BaseException) -> str:
+    """One line for an expected error (an OSError or a MemoryError included)."""
+    if isinstance(err, MemoryError):
+        return ("out of memory; use a smaller --image-size or --batch-size, or a "
+                "machine with more memory")
+    if isinstance(err, OSError) and not isinstance(err, WeightsNotFoundError) \
+            and err.filename is not None:
+        return (f"{err.filename}: {err.strerror or err}; check that the path exists "
+                "and can be written")
+    return " ".join(str(err).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         args.func(args)
-    except EXPECTED_ERRORS as err:
+    except KeyboardInterrupt:
+        print("fuadnb: interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
+    except (*EXPECTED_ERRORS, OSError, MemoryError) as err:
         if os.environ.get("FUADNB_TRACEBACK") == "1":
             raise
-        print(f"fuadnb: error: {err}", file=sys.stderr)
+        print(f"fuadnb: error: {_message(err)}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 Profile = Literal["smoke", "demo", "paper"]
 PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
+MAX_IMAGE_SIZE = 4096   # pixels a side; larger sizes only exhaust memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,21 +88,47 @@ def from_profile(cls: type, profiles: dict[str, dict], profile: str, method: str
     if unknown:
         raise ValueError(f"unknown {method} option(s) {unknown}; known: "
                          f"{sorted(names)}")
-    for name, value in values.items():   # 2 and 2.0 are one config (and one run key)
-        if fields[name].type in ("float", float) and isinstance(value, int) \
-                and not isinstance(value, bool):
-            values[name] = float(value)
+    for name, value in values.items():
+        values[name] = _checked(method, name, fields[name].type, value)
     return cls(**values)
+
+
+def _checked(method: str, name: str, kind: Any, value: Any) -> Any:
+    """`value` for a field annotated `kind` (int, float, bool, str; others pass): 2
+    and 2.0 become one float (one config, one run key), a number written as text
+    (YAML reads ``1e-3`` as text) a float; a wrong type is one clear ValueError."""
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", "")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "float":
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        elif number:
+            return float(value)
+        raise ValueError(f"{method} option {name} must be a number, got {value!r}")
+    ok = {"int": isinstance(value, int) and not isinstance(value, bool),
+          "bool": isinstance(value, bool),
+          "str": isinstance(value, (str, os.PathLike))}.get(kind, True)
+    if not ok:
+        what = {"int": "an integer", "bool": "true or false", "str": "text"}[kind]
+        raise ValueError(f"{method} option {name} must be {what}, got {value!r}")
+    return value
 
 
 def check_sizes(cfg: Any, counts: tuple[str, ...]) -> None:
     """The checks every method's Config shares: ``image_size`` a multiple of 32 and
-    at least 64 (the students mirror the teacher's 32x downsampling) and each of
-    `counts` (epochs, iterations, batch sizes) at least 1; one clear ValueError."""
+    at least 64 (the students mirror the teacher's 32x downsampling) and at most
+    `MAX_IMAGE_SIZE`, and each of `counts` (epochs, iterations, batch sizes) at
+    least 1; one clear ValueError."""
     if cfg.image_size < 64 or cfg.image_size % 32:
         raise ValueError(f"image_size must be a multiple of 32 and at least 64 "
                          f"(the decoder mirrors the teacher's 32x downsampling); "
                          f"got {cfg.image_size}")
+    if cfg.image_size > MAX_IMAGE_SIZE:
+        raise ValueError(f"image_size must be at most {MAX_IMAGE_SIZE} (every image "
+                         f"is decoded at that size into memory); got {cfg.image_size}")
     for name in counts:
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")

@@ -22,6 +22,8 @@ import torch
 
 import fuadnb
 from fuadnb import data, engine, evaluate, metrics, models, runs
+from fuadnb.data.contamination import ContaminationError
+from fuadnb.nn import backbones
 from fuadnb.strategies import llb
 from fuadnb.utils import Timer, device_name, git_commit, pick_device
 
@@ -112,9 +114,11 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     strategy_cfg = STRATEGIES[strategy].config(**own) if strategy else None
     split = data.contaminate(data.index(dataset, root, category), noise_ratio,
                              seed=seed, regime=regime, definition=definition)
+    check_split(split, root)
+    runs.check_root(runs_root)
     spec = runs.RunSpec(method, dataset, category, noise_ratio, regime, seed, profile,
                         cfg, split.manifest, root=runs_root, strategy=strategy_cfg,
-                        curve_every=curve_every)
+                        inputs=inputs(split, cfg), curve_every=curve_every)
     load_size = getattr(cfg, "load_size", 0)    # > image_size: resize, centre crop
     with Timer() as load_timer:
         train_images, _ = data.images.load(split.train, cfg.image_size, masks=False,
@@ -185,6 +189,38 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
                   test_images=test_images, test_masks=test_masks[:, 0].numpy(),
                   test_maps=maps, test_scores=scores,
                   train_images=train_images.cpu(), train_scores=train_scores)
+
+
+def check_split(split: data.Split, root: Path | str) -> None:
+    """Refuse, before any training, a split a run cannot use: no training image, or
+    a test set without normal or without anomalous images (no AUROC exists)."""
+    m = split.manifest
+    where = f"{root} ({m['dataset']}/{m['category']})"
+    if not len(split.train):
+        raise data.DatasetError(f"{where}: no training images (is its train/good "
+                                "folder empty?); restore them or pick another category")
+    labels = set(split.test["label"])
+    if 0 not in labels:
+        raise data.DatasetError(f"{where}: the test set has no normal image, so no "
+                                "AUROC can be computed; restore its test/good folder")
+    if 1 not in labels:
+        fix = "" if m["overlap"] or m["source"] != "test" else (
+            "; use a lower noise ratio or --regime overlap (keep injected images in "
+            "the test set)")
+        raise ContaminationError(
+            f"{where}: no anomalous test image is left to evaluate on (noise ratio "
+            f"{m['ratio']} injects {m['n_injected']} of them into the training set)"
+            + (fix or "; the test set has no anomalies"))
+
+
+def inputs(split: data.Split, cfg: Any) -> dict[str, str]:
+    """Content fingerprints of what a model is trained from (`runs.RunSpec.inputs`):
+    the training images, in order, and a teacher weights file if one is named."""
+    found = {"train_images": runs.fingerprint(split.train["image_path"])}
+    weights = str(getattr(cfg, "weights", "")).removesuffix(backbones.BN_SUFFIX)
+    if weights not in backbones.NAMED_WEIGHTS and Path(weights).is_file():
+        found["teacher_weights"] = runs.file_hash(weights)
+    return found
 
 
 def _fit_llb(spec: runs.RunSpec, module: Any, train_images: torch.Tensor,

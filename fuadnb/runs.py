@@ -13,15 +13,29 @@ method's full Config and `CACHE_VERSION`. Its folder holds::
         predictions.npz  ids, labels and scores of test and training images
         metrics.json     the flat results row
 
-Every file is written to a temporary name and renamed, so an interrupted run leaves
-no half-written file; a folder without ``fit.json`` is retrained.
+The key covers contents, not names: `RunSpec.inputs` holds fingerprints of the
+training images actually used and of a teacher weights file (`fingerprint`), so
+regenerated data, another copy of a dataset or a weights file replaced in place give
+another key and a fresh training, never a stale model.
+
+A trained model's folder is written as a hidden temporary sibling
+(``.s111-<key>.tmp-<pid>-<random>``) and renamed into place once ``fit.json`` is
+written, so a run folder either holds a complete model or does not exist; an
+interrupted training leaves at most that temporary folder, which `incomplete` lists
+and the next training of the same run removes. ``predictions.npz`` and
+``metrics.json`` are added after evaluation (each written atomically); a folder
+without ``metrics.json`` is listed by `incomplete` as trained but not evaluated.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
+import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +47,14 @@ import torch
 from torch import nn
 
 from fuadnb.config import short_hash, to_jsonable
-from fuadnb.utils import atomic_path, atomic_write_text
+from fuadnb.utils import atomic_path, atomic_write_text, pid_alive
 
 CACHE_VERSION = 3   # bump by hand when a code change should invalidate cached runs
+TMP_MARK = ".tmp-"  # in the names of the hidden folders a training writes into
+
+
+class RunCacheError(ValueError):
+    """A cached run folder or file cannot be read, or the runs root is unusable."""
 RESULTS_FILE = "results.csv"
 TRACE_FILE = "trace.npz"   # a method's per-iteration record (``model.trace``), if any
 CURVE_FILE = "curve.json"   # the learning-bias curve (``model.curve``), if recorded
@@ -56,6 +75,7 @@ class RunSpec:
     split: dict = field(repr=False)            # the contamination manifest
     root: Path | str = "runs"
     strategy: Any = None                       # a strategy's frozen Config (LLB)
+    inputs: dict = field(default_factory=dict)  # content fingerprints (`fingerprint`)
     curve_every: int = 0                       # steps between learning-bias records
 
     def identity(self) -> dict:
@@ -67,7 +87,7 @@ class RunSpec:
                 "regime": self.regime, "seed": self.seed, "profile": self.profile,
                 "cfg": to_jsonable(self.cfg),
                 "split": {k: self.split[k] for k in split_keys},
-                "cache_version": CACHE_VERSION} | (
+                "inputs": dict(self.inputs), "cache_version": CACHE_VERSION} | (
             {} if self.strategy is None else {"strategy": to_jsonable(self.strategy)}
         ) | ({"curve_every": self.curve_every} if self.curve_every else {})
 
@@ -82,6 +102,60 @@ class RunSpec:
                 / f"s{self.seed}-{self.key}")
 
 
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}   # (path, size, mtime_ns) -> sha1
+
+
+def file_hash(path: Path | str) -> str:
+    """The sha1 of a file's bytes, remembered per (path, size, mtime_ns) so a file is
+    read once per process unless it changes."""
+    path = Path(path)
+    st = path.stat()
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        with open(path, "rb") as f:
+            _FILE_HASHES[key] = hashlib.file_digest(f, "sha1").hexdigest()
+    return _FILE_HASHES[key]
+
+
+def fingerprint(paths: Any) -> str:
+    """One short hash of the contents of `paths`, in order (names do not count)."""
+    digest = hashlib.sha1()
+    for path in paths:
+        digest.update(file_hash(path).encode())
+    return digest.hexdigest()[:16]
+
+
+def check_root(root: Path | str) -> Path:
+    """`root` as a folder run folders can be written to (created if missing).
+
+    Raises:
+        RunCacheError: `root` is a file, or cannot be created or written to.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise RunCacheError(f"runs folder {root} is a file, not a folder; pass a "
+                            "folder with --runs (it is created if missing)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f"{TMP_MARK}probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise RunCacheError(f"cannot write run folders under {root} "
+                            f"({err.strerror or err}); pass a writable folder with "
+                            "--runs") from err
+    return root
+
+
+def read_json(path: Path) -> Any:
+    """A cached JSON file, or one RunCacheError naming it and the fix."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunCacheError(f"{path}: unreadable cached file ({err}); delete "
+                            f"{path.parent} to redo the run") from err
+
+
 def _save_torch(obj: Any, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -93,9 +167,56 @@ def _write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(to_jsonable(obj), indent=1) + "\n")
 
 
+def _temp_folder(folder: Path) -> Path:
+    """A fresh hidden sibling of `folder` to train into, named with this process's
+    id (stale siblings, whose process is gone, are removed first)."""
+    for old in folder.parent.glob(f".*{TMP_MARK}*") if folder.parent.is_dir() else ():
+        pid = old.name.split(TMP_MARK, 1)[1].split("-")[0]
+        if not (pid.isdigit() and pid_alive(int(pid))):
+            shutil.rmtree(old, ignore_errors=True)
+    name = f".{folder.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return folder.parent / name
+
+
+def _load_cached(spec: RunSpec, build: Callable[[], nn.Module]
+                 ) -> tuple[nn.Module, dict]:
+    folder = spec.dir
+    weights = folder / "weights.pt"
+    record = read_json(folder / "fit.json")
+    model = build()
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:   # truncated or not a checkpoint: many exception types
+        raise RunCacheError(f"{weights}: unreadable cached weights "
+                            f"({type(err).__name__}); delete {folder} to retrain") \
+            from err
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (RuntimeError, TypeError, AttributeError) as err:   # shapes, not a dict
+        raise RunCacheError(f"{weights}: does not match the model "
+                            f"({str(err)[:200]}); delete {folder} to retrain") from err
+    restored = tuple(getattr(model, "reproducible_prefixes", ()))
+    bad = [k for k in missing if not k.startswith(restored)] + list(unexpected)
+    if bad:
+        raise RunCacheError(f"{weights}: does not match the model ({bad[:3]}...); "
+                            f"delete {folder} to retrain")
+    if (folder / TRACE_FILE).is_file():
+        try:
+            model.trace = _load_npz(folder / TRACE_FILE)
+        except Exception as err:
+            raise RunCacheError(f"{folder / TRACE_FILE}: unreadable ({err}); delete "
+                                f"{folder} to retrain") from err
+    if (folder / CURVE_FILE).is_file():
+        model.curve = read_json(folder / CURVE_FILE)
+    return model.eval(), record | {"loaded": True}
+
+
 def load_or_fit(spec: RunSpec, *, build: Callable[[], nn.Module],
                 fit: Callable[[], nn.Module]) -> tuple[nn.Module, dict]:
     """The trained model of `spec`: loaded if its folder is complete, else trained.
+
+    A training writes into a hidden temporary folder that is renamed into place only
+    when complete, and removed if the fit fails or is interrupted.
 
     Args:
         build: an untrained model with the right structure (to load weights into).
@@ -104,40 +225,43 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], nn.Module],
     Returns:
         the model in eval mode, and the fit record (``fit_seconds``, ``history``,
         ``loaded``).
+
+    Raises:
+        RunCacheError: a complete-looking cached folder cannot be read (naming the
+            file and the folder to delete).
     """
     folder = spec.dir
-    fit_file, weights = folder / "fit.json", folder / "weights.pt"
-    if fit_file.is_file() and weights.is_file():
-        model = build()
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        restored = tuple(getattr(model, "reproducible_prefixes", ()))
-        bad = [k for k in missing if not k.startswith(restored)] + list(unexpected)
-        if bad:
-            raise RuntimeError(f"{weights}: does not match the model ({bad[:3]}...); "
-                               f"delete {folder} to retrain")
-        if (folder / TRACE_FILE).is_file():
-            model.trace = _load_npz(folder / TRACE_FILE)
-        if (folder / CURVE_FILE).is_file():
-            model.curve = json.loads((folder / CURVE_FILE).read_text())
-        record = json.loads(fit_file.read_text())
-        return model.eval(), record | {"loaded": True}
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / "config.json", spec.identity())
-    _write_json(folder / "split.json", spec.split)
-    start = time.perf_counter()
-    model = fit()
-    seconds = time.perf_counter() - start
-    skip = tuple(getattr(model, "reproducible_prefixes", ()))
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()
-             if not (skip and k.startswith(skip))}
-    _save_torch(state, weights)
-    if getattr(model, "trace", None):
-        _save_npz(folder / TRACE_FILE, model.trace)
-    if getattr(model, "curve", None):
-        _write_json(folder / CURVE_FILE, model.curve)
-    record = {"fit_seconds": seconds, "history": list(getattr(model, "history", []))}
-    _write_json(fit_file, record)
+    if (folder / "fit.json").is_file() and (folder / "weights.pt").is_file():
+        return _load_cached(spec, build)
+    tmp = _temp_folder(folder)
+    try:
+        tmp.mkdir(parents=True)
+        start = time.perf_counter()
+        model = fit()
+        seconds = time.perf_counter() - start
+        _write_json(tmp / "config.json", spec.identity())
+        _write_json(tmp / "split.json", spec.split)
+        skip = tuple(getattr(model, "reproducible_prefixes", ()))
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()
+                 if not (skip and k.startswith(skip))}
+        _save_torch(state, tmp / "weights.pt")
+        if getattr(model, "trace", None):
+            _save_npz(tmp / TRACE_FILE, model.trace)
+        if getattr(model, "curve", None):
+            _write_json(tmp / CURVE_FILE, model.curve)
+        record = {"fit_seconds": seconds,
+                  "history": list(getattr(model, "history", []))}
+        _write_json(tmp / "fit.json", record)
+        if folder.exists():   # a folder left by an older version, never complete
+            shutil.rmtree(folder)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            if not (folder / "fit.json").is_file():   # not another job's finished run
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return model.eval(), record | {"loaded": False}
 
 
@@ -190,14 +314,44 @@ def flat_row(spec: RunSpec) -> dict:
 
 
 def collect(root: Path | str = "runs") -> pd.DataFrame:
-    """One row per finished run under `root` (every ``metrics.json``)."""
-    rows = [json.loads(p.read_text()) for p in sorted(Path(root).rglob("metrics.json"))]
+    """One row per finished run under `root` (every readable ``metrics.json``; see
+    `incomplete` for the others)."""
+    rows = []
+    for path in sorted(Path(root).rglob("metrics.json")):
+        try:
+            rows.append(read_json(path))
+        except RunCacheError:
+            continue
     if not rows:
         return pd.DataFrame()
     df = pd.DataFrame(rows)
     order = [c for c in ("method", "dataset", "category", "noise_ratio", "seed")
              if c in df]
     return df.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def incomplete(root: Path | str = "runs") -> list[tuple[Path, str]]:
+    """Run folders under `root` that `collect` leaves out, each with the reason:
+    an interrupted training's temporary folder, a model trained but not evaluated,
+    or an unreadable ``metrics.json``."""
+    found = []
+    for path in sorted(Path(root).rglob("*")):
+        if not path.is_dir():
+            continue
+        if TMP_MARK in path.name and path.name.startswith("."):
+            found.append((path, "interrupted training (temporary folder); delete it"))
+        elif (path / "config.json").is_file() and not (path / "fit.json").is_file():
+            found.append((path, "no fit.json (left by an older version); delete it"))
+        elif (path / "fit.json").is_file() and not (path / "metrics.json").is_file():
+            found.append((path, "trained but not evaluated (no metrics.json); rerun "
+                          "the same command"))
+        elif (path / "metrics.json").is_file():
+            try:
+                read_json(path / "metrics.json")
+            except RunCacheError as err:
+                found.append((path, f"unreadable metrics.json ({err.__cause__}); rerun "
+                              "the same command"))
+    return found
 
 
 def write_table(df: pd.DataFrame, path: Path | str) -> Path:

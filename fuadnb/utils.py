@@ -44,6 +44,9 @@ def pick_device(name: str = "auto") -> torch.device:
     except RuntimeError as err:
         raise DeviceError(f"--device {name!r} is not a device name; use auto, cpu, "
                           "cuda or cuda:N") from err
+    if device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"--device {name}: fuadnb runs on cpu or cuda only; use "
+                          "auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"--device {name} asked for CUDA, but torch sees no CUDA "
@@ -97,6 +100,18 @@ def git_commit(path: Path | str = ".") -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return sha + ("+dirty" if dirty else "")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with id `pid` runs on this machine (to tell a temporary
+    folder still being written from one left by a killed process)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:   # alive, owned by another user
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -70,12 +70,36 @@ def _place(img: Image.Image, resized: tuple[int, int],
     return img if box is None else img.crop(box)
 
 
+HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB. 16-bit, 32-bit and float single-channel images are scaled to 0-255
+    (PIL's ``convert`` would clip them: a 16-bit PNG turns all white): ``I;16`` by
+    65535, ``I`` by 65535 unless larger values occur (then by its maximum), ``F`` by
+    1, 255 or 65535, whichever range holds its values."""
+    if img.mode not in HIGH_BIT_MODES:
+        return img.convert("RGB")
+    arr = np.asarray(img, dtype=np.float64)
+    top = float(arr.max()) if arr.size else 0.0
+    if img.mode.startswith("I;16"):
+        full = 65535.0
+    elif img.mode == "F" and top <= 1.0:
+        full = 1.0
+    elif img.mode == "F" and top <= 255.0:
+        full = 255.0
+    else:
+        full = max(65535.0, top)
+    grey = np.clip(np.rint(arr / full * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey, "L").convert("RGB")
+
+
 def _load_pair(image_path: str, mask_path: str | None, size: int, with_mask: bool,
                augment: dict | None = None, load_size: int = 0
                ) -> tuple[np.ndarray, np.ndarray | None]:
     img = _open(image_path)
     full_size = img.size
-    img = img.convert("RGB")
+    img = _to_rgb(img)
     if augment is not None:   # a repeated anomaly (contamination repeat=True)
         img = img.rotate(augment["angle"], resample=Image.BILINEAR, translate=(
             augment["dx"] * full_size[0], augment["dy"] * full_size[1]))
@@ -90,7 +114,7 @@ def _load_pair(image_path: str, mask_path: str | None, size: int, with_mask: boo
         raise DatasetError(f"{mask_path}: mask is {mask.size[0]}x{mask.size[1]} but "
                            f"its image {image_path} is {full_size[0]}x{full_size[1]}; "
                            "the mask belongs to another image or was resized")
-    binary = np.asarray(mask.convert("L")) != 0
+    binary = np.asarray(mask if mask.mode in HIGH_BIT_MODES else mask.convert("L")) != 0
     binary = Image.fromarray(binary.astype(np.uint8) * 255)
     return rgb, np.asarray(_place(binary, resized, box)) > 127.5
 

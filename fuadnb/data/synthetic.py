@@ -63,6 +63,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable
@@ -76,6 +77,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
+
+from fuadnb.utils import pid_alive
 
 VERSION = 2   # 2: recurring defects (prototypes), 60 good / 16 per defect in test
 MANIFEST = "manifest.json"
@@ -1269,7 +1272,8 @@ def generate(root: str | Path, spec: Spec = Spec(), *,
                 "line).")
     sources = source_hashes(names)
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:12]}"
+    remove_stale(root)
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
         files = _render_all(tmp, spec, jobs, workers, progress)
@@ -1289,6 +1293,32 @@ def generate(root: str | Path, spec: Spec = Spec(), *,
         if tmp.exists():
             shutil.rmtree(tmp)
     return root / MANIFEST
+
+
+STALE_SECONDS = 6 * 3600   # age after which an unowned temporary folder is stale
+
+
+def remove_stale(root: str | Path) -> list[Path]:
+    """Remove the hidden temporary folders that killed `generate` calls left next to
+    `root` (``.<name>.tmp-<pid>-<hex>`` whose process is gone; those of older
+    versions, without a pid, once older than `STALE_SECONDS`). Returns them."""
+    root = Path(root)
+    gone = []
+    for path in sorted(root.parent.glob(f".{root.name}.tmp-*")) + sorted(
+            root.parent.glob(f".{root.name}.old-*")):
+        tag = path.name.rsplit(".", 1)[-1].split("-")[1:]
+        if len(tag) == 2 and tag[0].isdigit():
+            stale = not pid_alive(int(tag[0]))
+        else:
+            try:
+                stale = time.time() - path.stat().st_mtime > STALE_SECONDS
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else \
+                path.unlink(missing_ok=True)
+            gone.append(path)
+    return gone
 
 
 def _render_all(tmp: Path, spec: Spec, jobs: list[_Job], workers: int,
@@ -1346,7 +1376,7 @@ def _move_into_place(tmp: Path, root: Path, header: dict, overwrite: bool) -> No
     if not overwrite:
         raise DatasetExistsError(f"{root} appeared while generating; delete it or pass "
                                  "overwrite=True")
-    old = root.parent / f".{root.name}.old-{uuid.uuid4().hex[:12]}"
+    old = root.parent / f".{root.name}.old-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     root.rename(old)
     tmp.rename(root)
     if old.is_dir():

@@ -117,6 +117,40 @@ class WeightsNotFoundError(FileNotFoundError):
     """Pretrained weights are not on disk and could not be downloaded."""
 
 
+class WeightsError(ValueError):
+    """A weights file exists but is not a state dict of the network it is meant for."""
+
+
+def read_state(path: Path | str, name: str) -> dict[str, torch.Tensor]:
+    """The state dict saved in `path`, or one WeightsError naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:   # unpickling, zip and truncation errors have many types
+        raise WeightsError(f"weights file {path} is not a readable PyTorch state dict "
+                           f"({type(err).__name__}); pass a {name} state-dict .pth "
+                           "saved with torch.save(model.state_dict()), 'imagenet' or "
+                           "'random'") from err
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {path} holds a {type(state).__name__}, not a "
+                           f"state dict; save {name}'s model.state_dict()")
+    return state
+
+
+def load_into(net: nn.Module, state: dict, path: Path | str, name: str) -> None:
+    """``net.load_state_dict(state)``, a mismatch being one WeightsError naming
+    the file and the first missing or unexpected keys."""
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        own, theirs = set(net.state_dict()), set(state)
+        missing, unexpected = sorted(own - theirs)[:3], sorted(theirs - own)[:3]
+        detail = (f"missing {missing}, unexpected {unexpected}" if missing or unexpected
+                  else "tensor shapes differ")
+        raise WeightsError(f"weights file {path} does not fit {name} ({detail}); pass "
+                           f"a state dict of {name} or choose the backbone it belongs "
+                           "to with --backbone") from err
+
+
 def _spec(name: str) -> Spec:
     if name not in SPECS:
         raise ValueError(f"unknown backbone {name!r}; choose one of {BACKBONES}")
@@ -167,7 +201,7 @@ def _load_checked(name: str, path: Path) -> dict[str, torch.Tensor]:
         raise WeightsNotFoundError(f"{path} is not the expected {name} ImageNet "
                                    f"weights (sha256 differs from {expected}); "
                                    f"reinstall {_spec(name).package}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_state(path, name)
 
 
 def load_state(name: str, weights: str) -> dict[str, torch.Tensor] | None:
@@ -188,7 +222,7 @@ def load_state(name: str, weights: str) -> dict[str, torch.Tensor] | None:
             raise WeightsNotFoundError(f"weights file {path} does not exist; pass an "
                                        f"existing {name} state-dict .pth, 'imagenet' "
                                        f"or one of {NAMED_WEIGHTS}")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return read_state(path, name)
     for path in (package_file(name), imagenet_file(name)):
         if path is not None and path.is_file():
             return _load_checked(name, path)
@@ -227,7 +261,7 @@ class FeatureExtractor(nn.Module):
         net = spec.build()
         state = load_state(name, weights)
         if state is not None:
-            net.load_state_dict(state)
+            load_into(net, state, weights, name)
         self.name, self.weights, self.family = name, weights, spec.family
         self.signed = spec.signed
         self.body = spec.trunk(net)

@@ -49,7 +49,7 @@ def _dino(weights: str) -> nn.Module:
     path = dino_file() if weights == "dino" else Path(weights)
     if path.is_file():
         net = timm.create_model("vit_base_patch8_224", pretrained=False, **kwargs)
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        backbones.load_into(net, backbones.read_state(path, DINO), path, DINO)
         return net
     if weights != "dino":
         raise backbones.WeightsNotFoundError(

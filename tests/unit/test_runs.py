@@ -87,5 +87,5 @@ def test_rows_collect_into_a_table(tmp_path):
 def test_mismatched_weights_are_a_clear_error(tmp_path):
     s = spec(tmp_path)
     runs.load_or_fit(s, build=Tiny, fit=Tiny)
-    with pytest.raises(RuntimeError, match="delete"):
+    with pytest.raises(runs.RunCacheError, match="delete"):
         runs.load_or_fit(s, build=lambda: nn.Linear(3, 3), fit=Tiny)
