@@ -50,12 +50,12 @@ def score(*, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
     for name, group in (groups or {}).items():
         keep = (np.asarray(labels) == 0) | np.asarray(group, bool)
         part = _test_metrics(labels[keep], scores[keep], masks[keep], maps[keep]) \
-            if np.any(group) else dict.fromkeys(_METRICS, float("nan"))
+            if np.any(group) else dict.fromkeys(GROUPED, float("nan"))
         out |= {f"{k}_{name}": v for k, v in part.items()}
     return out
 
 
-_METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_aupro")
+GROUPED = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_aupro")
 
 
 def _test_metrics(labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
@@ -162,9 +162,10 @@ def cost(rows: pd.DataFrame, metric: str, *, reference: str | None = None,
 
     Returns:
         one row per (method, regime, noise ratio) with the `PAIRED` columns
-        (``delta`` = contaminated - clean, negative = a loss).
+        (``delta`` = contaminated - clean, negative = a loss). The clean runs are
+        looked up under the same regime (`with_clean` repeats them per regime).
     """
-    keys = ["method", "category", "seed"]
+    keys = ["method", "regime", "category", "seed"]
     clean = rows[rows["noise_ratio"] == 0].set_index(keys)[reference or metric]
     out = []
     for (method, regime, noise), group in rows[rows["noise_ratio"] > 0].groupby(
@@ -173,3 +174,27 @@ def cost(rows: pd.DataFrame, metric: str, *, reference: str | None = None,
         out.append({"method": method, "regime": regime, "noise_ratio": noise,
                     **paired(diff, alpha=alpha, min_pairs=min_pairs)})
     return pd.DataFrame(out, columns=["method", "regime", "noise_ratio", *PAIRED])
+
+
+def with_clean(rows: pd.DataFrame, regimes: Sequence[str] = ("iid", "overlap",
+                                                             "recurring")
+               ) -> pd.DataFrame:
+    """Results rows with the clean runs (noise ratio 0, one per method, category and
+    seed, whatever regime they were recorded under) repeated under every regime, so
+    that each regime's curve starts at the same clean model. Their seen / unseen
+    columns are what that regime means on a clean model: under ``recurring`` the
+    recurring / novel test anomalies (recorded); under ``overlap`` the trained-on
+    anomalies are a uniform draw of the test anomalies, so both groups take the
+    overall value; under ``iid`` there are no groups (NaN)."""
+    clean = rows[rows["noise_ratio"] == 0]
+    copies = []
+    for regime in regimes:
+        c = clean.assign(regime=regime)
+        for m in GROUPED:
+            for group in ("seen", "unseen"):
+                if regime == "overlap" and m in c:
+                    c[f"{m}_{group}"] = c[m]
+                elif regime == "iid":
+                    c[f"{m}_{group}"] = np.nan
+        copies.append(c)
+    return pd.concat([rows[rows["noise_ratio"] > 0], *copies], ignore_index=True)

@@ -89,3 +89,51 @@ def test_versus_gives_no_ranking_within_the_spread(rows):
 def test_versus_with_only_the_baseline_is_an_empty_table(rows):
     out = evaluate.versus(rows[rows["method"] == "rd"], "image_auroc", "rd")
     assert out.empty and "verdict" in out.columns
+
+
+def _regime_rows():
+    rng = np.random.default_rng(0)
+    rows = []
+    for cat in "abcd":
+        for seed in (1, 2, 3):
+            base = rng.uniform(0.7, 0.9)
+            rows.append({"method": "rd", "regime": "recurring", "noise_ratio": 0.0,
+                         "category": cat, "seed": seed, "image_auroc": base,
+                         "image_auroc_seen": base + 0.01,
+                         "image_auroc_unseen": base - 0.01})
+            for regime, loss in (("overlap", 0.2), ("recurring", 0.1), ("iid", 0.0)):
+                rows.append({"method": "rd", "regime": regime, "noise_ratio": 0.2,
+                             "category": cat, "seed": seed,
+                             "image_auroc": base - loss / 2 + rng.normal(0, 0.01),
+                             "image_auroc_seen": base - loss,
+                             "image_auroc_unseen": base})
+    return pd.DataFrame(rows)
+
+
+def test_with_clean_repeats_the_clean_runs_under_every_regime():
+    rows = evaluate.with_clean(_regime_rows())
+    clean = rows[rows.noise_ratio == 0].set_index(["regime", "category", "seed"])
+    assert len(clean) == 3 * 12
+    ov, rec = clean.loc["overlap"], clean.loc["recurring"]
+    assert (ov.image_auroc_seen == ov.image_auroc).all()      # a uniform draw
+    assert (rec.image_auroc_seen == rec.image_auroc + 0.01).all()   # as recorded
+    assert clean.loc["iid"].image_auroc_seen.isna().all()
+    assert len(rows[rows.noise_ratio > 0]) == 36
+
+
+def test_cost_pairs_each_contaminated_run_with_its_clean_run():
+    raw = _regime_rows()
+    rows = evaluate.with_clean(raw)
+    out = evaluate.cost(rows, "image_auroc_seen").set_index("regime")
+    clean = raw[raw.noise_ratio == 0].set_index(["category", "seed"])
+    noisy = raw[(raw.noise_ratio == 0.2) & (raw.regime == "recurring")].set_index(
+        ["category", "seed"])
+    diff = (noisy.image_auroc_seen - clean.image_auroc_seen).to_numpy()
+    assert out.loc["recurring", "delta"] == pytest.approx(diff.mean())     # -0.11
+    assert out.loc["recurring", "n_pairs"] == 12
+    assert out.loc["recurring", "p"] == pytest.approx(stats.wilcoxon(diff).pvalue)
+    assert out.loc["recurring", "verdict"] == "lower"
+    assert out.loc["recurring", "seeds_agree"]
+    # overlap's clean reference is the clean overall value: -0.2 exactly
+    assert out.loc["overlap", "delta"] == pytest.approx(-0.2)
+    assert "iid" not in out.dropna(subset=["delta"]).index      # no groups there
