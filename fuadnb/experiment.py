@@ -187,10 +187,13 @@ def _fit_llb(spec: runs.RunSpec, module: Any, train_images: torch.Tensor,
 
 
 def images_seen(cfg: Any, n_train: int) -> int:
-    """Training images a fit processed: epochs x images, or iterations x batch."""
+    """Training images a fit processed: epochs x images, iterations x batch, or one
+    pass over the images (a memory bank: PatchCore, SoftPatch)."""
     if hasattr(cfg, "epochs"):
         return cfg.epochs * n_train
-    return cfg.iterations * cfg.batch_size
+    if hasattr(cfg, "iterations"):
+        return cfg.iterations * cfg.batch_size
+    return n_train
 
 
 def table(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
