@@ -28,10 +28,10 @@ enter the coreset; the scores, clamped at 0, are the bank weights: a test patch'
 score is its squared distance to the nearest bank patch times that patch's weight.
 
 Deliberate deviations: those of `fuadnb.models.patchcore`; LOF is computed in torch
-(exact, on the device) instead of sklearn; the discriminator's random projection is
-drawn from a generator seeded by ``cfg.seed + 1`` (the reference draws a fresh
-``nn.Linear`` from the global RNG), so with nothing filtered and no soft weights
-SoftPatch builds PatchCore's bank exactly.
+(exact, on the device) instead of sklearn; the discriminator's random projection
+comes from a generator seeded by ``cfg.seed + 1``, so it differs from the coreset's
+as in the reference (which draws a fresh ``nn.Linear`` from the global RNG each
+time). With nothing filtered and no soft weights SoftPatch builds PatchCore's bank.
 """
 
 from __future__ import annotations
