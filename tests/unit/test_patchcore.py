@@ -4,6 +4,8 @@ transcription of the reference's ``_embed``, LOF against scikit-learn, the hard 
 and the clamped weights, image score = max patch score, leave-one-image-out training
 scores, and smoke runs through `experiment.run` (cache included)."""
 
+import json
+
 import numpy as np
 import pytest
 import scipy.spatial.distance
@@ -11,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.neighbors import LocalOutlierFactor
 
-from fuadnb import experiment, models
+from fuadnb import cli, experiment, models
 from fuadnb.models import patchcore, softpatch
 
 CPU = torch.device("cpu")
@@ -308,3 +310,16 @@ def test_llb_around_patchcore(smoke_kw):
     assert result.row["n_kept"] == int(0.5 * result.row["n_train"])
     assert 0 <= result.row["image_auroc"] <= 1
     assert result.model.bank_image.max() < result.row["n_kept"]
+
+
+def test_command_line(tiny_synth, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code = cli.main(["run", "--root", str(tiny_synth), "--category", "brick",
+                     "--profile", "smoke", "--runs", str(runs), "--quiet", "--noise",
+                     "0.2", "--method", "softpatch", "--option",
+                     "discriminator=nearest", "--option", "threshold=0.1"])
+    assert code == 0, capsys.readouterr().err
+    row = json.loads(next((runs / "softpatch").rglob("metrics.json")).read_text())
+    assert row["cfg.discriminator"] == "nearest" and row["cfg.threshold"] == 0.1
+    assert row["cfg.lof_k"] == 5 and row["method"] == "softpatch"
+    assert {"patchcore", "softpatch", "llb-patchcore"} <= set(cli.METHODS)
