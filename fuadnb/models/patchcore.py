@@ -42,8 +42,8 @@ Deliberate deviations:
 * ``score_train`` excludes an image's own patches from the bank (leave-one-image-out:
   a training image whose patches are in the bank would otherwise score about 0 on
   them); the bank remembers each patch's source image and each training image's
-  fingerprint (a hash of its pixels), so any image identical to a training image is
-  scored against the other images' patches only.
+  fingerprint (a hash of its pixels), so an image is scored against the patches of
+  the training images that differ from it (identical copies are left out together).
 * Offline profiles: the EfficientNet-Lite2 ImageNet teacher of
   `fuadnb.nn.backbones`, with ``pretrain_dim`` = ``target_dim`` = its deeper tap's
   120 channels (the reference's 1024 = WRN-50-2 layer3's channels).
@@ -256,15 +256,15 @@ def coreset(feats: torch.Tensor, cfg: Config, keep: torch.Tensor | None = None
 
 
 def nearest(queries: torch.Tensor, bank: torch.Tensor, *, block: int = 1 << 24,
-            query_image: torch.Tensor | None = None,
-            bank_image: torch.Tensor | None = None
+            query_group: torch.Tensor | None = None,
+            bank_group: torch.Tensor | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each query's squared L2 distance to its nearest bank row and that row's index
     (exact, as faiss's IndexFlatL2), in blocks of at most `block` distances.
 
-    With `query_image` (Q,) and `bank_image` (M,), a query never matches a bank row
-    of its own image (a negative `query_image` excludes nothing); a query with no
-    admissible row gets distance inf and index -1.
+    With `query_group` (Q,) and `bank_group` (M,), a query never matches a bank row
+    of its own group (its image); a query with no admissible row gets distance inf
+    and index -1.
     """
     bank = bank.float()
     bsq = (bank * bank).sum(1)
@@ -273,8 +273,8 @@ def nearest(queries: torch.Tensor, bank: torch.Tensor, *, block: int = 1 << 24,
     for start in range(0, len(queries), rows):
         q = queries[start:start + rows].float()
         d = ((q * q).sum(1, keepdim=True) - 2 * q @ bank.T + bsq).clamp_min(0)
-        if query_image is not None:
-            own = query_image[start:start + rows, None] == bank_image[None]
+        if query_group is not None:
+            own = query_group[start:start + rows, None] == bank_group[None]
             d = d.masked_fill(own, torch.inf)
         v, i = d.min(1)
         dists.append(v)
@@ -283,14 +283,16 @@ def nearest(queries: torch.Tensor, bank: torch.Tensor, *, block: int = 1 << 24,
 
 
 def patch_scores(model: PatchCore, feats: torch.Tensor,
-                 own: torch.Tensor | None = None) -> torch.Tensor:
+                 prints: torch.Tensor | None = None) -> torch.Tensor:
     """feats (B, P, D) -> (B, P): nearest-bank squared distance x that bank patch's
-    weight (softpatch.py L367-L380). `own` (B,): the training image each one is
-    (-1: none), whose bank patches it must not match."""
+    weight (softpatch.py L367-L380). With the images' `prints` (B,) (`fingerprint`),
+    an image never matches a bank patch of a training image identical to it."""
     b, p, _ = feats.shape
-    query_image = None if own is None else own.repeat_interleave(p)
+    groups = None if prints is None else (
+        prints.repeat_interleave(p), model.fingerprints[model.bank_image])
     d, i = nearest(feats.flatten(0, 1), model.bank, block=model.cfg.block,
-                   query_image=query_image, bank_image=model.bank_image)
+                   query_group=None if groups is None else groups[0],
+                   bank_group=None if groups is None else groups[1])
     weight = torch.where(i >= 0, model.bank_weight[i.clamp_min(0)], 1.0)
     return (d * weight).reshape(b, p)
 
@@ -300,12 +302,12 @@ def _bank_device(model: PatchCore) -> torch.device:
 
 
 @torch.no_grad()
-def anomaly_map(model: PatchCore, x: torch.Tensor, own: torch.Tensor | None = None
+def anomaly_map(model: PatchCore, x: torch.Tensor, prints: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """x (B, 3, S, S) -> map (B, 1, S, S) and image scores (B,): the patch scores on
     their grid, bilinear (align_corners=False) to S and Gaussian-smoothed
     (common.py L190-L212); the image score is the max patch score (L487-L496)."""
-    s = patch_scores(model, embed(model, x), own)
+    s = patch_scores(model, embed(model, x), prints)
     g = int(round(s.shape[1] ** 0.5))
     s = s.reshape(len(x), 1, g, g)
     amap = F.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=False)
@@ -362,19 +364,14 @@ def predict(model: PatchCore, images: torch.Tensor, *, progress: bool = False
                           progress=progress)
 
 
-def own_images(model: PatchCore, images: torch.Tensor) -> torch.Tensor:
-    """(N,) for each image, the index of the identical training image, else -1."""
-    known = {int(f): i for i, f in enumerate(model.fingerprints.cpu())}
-    return torch.tensor([known.get(int(f), -1) for f in fingerprint(images)])
-
-
 def score_train(model: PatchCore, train_images: torch.Tensor) -> np.ndarray:
     """Anomaly score of every training image against the bank patches of the *other*
-    training images (leave-one-image-out; an image that is not one of the fit's
-    images is scored against the whole bank)."""
+    training images (leave-one-image-out, matched by content: identical copies are
+    left out together; an image the fit never saw is scored against the whole
+    bank)."""
     device = _bank_device(model)
-    own = own_images(model, train_images).to(device)
+    prints = fingerprint(train_images).to(device)
     scores = [anomaly_map(model, engine.inputs(train_images, idx, device),
-                          own[idx.to(device)])[1]
+                          prints[idx.to(device)])[1]
               for idx in engine.batches(len(train_images), model.cfg.batch_size)]
     return torch.cat(scores).double().cpu().numpy()

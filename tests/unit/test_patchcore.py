@@ -89,8 +89,8 @@ def test_nearest_matches_scipy_cdist(block):
     q_img = rng.integers(0, 4, 60)
     b_img = rng.integers(0, 4, 25)
     d, idx = patchcore.nearest(torch.from_numpy(q), torch.from_numpy(bank),
-                               block=block, query_image=torch.from_numpy(q_img),
-                               bank_image=torch.from_numpy(b_img))
+                               block=block, query_group=torch.from_numpy(q_img),
+                               bank_group=torch.from_numpy(b_img))
     masked = np.where(q_img[:, None] == b_img[None], np.inf, full)
     np.testing.assert_array_equal(idx.numpy(), masked.argmin(1))
     np.testing.assert_allclose(d.numpy(), masked.min(1), rtol=1e-5, atol=1e-5)
@@ -267,6 +267,21 @@ def test_score_train_leaves_each_image_out():
     # any order, any subset: the match is by content
     np.testing.assert_allclose(patchcore.score_train(model, imgs[[4, 1]]),
                                got[[4, 1]], rtol=1e-6)
+
+
+def test_score_train_leaves_identical_copies_out_together():
+    imgs = planted_images()
+    imgs[7] = imgs[0]                                 # a duplicated training image
+    model = patchcore.fit(patchcore.config("smoke", coreset_ratio=0.5), imgs,
+                          device=CPU)
+    got = patchcore.score_train(model, imgs)
+    feats = patchcore.embed(model, imgs.float() / 255).numpy()
+    bank, owner = model.bank.numpy(), model.bank_image.numpy()
+    for i in (0, 7):
+        d = scipy.spatial.distance.cdist(feats[i], bank[~np.isin(owner, [0, 7])],
+                                         "sqeuclidean")
+        assert got[i] == pytest.approx(d.min(1).max(), rel=1e-4)
+    assert got[0] > 1.0                               # not a self-match (~0)
 
 
 def test_configs():
