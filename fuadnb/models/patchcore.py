@@ -288,11 +288,12 @@ def patch_scores(model: PatchCore, feats: torch.Tensor,
     weight (softpatch.py L367-L380). With the images' `prints` (B,) (`fingerprint`),
     an image never matches a bank patch of a training image identical to it."""
     b, p, _ = feats.shape
-    groups = None if prints is None else (
-        prints.repeat_interleave(p), model.fingerprints[model.bank_image])
+    query_group = bank_group = None
+    if prints is not None:
+        query_group = prints.repeat_interleave(p)                  # (B*P,)
+        bank_group = model.fingerprints[model.bank_image]          # (M,)
     d, i = nearest(feats.flatten(0, 1), model.bank, block=model.cfg.block,
-                   query_group=None if groups is None else groups[0],
-                   bank_group=None if groups is None else groups[1])
+                   query_group=query_group, bank_group=bank_group)
     weight = torch.where(i >= 0, model.bank_weight[i.clamp_min(0)], 1.0)
     return (d * weight).reshape(b, p)
 
