@@ -41,7 +41,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", default="rd", choices=METHODS,
                    help="detection method: rd = Reverse Distillation, rde = RD-E "
                    "with Guided Information Injection, cdd = Cross-Domain "
-                   "Distillation (our reconstruction), funad = FUN-AD pseudo-labels; "
+                   "Distillation (our reconstruction), funad = FUN-AD pseudo-labels, "
+                   "patchcore = PatchCore memory bank, softpatch = SoftPatch "
+                   "(PatchCore with LOF patch denoising); "
                    "llb-<method> = that method trained on the training set filtered "
                    "by LLB (options --option llb.keep=0.5, llb.subsets, "
                    "llb.aggregation) (default: %(default)s)")

@@ -252,7 +252,8 @@ def _fit_llb(spec: runs.RunSpec, module: Any, train_images: torch.Tensor,
 def budget(module: Any, cfg: Any, n_train: int) -> tuple[int, int]:
     """(optimiser steps, training images processed) of one fit on `n_train` images:
     the method's own count (``module.steps``) if it has one, else epochs or exact
-    steps over the images (`engine.schedule`), else iterations x batch. For a method
+    steps over the images (`engine.schedule`), else iterations x batch, else none and
+    one pass over the images (a memory bank: PatchCore, SoftPatch). For a method
     with several students (CDD) the steps of one student."""
     if hasattr(module, "steps"):
         steps = module.steps(cfg, n_train)
@@ -263,7 +264,9 @@ def budget(module: Any, cfg: Any, n_train: int) -> tuple[int, int]:
         return (steps or cfg.epochs * per_epoch,
                 engine.images_seen(n_train, cfg.batch_size, epochs=cfg.epochs,
                                    steps=steps))
-    return cfg.iterations, cfg.iterations * cfg.batch_size
+    if hasattr(cfg, "iterations"):
+        return cfg.iterations, cfg.iterations * cfg.batch_size
+    return 0, n_train
 
 
 @dataclass

@@ -4,10 +4,11 @@
 
 from types import ModuleType
 
-from fuadnb.models import cdd, funad, rd, rde
+from fuadnb.models import cdd, funad, patchcore, rd, rde, softpatch
 
 REGISTRY: dict[str, ModuleType] = {"rd": rd, "rde": rde, "cdd": cdd,
-                                  "funad": funad}
+                                  "funad": funad, "patchcore": patchcore,
+                                  "softpatch": softpatch}
 
 
 def get(name: str) -> ModuleType:
