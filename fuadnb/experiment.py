@@ -156,7 +156,7 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     labels = split.test["label"].to_numpy()
     metrics = evaluate.score(labels=labels, scores=scores,
                              masks=test_masks[:, 0].numpy(), maps=maps,
-                             groups=split.test_groups(),
+                             groups=split.test_groups() | split.defect_groups(),
                              train_injected=split.train["is_injected"].to_numpy(),
                              train_scores=train_scores)
     runs.save_predictions(spec, test_ids=split.test["id"].to_numpy(str),

@@ -95,6 +95,14 @@ class Split:
             return {}
         return {"seen": anomalous & seen, "unseen": anomalous & ~seen}
 
+    def defect_groups(self) -> dict[str, np.ndarray]:
+        """``defect.<type>`` -> bool mask over the test rows of that defect type's
+        anomalies, for per-defect-type metrics."""
+        defects = self.test["defect"].to_numpy()
+        anomalous = self.test["label"].to_numpy() == 1
+        return {f"defect.{d}": anomalous & (defects == d)
+                for d in sorted(set(defects[anomalous]))}
+
     def test_composition(self) -> dict[str, int]:
         """Counts of the test set: good, anomalous, per defect type."""
         return _composition(self.test)

@@ -232,3 +232,13 @@ def test_supply_matches_the_reference_mvtec_table():
             assert bool(row.fits_softpatch) == (ratio not in impossible)
             assert row.left_softpatch == counts[category][1] - n
             assert row.n_fraction == round(ratio / (1 - ratio) * counts[category][0])
+
+
+def test_defect_groups_partition_the_test_anomalies():
+    split = C.contaminate(make(), 0.1, seed=0)
+    groups = split.defect_groups()
+    assert sorted(groups) == ["defect.crack", "defect.hole", "defect.scratch",
+                              "defect.stain"]
+    stacked = np.stack(list(groups.values()))
+    assert (stacked.sum(0) == (split.test.label == 1)).all()     # each anomaly once
+    assert (split.test.defect[groups["defect.hole"]] == "hole").all()

@@ -137,3 +137,26 @@ def test_cost_pairs_each_contaminated_run_with_its_clean_run():
     # overlap's clean reference is the clean overall value: -0.2 exactly
     assert out.loc["overlap", "delta"] == pytest.approx(-0.2)
     assert "iid" not in out.dropna(subset=["delta"]).index      # no groups there
+
+
+def test_group_metrics_score_every_good_image_against_the_group():
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.zeros(20, int), np.ones(12, int)]
+    scores = rng.normal(size=32) + labels
+    masks = np.zeros((32, 8, 8), bool)
+    masks[20:, 2:5, 2:5] = True
+    maps = rng.random((32, 8, 8)) + masks
+    seen = np.r_[np.zeros(20, bool), np.ones(5, bool), np.zeros(7, bool)]
+    out = evaluate.score(labels=labels, scores=scores, masks=masks, maps=maps,
+                         groups={"seen": seen, "unseen": (labels == 1) & ~seen,
+                                 "empty": np.zeros(32, bool)})
+    keep = (labels == 0) | seen
+    assert out["image_auroc_seen"] == pytest.approx(
+        roc_auc_score(labels[keep], scores[keep]))
+    keep = (labels == 0) | ((labels == 1) & ~seen)
+    assert out["image_auroc_unseen"] == pytest.approx(
+        roc_auc_score(labels[keep], scores[keep]))
+    assert out["pixel_auroc_seen"] == pytest.approx(roc_auc_score(
+        masks[(labels == 0) | seen].ravel(), maps[(labels == 0) | seen].ravel()))
+    assert np.isnan(out["image_auroc_empty"]) and np.isnan(out["pixel_aupro_empty"])
