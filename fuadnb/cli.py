@@ -64,6 +64,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, help="exact optimiser steps of rd (and "
                    "llb-rd) instead of epochs: the same at every noise ratio, so "
                    "injected images add no training (default: the profile's)")
+    g.add_argument("--curve-every", type=int, default=0, metavar="N",
+                   help="record the learning-bias curve every N optimiser steps into "
+                   "the run folder (curve.json; rd only; default: none)")
     g.add_argument("--iterations", type=int, help="training iterations of RD-E "
                    "(default: profile)")
     g.add_argument("--image-size", type=int, help="square input size in pixels "
@@ -128,6 +131,7 @@ def _options(args: argparse.Namespace) -> dict:
 def _run_kwargs(args: argparse.Namespace) -> dict:
     return {"dataset": args.dataset, "root": args.root, "seed": args.seed,
             "profile": args.profile, "regime": args.regime,
+            "curve_every": args.curve_every,
             "definition": args.definition,
             "device": args.device, "runs_root": args.runs,
             "options": _options(args), "progress": not args.quiet}
