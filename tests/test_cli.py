@@ -29,8 +29,9 @@ def test_help_explains_every_option(capsys):
     out = capsys.readouterr().out
     for command in ("generate", "run", "demo", "results"):
         assert command in out
-    for command, options in {"run": ["--noise", "--regime", "--definition", "--steps", "--curve-every",
-                                     "--profile", "--weights", "--device", "--runs"],
+    for command, options in {"run": ["--noise", "--regime", "--definition", "--steps",
+                                     "--curve-every", "--profile", "--weights",
+                                     "--device", "--runs"],
                              "generate": ["--size", "--tiny", "--workers", "--seed"],
                              "demo": ["--categories", "--noise"],
                              "results": ["--csv"]}.items():
