@@ -99,10 +99,7 @@ def _load_pair(image_path: str, mask_path: str | None, size: int, with_mask: boo
                ) -> tuple[np.ndarray, np.ndarray | None]:
     img = _open(image_path)
     full_size = img.size
-    img = _to_rgb(img)
-    if augment is not None:   # a repeated anomaly (contamination repeat=True)
-        img = img.rotate(augment["angle"], resample=Image.BILINEAR, translate=(
-            augment["dx"] * full_size[0], augment["dy"] * full_size[1]))
+    img = _augmented(_to_rgb(img), augment, Image.BILINEAR)
     resized, box = geometry(*full_size, size, load_size)
     rgb = np.asarray(_place(img, resized, box))
     if not with_mask:
@@ -115,8 +112,18 @@ def _load_pair(image_path: str, mask_path: str | None, size: int, with_mask: boo
                            f"its image {image_path} is {full_size[0]}x{full_size[1]}; "
                            "the mask belongs to another image or was resized")
     binary = np.asarray(mask if mask.mode in HIGH_BIT_MODES else mask.convert("L")) != 0
-    binary = Image.fromarray(binary.astype(np.uint8) * 255)
+    binary = _augmented(Image.fromarray(binary.astype(np.uint8) * 255), augment,
+                        Image.NEAREST)
     return rgb, np.asarray(_place(binary, resized, box)) > 127.5
+
+
+def _augmented(img: Image.Image, augment: dict | None, resample: int) -> Image.Image:
+    """A repeated anomaly's rotation and shift (contamination ``repeat=True``),
+    applied alike to the image and its mask; `img` as is without one."""
+    if augment is None:
+        return img
+    return img.rotate(augment["angle"], resample=resample, translate=(
+        augment["dx"] * img.size[0], augment["dy"] * img.size[1]))
 
 
 def load(rows: pd.DataFrame | Sequence[dict], size: int, *, masks: bool = True,
@@ -126,8 +133,8 @@ def load(rows: pd.DataFrame | Sequence[dict], size: int, *, masks: bool = True,
 
     Args:
         rows: index rows with ``image_path`` and ``mask_path`` (and optionally
-            ``augment``, the rotation/shift of a repeated anomaly; its mask is not
-            loaded, as training images need none).
+            ``augment``, the rotation/shift of a repeated anomaly, applied to its
+            image and mask alike).
         size: output side length in pixels.
         masks: also load masks (all-false for rows without a mask).
         load_size: 0 (or `size`): resize to ``size x size``; larger: resize the

@@ -103,3 +103,17 @@ def test_resize_then_centre_crop_images_and_masks_alike(tmp_path, shape):
     assert torch.equal(plain, images.load([row], 16)[0])
     with pytest.raises(ValueError, match="load_size"):
         images.load([row], 16, load_size=12)
+
+
+def test_a_repeated_anomaly_s_mask_moves_with_its_image(tmp_path):
+    """contaminate(repeat=True) rotates and shifts a copy: its mask must follow."""
+    arr = np.zeros((64, 64, 3), np.uint8)
+    arr[10:20, 10:20] = 255
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    Image.fromarray((arr[..., 0] > 0).astype(np.uint8) * 255).save(tmp_path / "m.png")
+    row = {"image_path": str(tmp_path / "a.png"), "mask_path": str(tmp_path / "m.png"),
+           "augment": {"angle": 0.0, "dx": 0.25, "dy": 0.125}}
+    img, mask = images.load([row], 64)
+    bright = img[0, 0] > 127
+    assert bright.nonzero().float().mean(0).tolist() == pytest.approx([22.5, 30.5])
+    assert torch.equal(mask[0, 0], bright)
