@@ -3,8 +3,6 @@
 Importing it does no work: no downloads, no CUDA initialisation.
 """
 
-__version__ = "0.1.0"
-
 from fuadnb import (
     config,
     data,
@@ -17,6 +15,7 @@ from fuadnb import (
     runs,
     utils,
 )
+from fuadnb.utils import __version__ as __version__
 
 __all__ = ["config", "data", "engine", "evaluate", "experiment", "metrics", "models",
            "nn", "runs", "utils"]

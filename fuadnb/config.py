@@ -1,8 +1,5 @@
-"""Paths, profile names and hashing helpers shared by every layer.
-
-Paths come from environment variables with repository-relative defaults, so the CLI,
-notebooks and tests agree on where data, runs and weights live.
-"""
+"""Profile names, Config construction and checks, and hashing helpers shared by
+every layer."""
 
 from __future__ import annotations
 
@@ -11,26 +8,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Profile = Literal["smoke", "demo", "paper"]
 PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
 MAX_IMAGE_SIZE = 4096   # pixels a side; larger sizes only exhaust memory
-
-
-@dataclasses.dataclass(frozen=True)
-class Paths:
-    """Where datasets, runs and backbone weights live.
-
-    Attributes:
-        data: dataset root (env ``FUADNB_DATA``, default ``data``).
-        runs: run folders and results (env ``FUADNB_RUNS``, default ``runs``).
-    """
-
-    data: Path = dataclasses.field(
-        default_factory=lambda: Path(os.environ.get("FUADNB_DATA", "data")))
-    runs: Path = dataclasses.field(
-        default_factory=lambda: Path(os.environ.get("FUADNB_RUNS", "runs")))
 
 
 def is_offline() -> bool:
@@ -38,13 +19,6 @@ def is_offline() -> bool:
     ``HF_HUB_OFFLINE`` set to 1)."""
     return any(os.environ.get(k, "") in ("1", "true", "True")
                for k in ("FUADNB_OFFLINE", "HF_HUB_OFFLINE"))
-
-
-def check_profile(profile: str) -> str:
-    """Return `profile` if it is known, else raise a ValueError naming the choices."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
-    return profile
 
 
 def to_jsonable(obj: Any) -> Any:

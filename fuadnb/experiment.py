@@ -20,12 +20,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-import fuadnb
 from fuadnb import data, engine, evaluate, metrics, models, runs
 from fuadnb.data.contamination import ContaminationError
 from fuadnb.nn import backbones
 from fuadnb.strategies import llb
-from fuadnb.utils import Timer, device_name, git_commit, pick_device
+from fuadnb.utils import Timer, __version__, device_name, git_commit, pick_device
 
 
 @dataclass
@@ -55,7 +54,7 @@ def environment(device: torch.device) -> dict[str, str]:
     """Versions and machine, for every results row."""
     return {"device": device_name(device), "threads": torch.get_num_threads(),
             "torch": torch.__version__,
-            "fuadnb": fuadnb.__version__, "python": platform.python_version(),
+            "fuadnb": __version__, "python": platform.python_version(),
             "commit": git_commit(Path(__file__).parent),
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 

@@ -19,9 +19,8 @@ import torch
 from matplotlib import colormaps
 from PIL import Image
 
-import fuadnb
 from fuadnb import plot
-from fuadnb.utils import device_name, pick_device, seed_everything
+from fuadnb.utils import __version__, device_name, pick_device, seed_everything
 
 RESULT_MIME = "application/vnd.fuadnb.result+json"   # what fuadnb.bench reads back
 
@@ -40,7 +39,7 @@ def setup(seed: int = 111, device: str = "auto") -> Env:
     seed_everything(seed)
     dev = pick_device(device)
     plot.use_book_style()
-    summary = (f"fuadnb {fuadnb.__version__}, torch {torch.__version__}, python "
+    summary = (f"fuadnb {__version__}, torch {torch.__version__}, python "
                f"{platform.python_version()}, {device_name(dev)}")
     return Env(device=dev, summary=summary)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+__version__ = "0.1.0"   # the package version (pyproject.toml says the same)
+
 
 class DeviceError(RuntimeError):
     """A device was asked for that this machine does not have."""
