@@ -142,3 +142,20 @@ def test_config_profiles_and_overrides():
 
 def test_imagenet_teacher_is_not_saved_with_a_run():
     assert rd.build(tiny_cfg(weights="random")).reproducible_prefixes == ()
+
+
+def test_a_method_missing_part_of_the_interface_fails_at_registration():
+    import types
+
+    from fuadnb import models
+    half = types.ModuleType("half")
+    for name in ("Config", "PROFILES", "config", "build", "fit", "score_train"):
+        setattr(half, name, getattr(rd, name))
+    with pytest.raises(TypeError, match=r"lacks \['predict'\]"):
+        models.register("half", half)
+    half.predict = "not callable"
+    with pytest.raises(TypeError, match=r"lacks \['predict'\]"):
+        models.register("half", half)
+    assert "half" not in models.REGISTRY
+    for module in models.REGISTRY.values():
+        assert isinstance(module, models.Method)
