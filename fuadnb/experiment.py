@@ -132,6 +132,10 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
         if strategy or "monitor" not in inspect.signature(module.fit).parameters:
             raise ValueError(f"curve_every: method {method!r} does not report a "
                              "learning-bias curve (rd does)")
+        total = budget(module, cfg, len(split.train))[0]
+        if not 0 < curve_every <= total:
+            raise ValueError(f"curve_every {curve_every} must be between 1 and the "
+                             f"run's {total} optimiser steps")
         monitor["monitor"] = Curve(curve_every, module, train_images,
                                    split.train["is_injected"].to_numpy(),
                                    test_images.to(dev), split.test["label"].to_numpy(),

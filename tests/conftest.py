@@ -87,6 +87,7 @@ def smoke_book(tiny_synth, smoke_grid, tmp_path_factory) -> Path:
     parameters = {"PROFILE": "smoke", "DATASET": "synthetic",
                   "DATA_ROOT": str(tiny_synth), "CATEGORY": TINY_CATEGORIES[0],
                   "NOISE_RATIO": 0.2, "RUNS_ROOT": str(root / "runs"),
-                  "DEVICE": "cpu", "BENCHMARK": str(smoke_grid / "grid_results.csv")}
+                  "DEVICE": "cpu", "BENCHMARK": str(smoke_grid / "grid_results.csv"),
+                  "CURVE_EVERY": 1}
     bench.build_book(parameters, root=root, progress=False, log=lambda _: None)
     return root

@@ -15,7 +15,7 @@ bench = pytest.importorskip("fuadnb.bench")
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CHAPTERS = [NOTEBOOKS / f"{name}.ipynb" for name in bench.CHAPTERS]
-REQUIRED = {"DATASET", "DATA_ROOT", "CATEGORY", "NOISE_RATIO", "OVERLAP", "SEED"}
+REQUIRED = {"DATASET", "DATA_ROOT", "CATEGORY", "NOISE_RATIO", "REGIME", "SEED"}
 TRAINING = {"PROFILE", "BACKBONE", "WEIGHTS", "IMAGE_SIZE", "DEVICE", "RUNS_ROOT"}
 
 
@@ -55,7 +55,7 @@ def test_exactly_one_parameters_cell_of_literals(path):
     else:
         assert REQUIRED <= names
     if path.stem not in ("01_contamination", "07_benchmark"):
-        assert TRAINING <= names and names & {"EPOCHS", "ITERATIONS"}
+        assert TRAINING <= names and names & {"EPOCHS", "STEPS", "ITERATIONS"}
     assert set(pm.inspect_notebook(str(path))) == names   # papermill parses every line
 
 

@@ -69,6 +69,8 @@ def test_the_learning_bias_curve_has_its_length_and_changes_nothing(smoke_kw):
     assert not np.isnan(overlap.row["image_auroc_seen"])
     with pytest.raises(ValueError, match="learning-bias curve"):
         experiment.run("llb-rd", **kw, curve_every=2)
+    with pytest.raises(ValueError, match="the run's 6 optimiser steps"):
+        experiment.run("rd", **kw, curve_every=7)
 
 
 def test_epochs_given_explicitly_train_by_epochs(monkeypatch):
