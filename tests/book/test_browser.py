@@ -25,6 +25,9 @@ KNOWN_PAGE_ERRORS = {
     # html-manager 1.0.6 typesets widget labels with MathJax 2's `MathJax.Hub.Queue`,
     # which MathJax 3 lacks: the labels show as plain text
     "reading 'Queue'": "the widget manager calling MathJax 2's API on MathJax 3",
+    # pydata-sphinx-theme reads the saved light/dark choice from localStorage; a fresh
+    # browser profile has none, so it logs this and uses the default
+    "invalid theme mode: . Resetting to auto": "no saved theme in a fresh profile",
 }
 VIEW_SCRIPT = 'script[type="application/vnd.jupyter.widget-view+json"]'
 
