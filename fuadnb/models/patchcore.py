@@ -12,7 +12,7 @@ project), L487-L496 (image score = max patch score); src/common.py L149-L187
 ``IndexFlatL2``: *squared* L2 distance to the nearest bank patch); src/sampler.py
 L40-L98 and L118-L175 (approximate greedy coreset: random projection to 128 dims,
 10 random starting points).
-Explained in: book/chapters (the memory-bank chapter, to come)
+Explained in: book/chapters/03_memory_bank
 
 Steps, for an image x (B, 3, S, S):
 

@@ -206,7 +206,7 @@ def test_the_book_grids_cover_what_the_benchmark_promises():
 
 
 def test_the_committed_demo_table_is_the_whole_demo_grid():
-    """What chapter 07 renders: every point of bench/demo.yaml, run once, ok, from one
+    """What chapter 08 renders: every point of bench/demo.yaml, run once, ok, from one
     clean commit, with the provenance columns the chapter reads."""
     table = pd.read_csv(REPO / "benchmarks" / "results" / "benchmark_demo.csv")
     named = bench.named_points(REPO / "bench" / "demo.yaml")
