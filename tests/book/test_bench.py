@@ -188,6 +188,20 @@ def test_benchmark_grid_of_two_smoke_cells_gives_two_rows(smoke_grid):
 NOT_YET_IN_GRIDS = {"patchcore", "softpatch"}
 
 
+def test_the_memory_bank_regimes_grid_is_the_rd_regimes_grid_per_method():
+    keys = ["REGIME", "NOISE_RATIO", "CATEGORY", "SEED"]
+    _, rd_fixed, rd_points = bench.load_grid(REPO / "bench" / "rd_regimes.yaml")
+    _, fixed, points = bench.load_grid(REPO / "bench" / "memorybank_regimes.yaml")
+    assert fixed == {"PROFILE": "demo", "DATASET": "synthetic", "IMAGE_SIZE": 96}
+    assert rd_fixed["PROFILE"] == "demo" and rd_fixed["METHOD"] == "rd"
+    cells, rd_cells = pd.DataFrame(points), pd.DataFrame(rd_points)
+    assert len(cells) == 2 * len(rd_cells) == 210
+    for method in ("patchcore", "softpatch"):
+        mine = cells[cells.METHOD == method][keys]
+        assert sorted(map(tuple, mine.to_numpy())) == \
+            sorted(map(tuple, rd_cells[keys].to_numpy()))
+
+
 def test_the_book_grids_cover_what_the_benchmark_promises():
     _, fixed, points = bench.load_grid(REPO / "bench" / "demo.yaml")
     cells = pd.DataFrame(points)
