@@ -28,7 +28,7 @@ book: $(VENV)/.installed-book
 demo: $(VENV)/.installed-book
 	$(PY) -m fuadnb demo
 
-## the benchmark of chapter 07: every method x noise x synthetic category x 3 seeds
+## the benchmark of chapter 08: every method x noise x synthetic category x 3 seeds
 ## (under two hours on 2 CPU cores; resumes if interrupted), table committed
 benchmark: $(VENV)/.installed-book
 	$(PY) -m fuadnb grid bench/demo.yaml --jobs 2 --out runs/bench/demo \

@@ -37,9 +37,9 @@ from fuadnb.nb import RESULT_MIME
 from fuadnb.runs import write_table
 from fuadnb.utils import ToolError
 
-CHAPTERS = ("01_contamination", "02_reverse_distillation", "03_expert_distillation",
-            "04_cross_domain_distillation", "05_funad_pseudo_labels",
-            "06_llb_filtering", "07_benchmark")
+CHAPTERS = ("01_contamination", "02_reverse_distillation", "03_memory_bank",
+            "04_expert_distillation", "05_cross_domain_distillation",
+            "06_funad_pseudo_labels", "07_llb_filtering", "08_benchmark")
 # (npm package, files in it, the part of their path dropped, folder in book/_vendor):
 # what the offline book serves itself instead of loading from CDNs
 ASSETS = (

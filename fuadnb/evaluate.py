@@ -198,3 +198,27 @@ def with_clean(rows: pd.DataFrame, regimes: Sequence[str] = ("iid", "overlap",
                     c[f"{m}_{group}"] = np.nan
         copies.append(c)
     return pd.concat([rows[rows["noise_ratio"] > 0], *copies], ignore_index=True)
+
+
+def patch_labels(masks: np.ndarray, grid: int) -> np.ndarray:
+    """Ground-truth masks (N, S, S) on a grid x grid patch grid: (N, grid * grid) bool,
+    row-major, True where any pixel of the patch's S/grid-pixel cell is defective."""
+    n, h, w = masks.shape
+    if h % grid or w % grid:
+        raise ValueError(f"masks of {h}x{w} px do not divide into a {grid}x{grid} grid")
+    cells = np.asarray(masks, bool).reshape(n, grid, h // grid, grid, w // grid)
+    return cells.any(axis=(2, 4)).reshape(n, grid * grid)
+
+
+def filter_quality(filtered: np.ndarray, defect: np.ndarray) -> dict[str, float]:
+    """How well a patch filter (SoftPatch's) finds defective patches: ``precision``
+    (share of the filtered patches that are defective), ``recall`` (share of the
+    defective patches filtered), ``n_filtered``, ``n_defect``; NaN when undefined."""
+    filtered, defect = np.asarray(filtered, bool), np.asarray(defect, bool)
+    if filtered.shape != defect.shape:
+        raise ValueError(f"filtered {filtered.shape} and defect {defect.shape} differ")
+    hit = int((filtered & defect).sum())
+    nf, nd = int(filtered.sum()), int(defect.sum())
+    return {"precision": hit / nf if nf else float("nan"),
+            "recall": hit / nd if nd else float("nan"),
+            "n_filtered": nf, "n_defect": nd}

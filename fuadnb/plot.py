@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 MARK = "#d62728"      # injected / anomalous
 CLEAN = "#1f77b4"     # clean / good
@@ -67,6 +68,29 @@ def image_grid(images, titles: Sequence[str] | None = None,
             title = f"{title}\n{mark_label}" if title else mark_label
         ax.set_title(title, color=MARK if marked[i] else "black", fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def patch_cells(images, cells: Sequence[Sequence[int]], *, grid: int,
+                titles: Sequence[str] | None = None, ncols: int = 8,
+                size: float = 1.6, color: str = MARK) -> Figure:
+    """Images with a square around given cells of their grid x grid patch grid
+    (row-major indices): e.g. the patches of an image that entered a memory bank,
+    or a test patch and the training patch it matched.
+
+    Args:
+        images: uint8 (N, 3, S, S); cells: N sequences of cell indices.
+    """
+    if len(cells) != len(images):
+        raise ValueError(f"patch_cells needs one list of cells per image; got "
+                         f"{len(images)} images and {len(cells)} lists")
+    fig = image_grid(images, titles, ncols=ncols, size=size)
+    step = np.asarray(images[0]).shape[-1] / grid
+    for ax, found in zip(fig.axes, cells, strict=False):
+        for c in np.asarray(found, int).ravel():
+            r, k = divmod(int(c), grid)
+            ax.add_patch(Rectangle((k * step - 0.5, r * step - 0.5), step, step,
+                                   fill=False, color=color, linewidth=1.2))
     return fig
 
 

@@ -5,7 +5,7 @@ Distillation for Fully Unsupervised Anomaly Detection", arXiv 2508.18007 (2025).
 There is no public code and the available text gives no hyper-parameters
 (methods.md §4.1-§4.2); **this module is our reconstruction** (§4.3) of what the
 abstract states, with every unknown a named option.
-Explained in: book/chapters/04_cross_domain_distillation
+Explained in: book/chapters/05_cross_domain_distillation
 
 What the paper states, and how it is built here:
 

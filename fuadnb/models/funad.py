@@ -6,7 +6,7 @@ Noisy Training Data", WACV 2025 (arXiv 2411.16110). Reference code:
 HY-Vision-Lab/FUNAD (methods.md §5): feature_extract.py L21-L40 (features),
 model.py L367-L394 (network), self_train_ad.py L344-L636 (training), L643-L672 and
 inference.py L127-L160 (map and score).
-Explained in: book/chapters/05_funad_pseudo_labels
+Explained in: book/chapters/06_funad_pseudo_labels
 
 Per iteration (self_train_ad.py), with the frozen patch features x of a batch:
 

@@ -12,7 +12,7 @@ project), L487-L496 (image score = max patch score); src/common.py L149-L187
 ``IndexFlatL2``: *squared* L2 distance to the nearest bank patch); src/sampler.py
 L40-L98 and L118-L175 (approximate greedy coreset: random projection to 128 dims,
 10 random starting points).
-Explained in: book/chapters (the memory-bank chapter, to come)
+Explained in: book/chapters/03_memory_bank
 
 Steps, for an image x (B, 3, S, S):
 
@@ -355,6 +355,28 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     model.fingerprints = fingerprint(train_images).to(device)
     model.trace = trace | {"coreset": picks.cpu().numpy()}
     return model.eval()
+
+
+@torch.no_grad()
+def bank_matches(model: PatchCore, images: torch.Tensor) -> dict[str, np.ndarray]:
+    """Where every patch of uint8 images (B, 3, S, S) finds its nearest bank patch.
+
+    Returns:
+        ``distance`` (B, P) the squared L2 distance (not weighted), ``row`` (B, P)
+        the bank row, ``image`` (B, P) the training image that row came from (its
+        position in the training set) and ``cell`` (B, P) its position on that
+        image's patch grid (row-major, P = (S/8)^2). Needs ``model.trace["coreset"]``
+        (kept with every run) and test images of the training images' size.
+    """
+    device = _bank_device(model)
+    feats = torch.cat([embed(model, engine.inputs(images, idx, device))
+                       for idx in engine.batches(len(images), model.cfg.batch_size)])
+    b, p, _ = feats.shape
+    d, row = nearest(feats.flatten(0, 1), model.bank, block=model.cfg.block)
+    picks = torch.as_tensor(model.trace["coreset"], device=row.device)
+    origin = picks[row]                                     # image-major patch index
+    return {k: v.reshape(b, p).cpu().numpy() for k, v in (
+        ("distance", d), ("row", row), ("image", origin // p), ("cell", origin % p))}
 
 
 def predict(model: PatchCore, images: torch.Tensor, *, progress: bool = False

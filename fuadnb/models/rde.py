@@ -5,7 +5,7 @@ Anomaly Detection", AAAI 2025 (arXiv 2412.07579). Reference code: hito2448/URD
 (methods.md §3): models/teacher.py L12-L93 (expert, teacher and its loss),
 models/student.py L13-L247 (student, GII, its loss, the map), train.py L51-L149
 (training order and schedule), dataset/dataset_noise.py (synthetic anomalies).
-Explained in: book/chapters/03_expert_distillation
+Explained in: book/chapters/04_expert_distillation
 
 Three networks, all from the same backbone and weights:
 
@@ -107,7 +107,7 @@ class Config:
 TEXT: dict[str, object] = {"gii": "gated", "global_term": False}
 
 # Categories whose synthetic anomalies are kept on the object, by name across the
-# MVTec AD and synthetic datasets (chapter 03 reads it); `category_options` is the
+# MVTec AD and synthetic datasets (chapter 04 reads it); `category_options` is the
 # per-dataset rule that `fuadnb.experiment.run` applies.
 OBJECT_CATEGORIES = frozenset({"bottle", "cable", "capsule", "hazelnut", "metal_nut",
                                "pill", "screw", "toothbrush", "zipper", "washer",

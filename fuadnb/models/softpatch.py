@@ -9,7 +9,7 @@ sampling weight, clamp), L207-L249 (``_compute_patch_weight``: random projection
 128 dims, one discriminator per spatial position), L274-L335 (``lof``, ``nearest``),
 L251-L272 and src/multi_variate_gaussian.py (``gaussian``), L363-L380 (soft
 weighting), src/sampler.py L160-L170 (the filtered patches get sampling weight 0).
-Explained in: book/chapters (the memory-bank chapter, to come)
+Explained in: book/chapters/03_memory_bank
 
 For every spatial position j of the training images' patch grid, the features of
 position j in all N training images (projected to ``projection_dim``) go to a

@@ -5,7 +5,7 @@ Paper: Zhang, Cao, Cheng, Sun, Shen, "Leveraging Learning Bias for Noisy Anomaly
 Detection", arXiv 2508.07441. Reference code: LLBNAD (methods.md §6):
 trainer/dinomaly_trainer.py L327-L463 (the two stages), data/__init__.py L79-L161
 (the split), util/compute_am.py L54-L64 (image score).
-Explained in: book/chapters/06_llb_filtering
+Explained in: book/chapters/07_llb_filtering
 
 * **Stage 1**: split the training images into K subsets (a random permutation cut
   into K chunks of floor(N/K), the last one taking the rest); train a fresh

@@ -188,6 +188,20 @@ def test_benchmark_grid_of_two_smoke_cells_gives_two_rows(smoke_grid):
 NOT_YET_IN_GRIDS = {"patchcore", "softpatch"}
 
 
+def test_the_memory_bank_regimes_grid_is_the_rd_regimes_grid_per_method():
+    keys = ["REGIME", "NOISE_RATIO", "CATEGORY", "SEED"]
+    _, rd_fixed, rd_points = bench.load_grid(REPO / "bench" / "rd_regimes.yaml")
+    _, fixed, points = bench.load_grid(REPO / "bench" / "memorybank_regimes.yaml")
+    assert fixed == {"PROFILE": "demo", "DATASET": "synthetic", "IMAGE_SIZE": 96}
+    assert rd_fixed["PROFILE"] == "demo" and rd_fixed["METHOD"] == "rd"
+    cells, rd_cells = pd.DataFrame(points), pd.DataFrame(rd_points)
+    assert len(cells) == 2 * len(rd_cells) == 210
+    for method in ("patchcore", "softpatch"):
+        mine = cells[cells.METHOD == method][keys]
+        assert sorted(map(tuple, mine.to_numpy())) == \
+            sorted(map(tuple, rd_cells[keys].to_numpy()))
+
+
 def test_the_book_grids_cover_what_the_benchmark_promises():
     _, fixed, points = bench.load_grid(REPO / "bench" / "demo.yaml")
     cells = pd.DataFrame(points)
@@ -198,7 +212,7 @@ def test_the_book_grids_cover_what_the_benchmark_promises():
     assert not cells.duplicated(["METHOD", "CATEGORY", "NOISE_RATIO", "SEED"]).any()
     _, fixed, points = bench.load_grid(REPO / "bench" / "paper.yaml")
     cells = pd.DataFrame(points)
-    assert fixed["PROFILE"] == "paper" and fixed["OVERLAP"] is False
+    assert fixed["PROFILE"] == "paper" and fixed["REGIME"] == "iid"
     for dataset, module in (("mvtec_ad", mvtec), ("visa", visa)):
         assert set(cells[cells.DATASET == dataset].CATEGORY) == set(module.CATEGORIES)
     assert set(cells.METHOD) == {*models.REGISTRY, "llb-rd"} - NOT_YET_IN_GRIDS
@@ -206,7 +220,7 @@ def test_the_book_grids_cover_what_the_benchmark_promises():
 
 
 def test_the_committed_demo_table_is_the_whole_demo_grid():
-    """What chapter 07 renders: every point of bench/demo.yaml, run once, ok, from one
+    """What chapter 08 renders: every point of bench/demo.yaml, run once, ok, from one
     clean commit, with the provenance columns the chapter reads."""
     table = pd.read_csv(REPO / "benchmarks" / "results" / "benchmark_demo.csv")
     named = bench.named_points(REPO / "bench" / "demo.yaml")

@@ -13,10 +13,11 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PAGES = ("intro", "chapters/01_contamination", "chapters/02_reverse_distillation",
-         "chapters/03_expert_distillation",
-         "chapters/04_cross_domain_distillation",
-         "chapters/05_funad_pseudo_labels",
-         "chapters/06_llb_filtering", "chapters/07_benchmark", "running",
+         "chapters/03_memory_bank",
+         "chapters/04_expert_distillation",
+         "chapters/05_cross_domain_distillation",
+         "chapters/06_funad_pseudo_labels",
+         "chapters/07_llb_filtering", "chapters/08_benchmark", "running",
          "bibliography")
 # Known and harmless, each with why; anything else a page logs as an error fails.
 KNOWN_PAGE_ERRORS = {

@@ -160,3 +160,21 @@ def test_group_metrics_score_every_good_image_against_the_group():
     assert out["pixel_auroc_seen"] == pytest.approx(roc_auc_score(
         masks[(labels == 0) | seen].ravel(), maps[(labels == 0) | seen].ravel()))
     assert np.isnan(out["image_auroc_empty"]) and np.isnan(out["pixel_aupro_empty"])
+
+
+def test_patch_labels_mark_every_cell_a_defect_touches():
+    masks = np.zeros((2, 8, 8), bool)
+    masks[0, 3, 4] = True                     # one pixel: cell (1, 2) of a 4x4 grid
+    got = evaluate.patch_labels(masks, 4)
+    assert got.shape == (2, 16) and got[0].sum() == 1 and got[0, 1 * 4 + 2]
+    assert not got[1].any()
+    with pytest.raises(ValueError, match="grid"):
+        evaluate.patch_labels(masks, 3)
+
+
+def test_filter_quality_is_precision_and_recall_of_the_filtered_patches():
+    filtered = np.array([[1, 1, 0, 0], [1, 0, 0, 0]], bool)
+    defect = np.array([[1, 0, 1, 0], [1, 0, 0, 1]], bool)
+    q = evaluate.filter_quality(filtered, defect)
+    assert q == {"precision": 2 / 3, "recall": 2 / 4, "n_filtered": 3, "n_defect": 4}
+    assert np.isnan(evaluate.filter_quality(~defect & defect, defect)["precision"])

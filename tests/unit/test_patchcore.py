@@ -338,3 +338,26 @@ def test_command_line(tiny_synth, tmp_path, capsys):
     assert row["cfg.discriminator"] == "nearest" and row["cfg.threshold"] == 0.1
     assert row["cfg.lof_k"] == 5 and row["method"] == "softpatch"
     assert {"patchcore", "softpatch", "llb-patchcore"} <= set(cli.METHODS)
+
+
+def test_bank_matches_point_at_the_training_patch_found():
+    imgs = planted_images()
+    model = patchcore.fit(patchcore.config("smoke", coreset_ratio=0.25), imgs,
+                          device=CPU)
+    test = images(n=2, seed=5)
+    m = patchcore.bank_matches(model, test)
+    feats = patchcore.embed(model, test.float() / 255)
+    full = scipy.spatial.distance.cdist(feats.flatten(0, 1).numpy(),
+                                        model.bank.numpy(), "sqeuclidean")
+    np.testing.assert_array_equal(m["row"].ravel(), full.argmin(1))
+    np.testing.assert_allclose(m["distance"].ravel(), full.min(1), rtol=1e-4)
+    # the matched bank row is the training patch (image, cell) it was copied from
+    train = patchcore.embed(model, imgs.float() / 255)
+    np.testing.assert_array_equal(model.bank[m["row"]].numpy(),
+                                  train[m["image"], m["cell"]].numpy())
+    # a training image matches itself where its own patch is in the bank (distance 0
+    # up to float32 cancellation in |q|^2 - 2 q.b + |b|^2)
+    own = patchcore.bank_matches(model, imgs[:1])
+    picked = model.trace["coreset"][model.trace["coreset"] < 64]
+    np.testing.assert_allclose(own["distance"][0, picked], 0, atol=1e-2)
+    assert (own["image"][0, picked] == 0).all()

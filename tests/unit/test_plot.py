@@ -92,3 +92,13 @@ def test_metric_bars_and_loss_curves():
     fig = plot.loss_curves({"run": [3.0, 2.0, 1.5]})
     np.testing.assert_array_equal(fig.axes[0].lines[0].get_xydata(),
                                   [[1, 3.0], [2, 2.0], [3, 1.5]])
+
+
+def test_patch_cells_draws_one_square_per_cell():
+    fig = plot.patch_cells(IMAGES[:2], [[0, 15], [5]], grid=4, titles=["a", "b"])
+    squares = [len(ax.patches) for ax in fig.axes[:2]]
+    assert squares == [2, 1]
+    first = fig.axes[0].patches[1]           # cell 15 = row 3, column 3 of 4 px cells
+    assert first.get_xy() == (11.5, 11.5) and first.get_width() == 4
+    with pytest.raises(ValueError, match="one list of cells per image"):
+        plot.patch_cells(IMAGES[:2], [[0]], grid=4)
