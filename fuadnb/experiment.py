@@ -153,6 +153,7 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
             return model
     model, fit_record = runs.load_or_fit(spec, build=lambda: module.build(cfg), fit=fit)
     model = model.to(dev)
+    model.history = list(fit_record["history"])   # also when loaded from the cache
     with Timer(dev) as predict_timer:
         scores, maps = module.predict(model, test_images.to(dev), progress=progress)
     train_scores = module.score_train(model, train_images)
