@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup tools book demo benchmark test lint clean
+.PHONY: setup tools book demo benchmark regimes test lint clean
 
 # one stamp per extra: `make book` installs what the book needs (the `book` extra),
 # `make test` adds the test tools (the `dev` extra: pytest, ruff, timm, playwright)
@@ -33,6 +33,12 @@ demo: $(VENV)/.installed-book
 benchmark: $(VENV)/.installed-book
 	$(PY) -m fuadnb grid bench/demo.yaml --jobs 2 --out runs/bench/demo \
 	  --table benchmarks/results/benchmark_demo.csv
+
+## RD under every contamination regime (chapter 02's table): 105 runs, about 1.5-2 h
+## on 2 CPU cores (two at a time; resumes if interrupted), table committed
+regimes: $(VENV)/.installed-book
+	$(PY) -m fuadnb grid bench/rd_regimes.yaml --jobs 2 --out runs/bench/rd_regimes \
+	  --table benchmarks/results/rd_regimes_demo.csv
 
 ## the whole test suite (CPU; never downloads weights; builds the book at the smoke
 ## profile and checks it in headless Chromium)
