@@ -117,7 +117,8 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     runs.check_root(runs_root)
     spec = runs.RunSpec(method, dataset, category, noise_ratio, regime, seed, profile,
                         cfg, split.manifest, root=runs_root, strategy=strategy_cfg,
-                        inputs=inputs(split, cfg), curve_every=curve_every)
+                        inputs=inputs(split, cfg), curve_every=curve_every,
+                        evaluation=getattr(module, "EVALUATION", ()))
     load_size = getattr(cfg, "load_size", 0)    # > image_size: resize, centre crop
     with Timer() as load_timer:
         train_images, _ = data.images.load(split.train, cfg.image_size, masks=False,

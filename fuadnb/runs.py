@@ -49,7 +49,7 @@ from torch import nn
 from fuadnb.config import short_hash, to_jsonable
 from fuadnb.utils import atomic_path, atomic_write_text, pid_alive
 
-CACHE_VERSION = 3   # bump by hand when a code change should invalidate cached runs
+CACHE_VERSION = 4   # bump by hand when a code change should invalidate cached runs
 TMP_MARK = ".tmp-"  # in the names of the hidden folders a training writes into
 
 
@@ -77,15 +77,20 @@ class RunSpec:
     strategy: Any = None                       # a strategy's frozen Config (LLB)
     inputs: dict = field(default_factory=dict)  # content fingerprints (`fingerprint`)
     curve_every: int = 0                       # steps between learning-bias records
+    evaluation: tuple[str, ...] = ()           # cfg fields left out of the key
 
     def identity(self) -> dict:
-        """Everything hashed into the run key (JSON-ready)."""
+        """Everything hashed into the run key (JSON-ready): what the trained model
+        depends on; the cfg fields named in `evaluation` (the method's
+        ``EVALUATION``: smoothing, fusion, batch sizes) are left out, so changing
+        them re-scores the cached model instead of retraining it."""
         split_keys = ("definition", "source", "injected_ids", "removed_from_test_ids",
                       "n_clean_train")
         return {"method": self.method, "dataset": self.dataset,
                 "category": self.category, "noise_ratio": self.noise_ratio,
                 "regime": self.regime, "seed": self.seed, "profile": self.profile,
-                "cfg": to_jsonable(self.cfg),
+                "cfg": {k: v for k, v in to_jsonable(self.cfg).items()
+                        if k not in self.evaluation},
                 "split": {k: self.split[k] for k in split_keys},
                 "inputs": dict(self.inputs), "cache_version": CACHE_VERSION} | (
             {} if self.strategy is None else {"strategy": to_jsonable(self.strategy)}
@@ -308,7 +313,7 @@ def flat_row(spec: RunSpec) -> dict:
                                  "regime", "seed", "profile")}
     row |= {"definition": spec.split["definition"], "source": spec.split["source"],
             "n_injected": spec.split["n_injected"], "run_key": spec.key}
-    row |= {f"cfg.{k}": v for k, v in ident["cfg"].items()}
+    row |= {f"cfg.{k}": v for k, v in to_jsonable(spec.cfg).items()}
     row |= {f"strategy.{k}": v for k, v in ident.get("strategy", {}).items()}
     return row
 

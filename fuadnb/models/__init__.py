@@ -5,7 +5,9 @@ with their source), ``PROFILES``, ``config(profile, **overrides)``, ``build(cfg)
 ``fit(cfg, train_images, *, device, progress)``, ``predict(model, images, *,
 progress)`` and ``score_train(model, train_images)``; `register` refuses a module
 that lacks one of them, so a new method fails at import, not in the middle of a run.
-Optional: ``steps(cfg, n_train)`` (its own count of optimiser steps), a ``monitor``
+Optional: ``EVALUATION`` (Config fields that only change how a trained model is
+scored: left out of the run key), ``steps(cfg, n_train)`` (its own count of
+optimiser steps), a ``monitor``
 keyword of ``fit`` (the learning-bias curve), ``category_options`` (per-category
 settings).
 """

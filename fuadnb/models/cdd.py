@@ -88,6 +88,9 @@ class Config:
             raise ValueError(f"teacher_weight must be >= 0, got {self.teacher_weight}")
 
 
+# Evaluation-only settings: not in the run key (re-scoring never retrains).
+EVALUATION = ("fusion", "sigma", "eval_batch_size")
+
 PROFILES: dict[str, dict] = {
     "paper": {},
     # 128 px as RD-E's demo: K + 1 students cost ~3x RD per epoch on 2 CPU cores

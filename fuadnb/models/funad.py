@@ -113,6 +113,9 @@ class Config:
             raise ValueError(f"smooth_weight must be >= 0, got {self.smooth_weight}")
 
 
+# Evaluation-only or result-invariant settings (exact blocking): not in the run key.
+EVALUATION = ("sigma", "eval_batch_size", "chunk")
+
 PROFILES: dict[str, dict] = {
     "paper": {},
     # the offline CNN patch features at 128 px on the stride-16 grid (8 x 8 patches:

@@ -98,6 +98,9 @@ class Config:
                              f"{self.coreset_ratio}")
 
 
+# Evaluation-only or result-invariant settings (exact blocking): not in the run key.
+EVALUATION = ("sigma", "block")
+
 # A profile is only a set of values; the code path is the same. Offline: the
 # EfficientNet-Lite2 teacher, its deeper tap's 120 channels as both dimensions.
 PROFILES: dict[str, dict] = {

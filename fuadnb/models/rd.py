@@ -65,6 +65,10 @@ class Config:
         check_choice(self, "fusion", ("add", "mul", "mean"))
 
 
+# Settings that change what a trained model is scored with, never the model: they are
+# not part of the run key, so changing them re-scores the cached model.
+EVALUATION = ("fusion", "sigma", "eval_batch_size")
+
 # A profile is only a set of values; the code path is the same.
 PROFILES: dict[str, dict] = {
     "paper": {},

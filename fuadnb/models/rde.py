@@ -118,6 +118,9 @@ NO_FOREGROUND = frozenset({("mvtec_ad", "transistor")})
 # the longer schedules: MVTec AD cable, transistor (train.py), all of VisA
 LONG = 10000
 
+# Evaluation-only settings: not in the run key (re-scoring never retrains).
+EVALUATION = ("fusion", "sigma", "eval_batch_size")
+
 PROFILES: dict[str, dict] = {
     "paper": {},
     # 128 px and 80 iterations (10 epochs of 120 images): fine-tuning the teacher

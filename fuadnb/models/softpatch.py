@@ -71,6 +71,7 @@ class Config(patchcore.Config):
 
 
 PROFILES = patchcore.PROFILES
+EVALUATION = patchcore.EVALUATION   # not in the run key
 
 
 def config(profile: str = "paper", **overrides) -> Config:

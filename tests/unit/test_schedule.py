@@ -78,3 +78,21 @@ def test_epochs_given_explicitly_train_by_epochs(monkeypatch):
     assert rd.config("stepped").steps == 40
     assert rd.config("stepped", epochs=5).steps is None
     assert rd.config("stepped", epochs=5, steps=7).steps == 7
+
+
+def test_changing_an_evaluation_setting_rescores_without_retraining(smoke_kw,
+                                                                    monkeypatch):
+    first = experiment.run("rd", **smoke_kw | {"options": {"sigma": 0.5}})
+    fits = []
+    real_fit = rd.fit
+    monkeypatch.setattr(rd, "fit", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    second = experiment.run("rd", **smoke_kw | {"options": {"sigma": 3.0}})
+    assert fits == [] and second.dir == first.dir          # the same trained model
+    assert second.row["fit_seconds"] == first.row["fit_seconds"]
+    assert (first.row["cfg.sigma"], second.row["cfg.sigma"]) == (0.5, 3.0)
+    assert not np.allclose(first.test_maps, second.test_maps)   # re-scored
+    for a, b in zip(first.model.state_dict().values(),
+                    second.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    experiment.run("rd", **smoke_kw | {"options": {"sigma": 3.0, "lr": 0.001}})
+    assert fits == [1]                                      # training settings retrain
