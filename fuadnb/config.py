@@ -63,7 +63,8 @@ def from_profile(cls: type, profiles: dict[str, dict], profile: str, method: str
         raise ValueError(f"unknown {method} option(s) {unknown}; known: "
                          f"{sorted(names)}")
     for name, value in values.items():
-        values[name] = _checked(method, name, fields[name].type, value)
+        if value is not None:      # None: an optional field left unset
+            values[name] = _checked(method, name, fields[name].type, value)
     return cls(**values)
 
 
@@ -72,6 +73,7 @@ def _checked(method: str, name: str, kind: Any, value: Any) -> Any:
     and 2.0 become one float (one config, one run key), a number written as text
     (YAML reads ``1e-3`` as text) a float; a wrong type is one clear ValueError."""
     kind = kind if isinstance(kind, str) else getattr(kind, "__name__", "")
+    kind = kind.removesuffix(" | None")     # an optional field given a value
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == "float":
         if isinstance(value, str):
@@ -89,6 +91,22 @@ def _checked(method: str, name: str, kind: Any, value: Any) -> Any:
         what = {"int": "an integer", "bool": "true or false", "str": "text"}[kind]
         raise ValueError(f"{method} option {name} must be {what}, got {value!r}")
     return value
+
+
+def scaled_sigma(image_size: int, sigma_at_256: float = 4.0, native: int = 256
+                 ) -> float:
+    """A map smoothing of `sigma_at_256` output pixels at the reference's `native`
+    size (RD4AD test.py L84: 4 px at 256 px; PatchCore and FUN-AD: 4 px at 224 px)
+    scaled to another size, so smaller images smooth the same fraction."""
+    return sigma_at_256 * image_size / native if image_size != native \
+        else sigma_at_256
+
+
+def derive_sigma(cfg: Any, native: int = 256) -> None:
+    """In a Config's ``__post_init__``: a ``sigma`` left None follows the image size
+    (`scaled_sigma` from 4 px at `native` px); one given explicitly is kept."""
+    if cfg.sigma is None:
+        object.__setattr__(cfg, "sigma", scaled_sigma(cfg.image_size, native=native))
 
 
 def check_sizes(cfg: Any, counts: tuple[str, ...]) -> None:

@@ -47,7 +47,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_choice, check_sizes, from_profile
+from fuadnb.config import check_choice, check_sizes, derive_sigma, from_profile
 from fuadnb.models import rd
 from fuadnb.nn import blocks, maps
 
@@ -68,7 +68,7 @@ class Config:
     betas: tuple[float, float] = (0.5, 0.999)  # RD's
     loss: rd.LossKind = "flat"                 # RD's loss for DST and CDKA
     fusion: maps.Fusion = "add"                # RD's map
-    sigma: float = 4.0
+    sigma: float | None = None                 # RD's: 4 px at 256, scaled
     seed: int = 111
     eval_batch_size: int = 32
     domains: int = 3                           # K, not published (ours)
@@ -77,6 +77,7 @@ class Config:
     teacher_weight: float = 0.0                # lambda, not published (ours)
 
     def __post_init__(self):
+        derive_sigma(self)
         check_sizes(self, ("epochs", "batch_size", "eval_batch_size"))
         if self.domains < 2:
             raise ValueError(f"domains must be >= 2 (a target needs a student that "
@@ -95,10 +96,9 @@ PROFILES: dict[str, dict] = {
     "paper": {},
     # 128 px as RD-E's demo: K + 1 students cost ~3x RD per epoch on 2 CPU cores
     "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-             "image_size": 128, "epochs": 20, "sigma": maps.sigma_for(128)},
+             "image_size": 128, "epochs": 20},
     "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-              "image_size": 64, "epochs": 2, "batch_size": 8, "domains": 2,
-              "sigma": maps.sigma_for(64)},
+              "image_size": 64, "epochs": 2, "batch_size": 8, "domains": 2},
 }
 
 

@@ -68,7 +68,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_choice, check_sizes, from_profile
+from fuadnb.config import check_choice, check_sizes, derive_sigma, from_profile
 from fuadnb.nn import maps, patches
 
 Smoothness = Literal["code", "text"]
@@ -95,12 +95,13 @@ class Config:
     balanced: bool = True                      # --balancing
     smoothness: Smoothness = "code"            # perturbed scores (the code, see above)
     perturb: bool = True                       # --gaussian
-    sigma: float = 4.0                         # Gaussian on the map (224 px)
+    sigma: float | None = None                 # 4 px at 224, scaled
     seed: int = 0                              # the code's default seed
     eval_batch_size: int = 32                  # ours
     chunk: int = 4096                          # query rows per cdist block (ours)
 
     def __post_init__(self):
+        derive_sigma(self, native=224)
         check_sizes(self, ("epochs", "batch_size", "eval_batch_size", "chunk"))
         check_choice(self, "smoothness", ("code", "text"))
         if self.load_size and self.load_size < self.image_size:
@@ -122,11 +123,9 @@ PROFILES: dict[str, dict] = {
     # the stride-8 grid costs ~3 s per iteration on 2 CPU cores, this ~0.3 s);
     # 40 epochs of a ~110-image training set are ~120 iterations
     "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-             "image_size": 128, "load_size": 0, "patch_stride": 16, "epochs": 40,
-             "sigma": maps.sigma_for(128)},
+             "image_size": 128, "load_size": 0, "patch_stride": 16, "epochs": 40},
     "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-              "image_size": 64, "load_size": 0, "epochs": 2, "batch_size": 8,
-              "sigma": maps.sigma_for(64)},
+              "image_size": 64, "load_size": 0, "epochs": 2, "batch_size": 8},
 }
 
 

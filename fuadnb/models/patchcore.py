@@ -62,7 +62,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_sizes, from_profile
+from fuadnb.config import check_sizes, derive_sigma, from_profile
 from fuadnb.nn import backbones, maps
 
 # SoftPatch's discriminator: (model, feats (N, P, D)) -> (weight, keep, trace)
@@ -83,12 +83,13 @@ class Config:
     coreset_ratio: float = 0.1          # main.py L43 --sampling_ratio
     projection_dim: int = 128           # sampler.py L44 dimension_to_project_..
     starting_points: int = 10           # sampler.py L123 number_of_starting_points
-    sigma: float = 4.0                  # common.py L194: smoothing 4 (224 px)
+    sigma: float | None = None          # common.py L194: 4 px at 224, scaled
     seed: int = 0                       # main.py L33 --seed 0
     batch_size: int = 8                 # main.py L56: feature extraction batch
     block: int = 1 << 24                # distance-matrix entries per block (ours)
 
     def __post_init__(self):
+        derive_sigma(self, native=224)
         check_sizes(self, ("batch_size", "patch_size", "pretrain_dim", "target_dim",
                            "projection_dim", "starting_points", "block"))
         if self.patch_size % 2 == 0:
@@ -106,11 +107,9 @@ EVALUATION = ("sigma", "block")
 PROFILES: dict[str, dict] = {
     "paper": {},
     "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-             "image_size": 128, "pretrain_dim": 120, "target_dim": 120,
-             "sigma": maps.sigma_for(128)},
+             "image_size": 128, "pretrain_dim": 120, "target_dim": 120},
     "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-              "image_size": 64, "pretrain_dim": 120, "target_dim": 120,
-              "sigma": maps.sigma_for(64)},
+              "image_size": 64, "pretrain_dim": 120, "target_dim": 120},
 }
 
 

@@ -69,7 +69,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_choice, check_sizes, from_profile
+from fuadnb.config import check_choice, check_sizes, derive_sigma, from_profile
 from fuadnb.models import rd
 from fuadnb.nn import anomalies, backbones, blocks, maps
 
@@ -94,11 +94,12 @@ class Config:
     foreground: bool = False                   # see category_options
     textures: str = "bundled"                  # or a folder of images (e.g. DTD)
     fusion: maps.Fusion = "add"                # student.py L221-L247
-    sigma: float = 4.0                         # train.py, Gaussian on the map
+    sigma: float | None = None                 # train.py: 4 px at 256, scaled
     seed: int = 111                            # train.py
     eval_batch_size: int = 32                  # ours
 
     def __post_init__(self):
+        derive_sigma(self)
         check_sizes(self, ("iterations", "batch_size", "eval_batch_size"))
         check_choice(self, "gii", ("gated", "ungated"))
 
@@ -126,11 +127,10 @@ PROFILES: dict[str, dict] = {
     # 128 px and 80 iterations (10 epochs of 120 images): fine-tuning the teacher
     # costs ~1.6 s per iteration on 2 CPU cores (~6 s at 256 px); the gated GII
     "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-             "image_size": 128, "iterations": 80, "sigma": maps.sigma_for(128),
+             "image_size": 128, "iterations": 80,
              "gii": "gated"},
     "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-              "image_size": 64, "iterations": 4, "batch_size": 8,
-              "sigma": maps.sigma_for(64), "gii": "gated"},
+              "image_size": 64, "iterations": 4, "batch_size": 8, "gii": "gated"},
 }
 
 

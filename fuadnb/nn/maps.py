@@ -10,11 +10,12 @@ reproduces scipy's kernel and boundary exactly on the device.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
+
+from fuadnb.config import scaled_sigma
 
 Fusion = Literal["add", "mul", "mean"]
 
@@ -80,8 +81,4 @@ def gaussian_smooth(amap: torch.Tensor, sigma: float = 4.0, truncate: float = 4.
     return F.conv2d(out, kernel.view(1, 1, -1, 1))
 
 
-def sigma_for(image_size: int, sigma_at_256: float = 4.0) -> float:
-    """RD's sigma (4 output pixels at 256 px) scaled to another map size, so smaller
-    profiles smooth the same fraction of the image."""
-    return sigma_at_256 * image_size / 256 if not math.isclose(image_size, 256) \
-        else sigma_at_256
+sigma_for = scaled_sigma   # RD's 4 output pixels at 256 px, scaled to another size

@@ -96,3 +96,14 @@ def test_changing_an_evaluation_setting_rescores_without_retraining(smoke_kw,
         assert torch.equal(a, b)
     experiment.run("rd", **smoke_kw | {"options": {"sigma": 3.0, "lr": 0.001}})
     assert fits == [1]                                      # training settings retrain
+
+
+def test_sigma_follows_the_image_size_unless_given():
+    from fuadnb.models import funad, patchcore
+    assert rd.config("paper").sigma == 4.0                       # RD4AD at 256 px
+    assert rd.config("demo").sigma == 1.5                        # 96 px
+    assert rd.config("demo", image_size=128).sigma == 2.0        # was the profile's
+    assert rd.config("demo", image_size=128, sigma=3.0).sigma == 3.0
+    assert patchcore.config("paper").sigma == funad.config("paper").sigma == 4.0
+    assert patchcore.config("demo").sigma == pytest.approx(4 * 128 / 224) == \
+        funad.config("demo").sigma
