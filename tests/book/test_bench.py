@@ -236,3 +236,21 @@ def test_the_committed_demo_table_is_the_whole_demo_grid():
     assert table.detection_auroc.isna().tolist() == (table.noise_ratio == 0).tolist()
     for column in ("torch", "fuadnb", "device", "date", "teacher", "fit_seconds"):
         assert table[column].notna().all(), column
+
+
+def test_the_committed_regimes_table_is_the_whole_rd_regimes_grid():
+    """What chapter 02 renders: every point of bench/rd_regimes.yaml once, ok, from one
+    clean commit, RD at the demo profile with the same optimiser steps everywhere; the
+    clean runs carry the recurring / novel groups, overlap runs the seen / unseen."""
+    table = pd.read_csv(REPO / "benchmarks" / "results" / "rd_regimes_demo.csv")
+    named = bench.named_points(REPO / "bench" / "rd_regimes.yaml")
+    assert table.point.tolist() == [n for n, _ in named]
+    assert (table.status == "ok").all() and (table.method == "rd").all()
+    assert not table.duplicated(["regime", "category", "noise_ratio", "seed"]).any()
+    assert table.commit.nunique() == 1 and "+dirty" not in table.commit.iloc[0]
+    assert (table.profile == "demo").all() and table.steps.nunique() == 1
+    assert set(table.regime) == {"iid", "overlap", "recurring"}
+    groups = table[table.regime != "iid"]
+    assert groups.image_auroc_seen.notna().all()
+    assert groups.image_auroc_unseen.notna().all()
+    assert table[table.regime == "iid"].image_auroc_seen.isna().all()
