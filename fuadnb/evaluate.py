@@ -48,10 +48,29 @@ def score(*, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
     if train_injected is not None and np.any(train_injected):
         out["detection_auroc"] = metrics.detection_auroc(train_injected, train_scores)
     for name, group in (groups or {}).items():
-        keep = (np.asarray(labels) == 0) | np.asarray(group, bool)
-        part = _test_metrics(labels[keep], scores[keep], masks[keep], maps[keep]) \
-            if np.any(group) else dict.fromkeys(GROUPED, float("nan"))
+        keep = in_group(labels, group)
+        part = dict.fromkeys(GROUPED, float("nan")) if keep is None else \
+            _test_metrics(labels[keep], scores[keep], masks[keep], maps[keep])
         out |= {f"{k}_{name}": v for k, v in part.items()}
+    return out
+
+
+def in_group(labels: np.ndarray, group: np.ndarray) -> np.ndarray | None:
+    """The test images a group's metrics are computed on: every good image plus the
+    group's anomalies (bool mask); None for an empty group (its metrics are NaN)."""
+    group = np.asarray(group, bool)
+    return (np.asarray(labels) == 0) | group if group.any() else None
+
+
+def image_aurocs(labels: np.ndarray, scores: np.ndarray,
+                 groups: dict[str, np.ndarray]) -> dict[str, float]:
+    """Image AUROC overall and per group (``image_auroc_<name>``), as `score`
+    computes them, without the pixel metrics (the learning-bias curve's)."""
+    out = {"image_auroc": metrics.image_auroc(labels, scores)}
+    for name, group in groups.items():
+        keep = in_group(labels, group)
+        out[f"image_auroc_{name}"] = float("nan") if keep is None else \
+            metrics.image_auroc(labels[keep], scores[keep])
     return out
 
 

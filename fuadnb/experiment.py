@@ -301,13 +301,7 @@ class Curve:
             row["detection_auroc"] = metrics.detection_auroc(
                 self.train_injected, self.module.score_train(model, self.train_images))
         scores = self.module.predict(model, self.test_images)[0]
-        labels = self.test_labels
-        row["image_auroc"] = metrics.image_auroc(labels, scores)
-        for name, group in self.groups.items():
-            keep = (labels == 0) | group
-            row[f"image_auroc_{name}"] = (metrics.image_auroc(labels[keep],
-                                                              scores[keep])
-                                          if group.any() else float("nan"))
+        row |= evaluate.image_aurocs(self.test_labels, scores, self.groups)
         self.rows.append(row)
         model.train(was_training)
 
