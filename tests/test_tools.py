@@ -34,7 +34,11 @@ def _run(tmp_path, tools, *, present=(), apt=True, apt_fails=(), root=True):
               f'  for f in {fails}; do [ "$f" = "$pkg" ] && exit 100; done\n'
               f'  printf "#!{BASH}\\nexit 0\\n" > {bin_dir}/$pkg; '
               f'chmod +x {bin_dir}/$pkg; fi\nexit 0')
-    command = [BASH, str(REPO / ".ci" / "tools"), *tools]
+    script = REPO / ".ci" / "tools"
+    if not root:   # a copy user nobody can read (the checkout may be private)
+        script = Path(shutil.copy(script, tmp_path / "tools"))
+        script.chmod(0o755)
+    command = [BASH, str(script), *tools]
     if not root:   # EUID is read-only in bash: run the script as user nobody
         command = [shutil.which("setpriv"), "--reuid=65534", "--regid=65534",
                    "--clear-groups", *command]
