@@ -314,13 +314,21 @@ def _score_all(model: FUNAD, feats: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return torch.cat(fs), torch.cat(ss)
 
 
+def steps(cfg: Config, n_train: int) -> int:
+    """Optimiser steps of one fit: every epoch drops its last, incomplete batch (as
+    the reference's ``drop_last=True``), so ``epochs x floor(N / B)``."""
+    return cfg.epochs * (n_train // min(cfg.batch_size, n_train))
+
+
 def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
-        progress: bool = False) -> FUNAD:
+        progress: bool = False, monitor: engine.Monitor | None = None) -> FUNAD:
     """Train FUN-AD on uint8 images (N, 3, S, S); returns the last epoch's model, in
     eval mode, with ``model.trace``: per iteration the bank (bool (T, N)), the
     confident images (bool (T, N)), the batch (int (T, B)), its patch pseudo-labels
     packed along the patches (``labels_bits``, uint8 (T, B, ceil(P / 8)), see
-    `trace_labels`; ``patches`` = P) and the loss (T,)."""
+    `trace_labels`; ``patches`` = P) and the loss (T,). `monitor` (a diagnostic,
+    e.g. the learning-bias curve) is called after every step with the step number
+    and the model; it must not change the model."""
     n = len(train_images)
     model = engine.prepare(build(cfg), device)
     feats = patch_features(model, train_images, device=device, progress=progress)
@@ -361,6 +369,8 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
                 trace[key].append(value.cpu().numpy())
             trace["labels_bits"].append(np.packbits(labels.cpu().numpy(), axis=-1))
             trace["loss"].append(losses[-1])
+            if monitor is not None:
+                monitor(len(trace["loss"]), model)
         model.history.append(float(np.mean(losses)))
         bar.set_postfix(loss=f"{model.history[-1]:.4f}")
     model.trace = {k: np.stack(v) for k, v in trace.items()} | {
@@ -427,6 +437,22 @@ def anomaly_map(model: FUNAD, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     # without float32's saturation at 1.0 above a logit of ~17)
     return maps.gaussian_smooth(amap, sigma=model.cfg.sigma), \
         probability(z.double().amax(1))
+
+
+@torch.no_grad()
+def knn_baseline(model: FUNAD, train_images: torch.Tensor, images: torch.Tensor
+                 ) -> np.ndarray:
+    """The plain nearest-neighbour image score on FUN-AD's own frozen patch features
+    (a diagnostic, chapter 06): each patch of `images` scored by its squared L2
+    distance to the nearest patch of any training image, the image score the max
+    over its patches. What FUN-AD's pseudo-labelling rule would give with the
+    identity adaptor and the whole training set as its bank, with no batch min-max
+    and no training; exact (`nearest`)."""
+    device = next(model.parameters()).device
+    bank = patch_features(model, train_images, device=device).flatten(0, 1)
+    feats = patch_features(model, images, device=device)                 # (N, P, D)
+    d, _ = nearest(feats.flatten(0, 1), bank, 1, model.cfg.chunk)
+    return d[:, 0].reshape(feats.shape[:2]).amax(1).double().cpu().numpy()
 
 
 def predict(model: FUNAD, images: torch.Tensor, *, progress: bool = False

@@ -234,3 +234,33 @@ def test_paper_profile_crops_and_the_experiment_honours_it(smoke_kw):
     assert torch.equal(res.test_images, imgs)
     np.testing.assert_array_equal(res.test_masks, masks[:, 0].numpy())
     assert not torch.equal(imgs, images.load(res.split.test, 64)[0])
+
+
+def test_steps_drop_the_last_batch_and_the_monitor_sees_every_step():
+    gen = torch.Generator().manual_seed(1)
+    imgs = (torch.rand(10, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
+    cfg = cfg_(epochs=3, batch_size=4)
+    assert funad.steps(cfg, 10) == 3 * 2                  # 10 // 4 = 2, drop_last
+    assert experiment.budget(funad, cfg, 10) == (6, 6 * 4)
+    seen = []
+    model = funad.fit(cfg, imgs, device=CPU,
+                      monitor=lambda step, m: seen.append((step, m.training)))
+    assert [s for s, _ in seen] == list(range(1, 7)) == list(
+        range(1, len(model.trace["loss"]) + 1))
+    assert all(training for _, training in seen)
+
+
+def test_knn_baseline_matches_brute_force_numpy():
+    gen = torch.Generator().manual_seed(2)
+    train = (torch.rand(5, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
+    test = (torch.rand(3, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
+    test[0] = train[1]                                     # a training image: 0
+    model = funad.build(cfg_(chunk=7)).eval()
+    with torch.no_grad():
+        bank = model.teacher(train.float() / 255).flatten(0, 1).double().numpy()
+        q = model.teacher(test.float() / 255).double().numpy()       # (3, P, D)
+    d = ((q[:, :, None, :] - bank[None, None]) ** 2).sum(-1).min(-1)  # (3, P)
+    got = funad.knn_baseline(model, train, test)
+    # float32 cdist: |a|^2 + |b|^2 - 2ab leaves ~1e-6 of |a|^2 ~ 1e3 on a self-match
+    np.testing.assert_allclose(got, d.max(1), rtol=1e-4, atol=1e-2)
+    assert got[0] < 1e-2 < 1 < got[1:].min()
