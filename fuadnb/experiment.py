@@ -22,7 +22,7 @@ import torch
 
 from fuadnb import data, engine, evaluate, metrics, models, runs
 from fuadnb.data.contamination import ContaminationError
-from fuadnb.nn import backbones
+from fuadnb.nn import anomalies, backbones
 from fuadnb.strategies import llb
 from fuadnb.utils import Timer, __version__, device_name, git_commit, pick_device
 
@@ -222,6 +222,9 @@ def inputs(split: data.Split, cfg: Any) -> dict[str, str]:
     """Content fingerprints of what a model is trained from (`runs.RunSpec.inputs`):
     the training images, in order, and a teacher weights file if one is named."""
     found = {"train_images": runs.fingerprint(split.train["image_path"])}
+    textures = getattr(cfg, "textures", "bundled")       # RD-E's anomaly sources
+    if textures != "bundled":
+        found["textures"] = runs.fingerprint(anomalies.texture_files(textures))
     weights = str(getattr(cfg, "weights", "")).removesuffix(backbones.BN_SUFFIX)
     if weights not in backbones.NAMED_WEIGHTS and Path(weights).is_file():
         found["teacher_weights"] = runs.file_hash(weights)

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -102,6 +103,9 @@ class Config:
         derive_sigma(self)
         check_sizes(self, ("iterations", "batch_size", "eval_batch_size"))
         check_choice(self, "gii", ("gated", "ungated"))
+        if self.textures != "bundled" and not Path(self.textures).is_dir():
+            raise ValueError(f"textures: no folder {self.textures}; pass a folder of "
+                             "texture images (DTD's dtd/images) or 'bundled'")
 
 
 # The paper's text, as overrides of the released code's Config (see the docstring).

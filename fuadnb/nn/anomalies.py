@@ -161,12 +161,17 @@ def texture_bank(size: int, seed: int = 0, n_procedural: int = 8) -> torch.Tenso
     return torch.stack(bank)
 
 
-def textures_from_folder(folder: Path | str, size: int) -> torch.Tensor:
-    """Every ``*.jpg``/``*.png`` below `folder` (e.g. DTD's ``images/``), resized."""
+def texture_files(folder: Path | str) -> list[Path]:
+    """Every ``*.jpg``/``*.png`` below `folder` (e.g. DTD's ``images/``), sorted."""
     files = sorted(p for p in Path(folder).rglob("*")
                    if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not files:
         raise FileNotFoundError(f"no .jpg/.png texture images below {folder}; pass "
                                 "a folder such as dtd/images, or use texture_bank()")
+    return files
+
+
+def textures_from_folder(folder: Path | str, size: int) -> torch.Tensor:
+    """Every image of `texture_files`, resized to ``size``; uint8 (K, 3, size, size)."""
     return torch.stack([_resize(np.asarray(Image.open(p).convert("RGB")), size)
-                        for p in files])
+                        for p in texture_files(folder)])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
+import yaml
 import pytest
 
 from fuadnb import cli, models
@@ -217,6 +218,10 @@ def test_the_book_grids_cover_what_the_benchmark_promises():
         assert set(cells[cells.DATASET == dataset].CATEGORY) == set(module.CATEGORIES)
     assert set(cells.METHOD) == {*models.REGISTRY, "llb-rd"} - NOT_YET_IN_GRIDS
     assert len(cells) == (15 + 12) * 5 * 3 * 3
+    rde_options = cells[cells.METHOD == "rde"].OPTIONS             # DTD, as the paper
+    assert len(rde_options) == (15 + 12) * 3 * 3
+    assert (rde_options.map(yaml.safe_load) == {"textures": "../data/dtd/images"}).all()
+    assert cells[cells.METHOD != "rde"].OPTIONS.isna().all()
 
 
 def test_the_committed_demo_table_is_the_whole_demo_grid():

@@ -5,6 +5,7 @@ and a loss that falls."""
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from fuadnb import data, experiment
@@ -217,3 +218,22 @@ def test_whole_epochs_as_the_reference():
     assert rde.steps(small, 6) == 4
     model = rde.fit(small, images, device=torch.device("cpu"))
     assert len(model.history) == 2                                # two whole epochs
+
+
+def test_a_texture_folder_is_checked_and_its_contents_key_the_run(tmp_path, smoke_kw):
+    with pytest.raises(ValueError, match="textures: no folder"):
+        rde.config("smoke", textures=str(tmp_path / "dtd"))
+    folder = tmp_path / "dtd" / "banded"
+    folder.mkdir(parents=True)
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    Image.fromarray(rgb).save(folder / "banded_0001.jpg")
+    cfg = rde.config("smoke", textures=str(tmp_path / "dtd"))
+    assert rde.texture_source(cfg).shape == (1, 3, cfg.image_size, cfg.image_size)
+    split = data.contaminate(data.index("synthetic", smoke_kw["root"], "brick"), 0.0,
+                             seed=1)
+    before = experiment.inputs(split, cfg)
+    Image.fromarray(rgb + 200).save(folder / "banded_0001.jpg")    # same name
+    after = experiment.inputs(split, cfg)
+    assert before["train_images"] == after["train_images"]
+    assert before["textures"] != after["textures"]
+    assert "textures" not in experiment.inputs(split, rde.config("smoke"))
