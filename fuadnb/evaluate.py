@@ -219,6 +219,62 @@ def with_clean(rows: pd.DataFrame, regimes: Sequence[str] = ("iid", "overlap",
     return pd.concat([rows[rows["noise_ratio"] > 0], *copies], ignore_index=True)
 
 
+RECOVERY = ("baseline_drop", "own_drop", "gain", "recovery", "recovery_std_seeds",
+            "clean_gap", "n_pairs", "p", "verdict")
+
+
+def recovery(rows: pd.DataFrame, metric: str, *, baseline: str = "rd",
+             reference: str | None = None, alpha: float = 0.05, min_pairs: int = 6
+             ) -> pd.DataFrame:
+    """How much of the baseline's contamination damage each method repairs, per
+    regime and noise ratio (chapter 08), from rows with every method's clean runs
+    under every regime (`with_clean`).
+
+    With B the baseline and m the method, 0 clean and r contaminated, paired by
+    (category, seed): ``baseline_drop`` = mean(B_0 - B_r), ``own_drop`` = mean(m_0 -
+    m_r) (the method's own loss), ``gain`` = mean(m_r - B_r), ``recovery`` = gain /
+    baseline_drop (1: the method is as good contaminated as the baseline was clean;
+    0: no better than the contaminated baseline; negative: worse), computed from the
+    means (a per-pair ratio explodes where the baseline barely drops); and per seed
+    the same ratio over the seed's categories, whose std is ``recovery_std_seeds``.
+    ``clean_gap`` = mean(m_0 - B_0): a method that repairs by losing accuracy on
+    clean data shows it here. ``p`` and ``verdict`` are the paired test of the gain
+    (`paired`). `metric` / `reference` as in `cost` (e.g. ``image_auroc_seen``
+    against the clean runs' ``image_auroc_seen``). Recovery is NaN where the
+    baseline does not drop (``baseline_drop`` <= 0): there is no damage to repair.
+    """
+    keys = ["regime", "category", "seed"]
+    clean_col = reference or metric
+    clean = rows[rows["noise_ratio"] == 0]
+    noisy = rows[rows["noise_ratio"] > 0]
+    b0 = clean[clean["method"] == baseline].set_index(keys)[clean_col]
+    out = []
+    for (method, regime, noise), group in noisy[noisy["method"] != baseline].groupby(
+            ["method", "regime", "noise_ratio"]):
+        base = noisy[(noisy["method"] == baseline) & (noisy["regime"] == regime)
+                     & (noisy["noise_ratio"] == noise)].set_index(keys)[metric]
+        m0 = clean[clean["method"] == method].set_index(keys)[clean_col]
+        pairs = pd.DataFrame({"m_r": group.set_index(keys)[metric], "b_r": base,
+                              "b_0": b0, "m_0": m0}).dropna()
+        pairs = pairs.xs(regime, level="regime", drop_level=False)
+        gain = pairs["m_r"] - pairs["b_r"]
+        damage = pairs["b_0"] - pairs["b_r"]
+        per_seed = (gain.groupby(level="seed").mean()
+                    / damage.groupby(level="seed").mean())
+        ratio = gain.mean() / damage.mean() if damage.mean() > 0 else np.nan
+        test = paired(gain.droplevel("regime"), alpha=alpha, min_pairs=min_pairs)
+        out.append({"method": method, "regime": regime, "noise_ratio": noise,
+                    "baseline_drop": float(damage.mean()),
+                    "own_drop": float((pairs["m_0"] - pairs["m_r"]).mean()),
+                    "gain": float(gain.mean()), "recovery": float(ratio),
+                    "recovery_std_seeds": float(per_seed.std(ddof=1))
+                    if damage.mean() > 0 else np.nan,
+                    "clean_gap": float((pairs["m_0"] - pairs["b_0"]).mean()),
+                    "n_pairs": test["n_pairs"], "p": test["p"],
+                    "verdict": test["verdict"]})
+    return pd.DataFrame(out, columns=["method", "regime", "noise_ratio", *RECOVERY])
+
+
 def patch_labels(masks: np.ndarray, grid: int) -> np.ndarray:
     """Ground-truth masks (N, S, S) on a grid x grid patch grid: (N, grid * grid) bool,
     row-major, True where any pixel of the patch's S/grid-pixel cell is defective."""

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
-import yaml
 import pytest
+import yaml
 
 from fuadnb import cli, models
 from fuadnb.data import mvtec, synthetic, visa

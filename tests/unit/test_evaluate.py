@@ -178,3 +178,52 @@ def test_filter_quality_is_precision_and_recall_of_the_filtered_patches():
     q = evaluate.filter_quality(filtered, defect)
     assert q == {"precision": 2 / 3, "recall": 2 / 4, "n_filtered": 3, "n_defect": 4}
     assert np.isnan(evaluate.filter_quality(~defect & defect, defect)["precision"])
+
+
+def test_recovery_is_the_share_of_the_baselines_damage_repaired():
+    rng = np.random.default_rng(5)
+    rows = []
+    for cat in "abcd":
+        for seed in (1, 2, 3):
+            base = rng.uniform(0.7, 0.9)
+            for method, clean_gap, keeps in (("rd", 0.0, 0.0), ("sp", -0.05, 0.5)):
+                m0 = base + clean_gap
+                rows.append({"method": method, "regime": "recurring",
+                             "noise_ratio": 0.0, "category": cat, "seed": seed,
+                             "image_auroc": m0})
+                for regime, damage in (("overlap", 0.2), ("iid", 0.0)):
+                    # rd loses `damage`; sp ends `keeps` of the way back to rd's clean
+                    rd_r = base - damage
+                    value = rd_r if method == "rd" else rd_r + keeps * damage
+                    rows.append({"method": method, "regime": regime,
+                                 "noise_ratio": 0.2, "category": cat, "seed": seed,
+                                 "image_auroc": value + rng.normal(0, 0.005)})
+    table = evaluate.with_clean(pd.DataFrame(rows), regimes=("iid", "overlap"))
+    out = evaluate.recovery(table, "image_auroc").set_index("regime")
+    assert list(out.method.unique()) == ["sp"]
+    ov = out.loc["overlap"]
+    # independently: the means of the paired quantities, written out
+    df = pd.DataFrame(rows)
+    key = ["category", "seed"]
+
+    def col(method, noise, regime=None):
+        sel = (df.method == method) & (df.noise_ratio == noise)
+        if regime:
+            sel &= df.regime == regime
+        return df[sel].set_index(key).image_auroc
+
+    b0, m0 = col("rd", 0.0), col("sp", 0.0)
+    br, mr = col("rd", 0.2, "overlap"), col("sp", 0.2, "overlap")
+    assert ov.baseline_drop == pytest.approx((b0 - br).mean())          # ~0.2
+    assert ov.own_drop == pytest.approx((m0 - mr).mean())                   # ~0.05
+    assert ov.gain == pytest.approx((mr - br).mean())                   # ~0.1
+    assert ov.recovery == pytest.approx((mr - br).mean() / (b0 - br).mean())
+    assert ov.recovery == pytest.approx(0.5, abs=0.03)
+    assert ov.clean_gap == pytest.approx(-0.05)
+    per_seed = ((mr - br).groupby(level="seed").mean()
+                / (b0 - br).groupby(level="seed").mean())
+    assert ov.recovery_std_seeds == pytest.approx(per_seed.std(ddof=1))
+    assert ov.p == pytest.approx(stats.wilcoxon((mr - br).to_numpy()).pvalue)
+    assert ov.verdict == "higher" and ov.n_pairs == 12
+    iid = out.loc["iid"]                      # rd barely moves: nothing to repair
+    assert np.isnan(iid.recovery) or abs(iid.baseline_drop) < 0.01
