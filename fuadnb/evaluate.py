@@ -219,8 +219,8 @@ def with_clean(rows: pd.DataFrame, regimes: Sequence[str] = ("iid", "overlap",
     return pd.concat([rows[rows["noise_ratio"] > 0], *copies], ignore_index=True)
 
 
-RECOVERY = ("baseline_drop", "own_drop", "gain", "recovery", "recovery_std_seeds",
-            "clean_gap", "n_pairs", "p", "verdict")
+RECOVERY = ("baseline_drop", "baseline_verdict", "own_drop", "gain", "recovery",
+            "recovery_std_seeds", "clean_gap", "n_pairs", "p", "verdict")
 
 
 def recovery(rows: pd.DataFrame, metric: str, *, baseline: str = "rd",
@@ -240,35 +240,45 @@ def recovery(rows: pd.DataFrame, metric: str, *, baseline: str = "rd",
     ``clean_gap`` = mean(m_0 - B_0): a method that repairs by losing accuracy on
     clean data shows it here. ``p`` and ``verdict`` are the paired test of the gain
     (`paired`). `metric` / `reference` as in `cost` (e.g. ``image_auroc_seen``
-    against the clean runs' ``image_auroc_seen``). Recovery is NaN where the
-    baseline does not drop (``baseline_drop`` <= 0): there is no damage to repair.
+    against the clean runs' ``image_auroc_seen``). ``baseline_verdict`` is the
+    paired test of the baseline's own drop (`paired` of B_r - B_0); recovery and its
+    spread are NaN unless it says ``lower``: where the seeds do not support a drop
+    there is no damage to repair, and a ratio over a drop of about zero means
+    nothing.
     """
-    keys = ["regime", "category", "seed"]
+    keys = ["category", "seed"]
     clean_col = reference or metric
     clean = rows[rows["noise_ratio"] == 0]
     noisy = rows[rows["noise_ratio"] > 0]
-    b0 = clean[clean["method"] == baseline].set_index(keys)[clean_col]
+
+    def values(method: str, regime: str, noise: float, column: str) -> pd.Series:
+        table = clean if noise == 0 else noisy[noisy["noise_ratio"] == noise]
+        return table[(table["method"] == method) & (table["regime"] == regime)
+                     ].set_index(keys)[column]
+
     out = []
-    for (method, regime, noise), group in noisy[noisy["method"] != baseline].groupby(
+    for (method, regime, noise), _ in noisy[noisy["method"] != baseline].groupby(
             ["method", "regime", "noise_ratio"]):
-        base = noisy[(noisy["method"] == baseline) & (noisy["regime"] == regime)
-                     & (noisy["noise_ratio"] == noise)].set_index(keys)[metric]
-        m0 = clean[clean["method"] == method].set_index(keys)[clean_col]
-        pairs = pd.DataFrame({"m_r": group.set_index(keys)[metric], "b_r": base,
-                              "b_0": b0, "m_0": m0}).dropna()
-        pairs = pairs.xs(regime, level="regime", drop_level=False)
+        pairs = pd.DataFrame({
+            "m_r": values(method, regime, noise, metric),
+            "b_r": values(baseline, regime, noise, metric),
+            "b_0": values(baseline, regime, 0, clean_col),
+            "m_0": values(method, regime, 0, clean_col)}).dropna()
         gain = pairs["m_r"] - pairs["b_r"]
         damage = pairs["b_0"] - pairs["b_r"]
+        harmed = paired(-damage, alpha=alpha, min_pairs=min_pairs)["verdict"]
         per_seed = (gain.groupby(level="seed").mean()
                     / damage.groupby(level="seed").mean())
-        ratio = gain.mean() / damage.mean() if damage.mean() > 0 else np.nan
-        test = paired(gain.droplevel("regime"), alpha=alpha, min_pairs=min_pairs)
+        defined = harmed == "lower"
+        test = paired(gain, alpha=alpha, min_pairs=min_pairs)
         out.append({"method": method, "regime": regime, "noise_ratio": noise,
-                    "baseline_drop": float(damage.mean()),
+                    "baseline_drop": float(damage.mean()), "baseline_verdict": harmed,
                     "own_drop": float((pairs["m_0"] - pairs["m_r"]).mean()),
-                    "gain": float(gain.mean()), "recovery": float(ratio),
-                    "recovery_std_seeds": float(per_seed.std(ddof=1))
-                    if damage.mean() > 0 else np.nan,
+                    "gain": float(gain.mean()),
+                    "recovery": float(gain.mean() / damage.mean()) if defined
+                    else np.nan,
+                    "recovery_std_seeds": float(per_seed.std(ddof=1)) if defined
+                    else np.nan,
                     "clean_gap": float((pairs["m_0"] - pairs["b_0"]).mean()),
                     "n_pairs": test["n_pairs"], "p": test["p"],
                     "verdict": test["verdict"]})

@@ -195,9 +195,10 @@ def test_recovery_is_the_share_of_the_baselines_damage_repaired():
                     # rd loses `damage`; sp ends `keeps` of the way back to rd's clean
                     rd_r = base - damage
                     value = rd_r if method == "rd" else rd_r + keeps * damage
+                    jitter = 0.005 * (-1) ** ord(cat)       # as many + as -
                     rows.append({"method": method, "regime": regime,
                                  "noise_ratio": 0.2, "category": cat, "seed": seed,
-                                 "image_auroc": value + rng.normal(0, 0.005)})
+                                 "image_auroc": value + jitter * rng.uniform(0.5, 1)})
     table = evaluate.with_clean(pd.DataFrame(rows), regimes=("iid", "overlap"))
     out = evaluate.recovery(table, "image_auroc").set_index("regime")
     assert list(out.method.unique()) == ["sp"]
@@ -225,5 +226,8 @@ def test_recovery_is_the_share_of_the_baselines_damage_repaired():
     assert ov.recovery_std_seeds == pytest.approx(per_seed.std(ddof=1))
     assert ov.p == pytest.approx(stats.wilcoxon((mr - br).to_numpy()).pvalue)
     assert ov.verdict == "higher" and ov.n_pairs == 12
-    iid = out.loc["iid"]                      # rd barely moves: nothing to repair
-    assert np.isnan(iid.recovery) or abs(iid.baseline_drop) < 0.01
+    assert ov.baseline_verdict == "lower"
+    iid = out.loc["iid"]          # rd's drop is noise: nothing to repair, no ratio
+    assert iid.baseline_verdict == "no ranking" and abs(iid.baseline_drop) < 0.01
+    assert np.isnan(iid.recovery) and np.isnan(iid.recovery_std_seeds)
+    assert iid.gain == pytest.approx(0.0, abs=0.01)
