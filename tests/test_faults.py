@@ -335,7 +335,7 @@ def test_generate_leaves_no_temporary_folder(tmp_path, capsys, monkeypatch):
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
-    monkeypatch.setattr(synthetic, "_render_all", interrupted)
+    monkeypatch.setattr(synthetic.build, "_render_all", interrupted)
     error_line(capsys, "generate", "--root", root, "--tiny", "--categories", "brick",
                "--quiet", code=130)
     assert sorted(p.name for p in tmp_path.iterdir()) == []

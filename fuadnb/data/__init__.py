@@ -1,4 +1,5 @@
-"""Datasets: layout readers, the synthetic benchmark, contamination, image loading.
+"""Datasets: layout readers, the synthetic benchmark, contamination, image loading,
+and the synthetic anomalies that methods such as RD-E train on (`anomalies`).
 
 ``fb.data.index(dataset, root, category)`` is the one entry point to every layout.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from fuadnb.data import (
+    anomalies,
     btad,
     contamination,
     images,
@@ -26,8 +28,8 @@ READERS = {"mvtec_ad": mvtec, "visa": visa, "mpdd": mpdd, "btad": btad,
            "real_iad": real_iad, "synthetic": synthetic}
 DATASETS = tuple(READERS)
 
-__all__ = ["COLUMNS", "DATASETS", "DatasetError", "Split", "categories", "contaminate",
-           "contamination", "images", "index", "kind", "synthetic"]
+__all__ = ["COLUMNS", "DATASETS", "DatasetError", "Split", "anomalies", "categories",
+           "contaminate", "contamination", "images", "index", "kind", "synthetic"]
 
 
 def _check(dataset: str, root: Path | str) -> Path:

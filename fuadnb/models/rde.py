@@ -49,7 +49,7 @@ below the caller's options):
 Deliberate deviations:
 * The model is the last iteration's; the reference keeps the epoch with the best
   pixel AUROC + AUPRO on the test set, which this book never does.
-* Synthetic anomalies use offline textures (`fuadnb.nn.anomalies`) instead of DTD, and
+* Synthetic anomalies use offline textures (`fuadnb.data.anomalies`) instead of DTD, and
   an Otsu foreground instead of GrabCut.
 * The offline profiles use the EfficientNet-Lite2 teacher with the signed readout of
   `fuadnb.nn.blocks.ResNetDecoder` (as RD); GII's gate then compares the student's
@@ -71,8 +71,9 @@ from tqdm.auto import tqdm
 
 from fuadnb import engine
 from fuadnb.config import check_choice, check_sizes, derive_sigma, from_profile
+from fuadnb.data import anomalies
 from fuadnb.models import rd
-from fuadnb.nn import anomalies, backbones, blocks, maps
+from fuadnb.nn import backbones, blocks, maps
 
 GiiMode = Literal["gated", "ungated"]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fuadnb.nn import anomalies as A
+from fuadnb.data import anomalies as A
 
 
 def draem_perlin(shape, res, angles):

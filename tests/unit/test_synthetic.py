@@ -264,7 +264,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(synthetic, "render", failing)
+    monkeypatch.setattr(synthetic.build, "render", failing)
     root = tmp_path / "data"
     with pytest.raises(KeyboardInterrupt):
         synthetic.generate(root, SPEC, categories=["gravel"], workers=1)
@@ -323,7 +323,7 @@ def test_recurring_copies_share_prototypes_within_a_category_only(tiny, manifest
                 spec.n_test_per_defect // 2, spec.n_test_per_defect)}
             assert {protos[i] for i in recurring | test} == {f"{defect}/0"}
             assert novel.isdisjoint(protos)
-            proto = synthetic._prototype(spec, name, defect, 0)[0].mask > 0
+            proto = synthetic.samples._prototype(spec, name, defect, 0)[0].mask > 0
             for i in sorted(recurring | test):
                 with Image.open(tiny / f"{manifest['files'][i + '.png']['mask']}") as m:
                     copy = np.asarray(m) > 0
@@ -335,7 +335,7 @@ def test_recurring_copies_share_prototypes_within_a_category_only(tiny, manifest
     for name, cat in synthetic.CATEGORIES.items():
         for defect in cat.defects:
             masks.setdefault(defect, []).append(
-                synthetic._prototype(spec, name, defect, 0)[0].mask.tobytes())
+                synthetic.samples._prototype(spec, name, defect, 0)[0].mask.tobytes())
     for defect, found in masks.items():
         assert len(set(found)) == len(found), defect     # never across categories
 

@@ -36,7 +36,9 @@ def perlin(size: int, res: tuple[int, int], generator: torch.Generator
            ) -> torch.Tensor:
     """2D Perlin noise (size, size) on a ``res`` lattice (DRAEM's rand_perlin_2d).
 
-    `size` must be divisible by both lattice resolutions.
+    `size` must be divisible by both lattice resolutions. Not the benchmark's
+    `fuadnb.data.synthetic.noise.perlin`: URD's torch version on a pixel-aligned
+    lattice, drawn from a ``torch.Generator``, so RD-E's anomalies stay as they are.
     """
     ry, rx = res
     if size % ry or size % rx:
