@@ -21,8 +21,9 @@ import pandas as pd
 import torch
 
 from fuadnb import data, engine, evaluate, metrics, models, runs
+from fuadnb.data import anomalies
 from fuadnb.data.contamination import ContaminationError
-from fuadnb.nn import anomalies, backbones
+from fuadnb.nn import backbones
 from fuadnb.strategies import llb
 from fuadnb.utils import Timer, __version__, device_name, git_commit, pick_device
 
