@@ -285,6 +285,28 @@ def recovery(rows: pd.DataFrame, metric: str, *, baseline: str = "rd",
     return pd.DataFrame(out, columns=["method", "regime", "noise_ratio", *RECOVERY])
 
 
+def flattened(losses: Sequence[float], *, every: int = 1, fraction: float = 0.9,
+              window: int = 1) -> int:
+    """How long a training loss takes to flatten (the demo budgets of chapter 08):
+    the optimiser steps by which it has made `fraction` of its whole fall.
+
+    Args:
+        losses: one value per record, a record every `every` optimiser steps (1: per
+            step; an epoch's steps for a per-epoch history), from a run long enough
+            to have levelled off.
+        window: records in the trailing mean that smooths the curve first.
+
+    Returns:
+        ``(i + 1) * every`` for the first record i whose smoothed loss is at or below
+        ``L_end + (1 - fraction) (L_start - L_end)``, with L_start / L_end the
+        smoothed first and last values.
+    """
+    smooth = pd.Series(np.asarray(losses, float)).rolling(window, min_periods=1).mean()
+    start, end = smooth.iloc[0], smooth.iloc[-1]
+    level = end + (1 - fraction) * (start - end)
+    return (int(np.flatnonzero(smooth.to_numpy() <= level)[0]) + 1) * every
+
+
 def patch_labels(masks: np.ndarray, grid: int) -> np.ndarray:
     """Ground-truth masks (N, S, S) on a grid x grid patch grid: (N, grid * grid) bool,
     row-major, True where any pixel of the patch's S/grid-pixel cell is defective."""

@@ -231,3 +231,20 @@ def test_recovery_is_the_share_of_the_baselines_damage_repaired():
     assert iid.baseline_verdict == "no ranking" and abs(iid.baseline_drop) < 0.01
     assert np.isnan(iid.recovery) and np.isnan(iid.recovery_std_seeds)
     assert iid.gain == pytest.approx(0.0, abs=0.01)
+
+
+def test_flattened_is_where_the_loss_has_made_the_share_of_its_fall():
+    steps = np.arange(1, 601)
+    loss = 0.2 + np.exp(-steps / 50)                     # falls by 1 - e^-12 in all
+    start, end = loss[0], loss[-1]
+    level = end + 0.1 * (start - end)
+    # by hand: 0.2 + e^(-s/50) <= level  <=>  s >= -50 ln(level - 0.2)
+    expected = int(np.ceil(-50 * np.log(level - 0.2)))
+    assert evaluate.flattened(loss) == expected           # 116
+    per_epoch = loss[4::5]                  # a record every 5 steps, from step 5
+    level5 = per_epoch[-1] + 0.1 * (per_epoch[0] - per_epoch[-1])
+    assert evaluate.flattened(per_epoch, every=5) == 5 * int(
+        np.ceil(-50 * np.log(level5 - 0.2) / 5))
+    noisy = loss + np.where(steps % 2, 0.05, -0.05)         # smoothing removes it
+    assert abs(evaluate.flattened(noisy, window=2) - expected) <= 2
+    assert evaluate.flattened(loss, fraction=0.5) < expected
