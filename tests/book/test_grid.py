@@ -3,6 +3,8 @@ finished points skipped, failures recorded without stopping the others, a run ki
 mid-cell resumed without lost or repeated rows, --dry-run; the project's grid files
 and the tables they made; the demo command as a grid."""
 
+import ast
+import dataclasses
 import os
 import signal
 import subprocess
@@ -16,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from fuadnb import cli, models
+from fuadnb import cli, experiment, models
 from fuadnb.data import mvtec, synthetic, visa
 
 grids = pytest.importorskip("fuadnb.grid")
@@ -260,6 +262,66 @@ def test_every_sweep_is_a_grid_of_the_benchmark_cell(path):
     notebook, _, points = grids.load_grid(path)
     assert notebook == GRIDS / "cell.ipynb" == grids.cell_notebook()
     assert points and "bench/" not in path.read_text()
+
+
+# grid file -> the committed tables it describes (made before it was a grid file)
+TABLES = {"teachers": ["teacher_candidates_demo", "teacher_comparison_lite2_demo"],
+          "rd_vs_rde": ["rd_vs_rde_demo"], "cdd": ["cdd_demo"],
+          "funad": ["funad_demo"], "llb": ["llb_demo"]}
+IDENTITY = ("method", "category", "noise_ratio", "seed")
+
+
+def _value(v):
+    """One comparable form of a table cell or a Config value: 2 == 2.0 == "2",
+    [0.5, 0.999] == (0.5, 0.999) == "[0.5, 0.999]"."""
+    v = yaml.safe_load(v) if isinstance(v, str) else v
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, float, np.number)):
+        return round(float(v), 9)
+    if isinstance(v, (list, tuple)):
+        return tuple(_value(x) for x in v)
+    return str(v)
+
+
+def _runs(points) -> list[dict]:
+    """What the benchmark cell runs for each grid point: its results row's identity
+    (method, category, noise ratio, seed, every Config and strategy field)."""
+    defaults = {k: ast.literal_eval(v["default"]) for k, v in
+                notebooks.declared_parameters(GRIDS / "cell.ipynb").items()}
+    out = []
+    for point in points:
+        p = defaults | point
+        options = {k.lower(): p[k] or None for k in (
+            "BACKBONE", "WEIGHTS", "IMAGE_SIZE", "EPOCHS", "STEPS", "ITERATIONS")}
+        _, cfg, strategy = experiment.configure(
+            p["METHOD"], dataset=p["DATASET"], category=p["CATEGORY"],
+            profile=p["PROFILE"], seed=p["SEED"],
+            options=options | (yaml.safe_load(p["OPTIONS"]) or {}))
+        run = {k: p[k.upper()] for k in IDENTITY}
+        run |= {f"cfg.{k}": v for k, v in dataclasses.asdict(cfg).items()}
+        if strategy is not None:
+            run |= {f"strategy.{k}": v for k, v in dataclasses.asdict(strategy).items()}
+        out.append({k: _value(v) for k, v in run.items()})
+    return out
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_the_grid_files_of_the_chapter_tables_remake_them(name):
+    """Each committed row is one grid point's run, with its very configuration, and
+    each point is a row: the grid file is the recipe of the table."""
+    _, _, points = grids.load_grid(GRIDS / f"{name}.yaml")
+    planned = _runs(points)
+    table = pd.concat([pd.read_csv(RESULTS / f"{t}.csv") for t in TABLES[name]])
+    made = [0] * len(planned)
+    for row in table.to_dict("records"):
+        have = {k: _value(v) for k, v in row.items() if k in IDENTITY or (
+            k.startswith(("cfg.", "strategy.")) and not pd.isna(v))}
+        hits = [i for i, run in enumerate(planned)
+                if all(run.get(k, "absent") == v for k, v in have.items())]
+        assert len(hits) == 1, (name, have)
+        made[hits[0]] += 1
+    assert made == [1] * len(planned)
 
 
 def test_grid_summary_is_the_metric_by_category_per_varied_parameter():
