@@ -24,20 +24,22 @@ book: $(VENV)/.installed-book
 	@bash .ci/tools npm
 	$(PY) -m fuadnb book
 
-## RD on the synthetic benchmark at noise 0 / 0.1 / 0.2, as a table
+## RD on the synthetic benchmark at noise 0 / 0.1 / 0.2, as a table (a grid of the
+## benchmark cell: runs/demo/ holds its grid file, notebooks and table)
 demo: $(VENV)/.installed-book
 	$(PY) -m fuadnb demo
 
 ## the benchmark of chapter 08: every method x noise x synthetic category x 3 seeds
 ## (under two hours on 2 CPU cores; resumes if interrupted), table committed
 benchmark: $(VENV)/.installed-book
-	$(PY) -m fuadnb grid bench/demo.yaml --jobs 2 --out runs/bench/demo \
+	$(PY) -m fuadnb grid benchmarks/grids/demo.yaml --jobs 2 --out runs/grids/demo \
 	  --table benchmarks/results/benchmark_demo.csv
 
 ## RD under every contamination regime (chapter 02's table): 105 runs, about 1.5-2 h
 ## on 2 CPU cores (two at a time; resumes if interrupted), table committed
 regimes: $(VENV)/.installed-book
-	$(PY) -m fuadnb grid bench/rd_regimes.yaml --jobs 2 --out runs/bench/rd_regimes \
+	$(PY) -m fuadnb grid benchmarks/grids/rd_regimes.yaml --jobs 2 \
+	  --out runs/grids/rd_regimes \
 	  --table benchmarks/results/rd_regimes_demo.csv
 
 ## the whole test suite (CPU; never downloads weights; builds the book at the smoke

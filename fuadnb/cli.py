@@ -26,7 +26,7 @@ from fuadnb.data.contamination import ContaminationError
 from fuadnb.data.index import DatasetError
 from fuadnb.nn.backbones import WeightsNotFoundError
 from fuadnb.nn.patches import PATCH_BACKBONES
-from fuadnb.utils import DeviceError, ToolError
+from fuadnb.utils import DeviceError, ToolError, pick_device
 
 EXPECTED_ERRORS = (DatasetError, ContaminationError, WeightsNotFoundError, DeviceError,
                    ToolError, ValueError, FileExistsError)
@@ -34,10 +34,46 @@ METHODS = (*sorted(models.REGISTRY), *(f"{s}-{m}" for s in sorted(
     experiment.STRATEGIES) for m in sorted(models.REGISTRY)))
 DEMO_CATEGORIES = ("brick", "washer")
 DEMO_NOISE = (0.0, 0.1, 0.2)
+# the sections of a command's --help; a parent parser's options join the same section
+RUN, DATA, WHERE = "method and profile", "data and contamination", "where and how"
+
+
+def _shared_options() -> dict[str, argparse.ArgumentParser]:
+    """Every option more than one command takes, declared once: one parent parser
+    per option (and one for those of a run), whose groups name the sections of each
+    command's ``--help``."""
+    declared = {   # option -> (its --help section, its add_argument keywords)
+        "--profile": (RUN, dict(default="demo", choices=config.PROFILES,
+                                help="parameter set: smoke = seconds on a CPU "
+                                "(tests), demo = minutes on a CPU (the offline "
+                                "book), paper = the papers' settings on a GPU "
+                                "(default: %(default)s)")),
+        "--dataset": (DATA, dict(default="synthetic", choices=data.DATASETS,
+                                 help="dataset layout of --root (default: "
+                                 "%(default)s)")),
+        "--root": (DATA, dict(type=Path, default=Path("data/synthetic"),
+                              help="dataset root folder (generate writes the "
+                              "synthetic benchmark there) (default: %(default)s)")),
+        "--device": (WHERE, dict(default="auto", help="auto, cpu, cuda or cuda:N "
+                                 "(default: %(default)s)")),
+        "--runs": (WHERE, dict(type=Path, default=Path("runs"), help="run folders "
+                               "(the trained-model cache the commands and the "
+                               "chapters share) and the results table (default: "
+                               "%(default)s)")),
+        "--quiet": (WHERE, dict(action="store_true", help="no progress bars")),
+    }
+    parents = {}
+    for flag, (title, options) in declared.items():
+        parents[flag[2:]] = argparse.ArgumentParser(add_help=False)
+        parents[flag[2:]].add_argument_group(title).add_argument(flag, **options)
+    parents["run"] = argparse.ArgumentParser(add_help=False)
+    _add_run_options(parents["run"])
+    return parents
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("method and profile")
+    """The options of a run (``run`` and ``demo``) besides the other shared ones."""
+    g = p.add_argument_group(RUN)
     g.add_argument("--method", default="rd", choices=METHODS,
                    help="detection method: rd = Reverse Distillation, rde = RD-E "
                    "with Guided Information Injection, cdd = Cross-Domain "
@@ -47,10 +83,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "llb-<method> = that method trained on the training set filtered "
                    "by LLB (options --option llb.keep=0.5, llb.subsets, "
                    "llb.aggregation) (default: %(default)s)")
-    g.add_argument("--profile", default="demo", choices=config.PROFILES,
-                   help="parameter set: smoke = seconds on a CPU (tests), demo = "
-                   "minutes on a CPU, paper = the paper's settings on a GPU "
-                   "(default: %(default)s)")
     g.add_argument("--backbone", choices=PATCH_BACKBONES,
                    help="teacher network; dino_vitb8 for funad only (default: the "
                    "profile's)")
@@ -78,11 +110,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "--option domains=5 --option partition=kmeans (cdd), --option "
                    "patch_stride=8 (funad), --option gii=ungated (rde); values are "
                    "read as YAML (numbers, true/false, text)")
-    g = p.add_argument_group("data and contamination")
-    g.add_argument("--dataset", default="synthetic", choices=data.DATASETS,
-                   help="dataset layout of --root (default: %(default)s)")
-    g.add_argument("--root", type=Path, default=Path("data/synthetic"),
-                   help="dataset root folder (default: %(default)s)")
+    g = p.add_argument_group(DATA)
     g.add_argument("--definition", default="softpatch",
                    choices=("softpatch", "fraction"), help="noise ratio definition: "
                    "softpatch = int(ratio x clean training images) anomalies; "
@@ -96,12 +124,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "too (synthetic data only) (default: %(default)s)")
     g.add_argument("--seed", type=int, default=111, help="seeds the contamination draw "
                    "and the model (default: %(default)s, RD4AD's)")
-    g = p.add_argument_group("where and how")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N "
-                   "(default: %(default)s)")
-    g.add_argument("--runs", type=Path, default=Path("runs"), help="run folders and "
-                   "results table (default: %(default)s)")
-    g.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _options(args: argparse.Namespace) -> dict:
@@ -162,20 +184,38 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    if args.dataset == "synthetic":
-        synthetic.ensure(args.root, progress=not args.quiet)
-    rows = []
+    _, _, grid = _papermill()
+    options = {k: v for k, v in _options(args).items() if v is not None}
+    pick_device(args.device)   # one clear error before any notebook starts
+    if args.dataset == "synthetic":   # as the cell: any spec already there will do
+        synthetic.ensure(args.root, spec=None, categories=args.categories,
+                         progress=not args.quiet)
     for category in args.categories:
-        for noise in args.noise:
-            result = experiment.run(args.method, category=category, noise_ratio=noise,
-                                    **_run_kwargs(args))
-            rows.append(result.row)
-            print(f"{category} noise {noise}: image AUROC "
-                  f"{result.row['image_auroc']:.4f} ({result.dir})", flush=True)
-    table = runs.write_table(runs.collect(args.runs), args.runs / runs.RESULTS_FILE)
-    print()
-    _print_table(pd.DataFrame(rows))
-    print(f"\nall results: {table}")
+        experiment.configure(args.method, dataset=args.dataset, category=category,
+                             profile=args.profile, seed=args.seed, options=options)
+        data.index(args.dataset, args.root, category)
+    out = args.runs / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    grid_file = out / "grid.yaml"   # the sweep as a grid file, kept beside its table
+    grid_file.write_text(yaml.safe_dump({
+        "notebook": str(grid.cell_notebook()),
+        "fixed": {"METHOD": args.method, "DATASET": args.dataset,
+                  "DATA_ROOT": str(args.root.resolve()), "REGIME": args.regime,
+                  "DEFINITION": args.definition, "SEED": args.seed,
+                  "PROFILE": args.profile,
+                  "OPTIONS": yaml.safe_dump(options) if options else "",
+                  "CURVE_EVERY": args.curve_every, "DEVICE": args.device,
+                  "RUNS_ROOT": str(args.runs.resolve())},
+        "grid": {"CATEGORY": args.categories, "NOISE_RATIO": args.noise}},
+        sort_keys=False))
+    table = grid.run_grid(grid_file, out, progress=not args.quiet)
+    ok = table[table["status"] == "ok"]
+    if len(ok):
+        print()
+        _print_table(ok)
+        every = runs.write_table(runs.collect(args.runs), args.runs / runs.RESULTS_FILE)
+        print(f"\nall results: {every}")
+    _raise_failed(table, out)
 
 
 def cmd_results(args: argparse.Namespace) -> None:
@@ -193,15 +233,16 @@ def cmd_results(args: argparse.Namespace) -> None:
             print(f"  {folder}: {why}")
 
 
-def _bench():
-    """`fuadnb.bench`, or one clear error when the book's packages are missing."""
+def _papermill():
+    """`fuadnb.notebooks`, `fuadnb.book` and `fuadnb.grid`, or one clear error when the
+    book's packages (papermill) are missing."""
     try:
-        from fuadnb import bench
+        from fuadnb import book, grid, notebooks
     except ModuleNotFoundError as err:
         raise ToolError(f"the book needs {err.name}, which is not installed; install "
                         "the book extra: pip install -e '.[book]' (make setup does)") \
             from err
-    return bench
+    return notebooks, book, grid
 
 
 def _notebook_path(path: Path, root: Path) -> str:
@@ -217,36 +258,47 @@ def _parameter(text: str) -> tuple[str, object]:
 
 
 def cmd_book(args: argparse.Namespace) -> None:
-    bench = _bench()
-    root = bench.repo_root()
+    notebooks, book, _ = _papermill()
+    root = notebooks.repo_root()
     parameters = {"PROFILE": args.profile, "DATASET": args.dataset,
                   "DATA_ROOT": _notebook_path(args.root, root),
                   "RUNS_ROOT": _notebook_path(args.runs, root), "DEVICE": args.device,
                   **dict(args.parameter)}
-    index = bench.build_book(parameters, root=root, progress=not args.quiet,
-                             execute_chapters=not args.no_execute)
+    index = book.build_book(parameters, root=root, progress=not args.quiet,
+                            execute_chapters=not args.no_execute)
     print(f"book: {index}\nopen it in a browser, e.g. file://{index}")
 
 
+def _raise_failed(table: pd.DataFrame, out: Path) -> None:
+    """One error naming a grid's failed points and the first error, if any failed."""
+    failed = table[table["status"] != "ok"]
+    if len(failed):
+        names = failed["point"].tolist()
+        raise ToolError(f"{len(names)} of {len(table)} grid point(s) failed: "
+                        f"{', '.join(names[:5])}{', ...' if len(names) > 5 else ''} "
+                        f"(first error: {str(failed['error'].iloc[0])[:300]}); their "
+                        f"errors are in {out / 'grid_results.csv'} and their "
+                        "notebooks; fix and rerun (finished points are skipped)")
+
+
 def cmd_grid(args: argparse.Namespace) -> None:
-    bench = _bench()
+    _, _, grid = _papermill()
     out = args.out or Path("runs") / "notebooks" / args.grid.stem
     if args.dry_run:
-        todo = bench.pending(args.grid, out)
+        todo = grid.pending(args.grid, out)
         print("\n".join(todo) + ("\n" if todo else "")
               + f"{len(todo)} grid point(s) to run into {out}")
         return
-    table = bench.run_grid(args.grid, out, jobs=args.jobs, progress=not args.quiet)
-    failed = table.loc[table["status"] != "ok", "point"].tolist()
-    print(f"{len(table) - len(failed)} grid points ok, {len(failed)} failed; executed "
+    table = grid.run_grid(args.grid, out, jobs=args.jobs, progress=not args.quiet)
+    ok = int((table["status"] == "ok").sum())
+    print(f"{ok} grid points ok, {len(table) - ok} failed; executed "
           f"notebooks and {out / 'grid_results.csv'} in {out}")
+    wide = grid.summary(table)
+    if wide is not None:
+        print(f"\nimage AUROC by category:\n{wide.round(3).to_string()}")
     if args.table:
         print(f"table: {runs.write_table(table, args.table)}")
-    if failed:
-        raise ToolError(f"{len(failed)} of {len(table)} grid point(s) failed: "
-                        f"{', '.join(failed[:5])}{', ...' if len(failed) > 5 else ''};"
-                        f" their errors are in {out / 'grid_results.csv'} and their "
-                        "notebooks; fix and rerun (finished points are skipped)")
+    _raise_failed(table, out)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -255,11 +307,16 @@ def parser() -> argparse.ArgumentParser:
         "Fully unsupervised anomaly detection: generate the synthetic benchmark, run "
         "a method on a contaminated training set, collect results."))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = _shared_options()
 
-    g = sub.add_parser("generate", help="write the synthetic benchmark (MVTec AD "
-                       "layout, with a pool of extra anomalies)")
-    g.add_argument("--root", type=Path, default=Path("data/synthetic"),
-                   help="output folder (default: %(default)s)")
+    def command(name: str, options: tuple[str, ...], **kw) -> argparse.ArgumentParser:
+        """A subcommand with the shared `options` it takes."""
+        return sub.add_parser(name, parents=[shared[o] for o in options], **kw)
+
+    common = ("profile", "dataset", "root", "device", "runs", "quiet")
+    one_run = (*common, "run")
+    g = command("generate", ("root", "quiet"), help="write the synthetic benchmark "
+                "(MVTec AD layout, with a pool of extra anomalies)")
     g.add_argument("--size", type=int, help="image side in pixels, a power of two "
                    "(default: 256; 64 with --tiny)")
     g.add_argument("--tiny", action="store_true", help="the tiny test-sized variant")
@@ -271,64 +328,52 @@ def parser() -> argparse.ArgumentParser:
                    "output is byte-identical whatever the number")
     g.add_argument("--overwrite", action="store_true", help="replace a different "
                    "dataset already at --root")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
 
-    r = sub.add_parser("run", help="run one method on one category at one noise ratio "
-                       "and print its metrics")
+    r = command("run", one_run, help="run one method on one category at one noise "
+                "ratio and print its metrics")
     r.add_argument("--category", required=True, help="category name, e.g. brick")
     r.add_argument("--noise", type=float, default=0.1, help="noise ratio "
                    "(default: %(default)s)")
-    _add_run_options(r)
     r.set_defaults(func=cmd_run)
 
-    d = sub.add_parser("demo", help="RD on the synthetic benchmark at "
-                       "noise ratios 0, 0.1 and 0.2 for two categories, as a table")
+    d = command("demo", one_run, help="RD on the synthetic benchmark at noise ratios "
+                "0, 0.1 and 0.2 for two categories, as a table", description="Run "
+                "one method over categories x noise ratios: a grid of "
+                "benchmarks/grids/cell.ipynb (the notebook every sweep runs; needs "
+                "the book extra), written to <runs>/demo/grid.yaml with "
+                "its executed notebooks and grid_results.csv; finished points are "
+                "skipped. Prints the results as a table.")
     d.add_argument("--categories", nargs="+", default=list(DEMO_CATEGORIES),
                    help="categories (default: %(default)s)")
     d.add_argument("--noise", type=float, nargs="+", default=list(DEMO_NOISE),
                    help="noise ratios (default: %(default)s)")
-    _add_run_options(d)
     d.set_defaults(func=cmd_demo)
 
-    b = sub.add_parser("book", help="the main job: execute every chapter with "
-                       "papermill into book/chapters and build the HTML book "
-                       "(Jupyter Book 1.x, offline)", description="Execute every "
-                       "chapter of notebooks/ with papermill into book/chapters/, "
-                       "then build the HTML with Jupyter Book into _build/html. The "
-                       "synthetic benchmark is generated on first use. Run from the "
-                       "repository.")
-    b.add_argument("--profile", default="demo", choices=config.PROFILES,
-                   help="smoke = seconds on a CPU, demo = minutes on a CPU (the "
-                   "offline book), paper = the papers' settings on a GPU "
-                   "(default: %(default)s)")
-    b.add_argument("--dataset", default="synthetic", choices=data.DATASETS,
-                   help="dataset layout of --root (default: %(default)s)")
-    b.add_argument("--root", type=Path, default=Path("data/synthetic"),
-                   help="dataset root folder (default: %(default)s)")
-    b.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N "
-                   "(default: %(default)s)")
-    b.add_argument("--runs", type=Path, default=Path("runs"), help="trained-model "
-                   "cache shared with the CLI (default: %(default)s)")
+    b = command("book", common, help="the main job: execute every chapter with "
+                "papermill into book/chapters and build the HTML book (Jupyter Book "
+                "1.x, offline)", description="Execute every chapter of notebooks/ "
+                "with papermill into book/chapters/, then build the HTML with Jupyter "
+                "Book into _build/html. The synthetic benchmark is generated on first "
+                "use. Run from the repository.")
     b.add_argument("-p", "--parameter", type=_parameter, action="append", default=[],
                    metavar="NAME=VALUE", help="any other chapter parameter, e.g. -p "
                    "CATEGORY=gravel -p NOISE_RATIO=0.1 (values read as YAML: 0.1, "
                    "true, text); each chapter gets the ones it declares")
     b.add_argument("--no-execute", action="store_true", help="only rebuild the HTML "
                    "from the chapters already executed in book/chapters")
-    b.add_argument("--quiet", action="store_true", help="no progress bars")
     b.set_defaults(func=cmd_book)
 
-    gr = sub.add_parser("grid", help="run one chapter over a grid of parameters with "
-                        "papermill: one executed notebook and one results row per "
-                        "point", description="Run a chapter for every combination of "
-                        "a grid file's values. The file (YAML or JSON) holds "
-                        "'notebook' (a chapter name such as 02_reverse_distillation, "
-                        "or an .ipynb path relative to the file), optional 'fixed' "
-                        "(parameters for every point) and 'grid' (parameter -> list "
-                        "of values, or a list of such mappings). Points already done "
-                        "are skipped; a failed point is recorded and the others still "
-                        "run; bench/*.yaml are the book's grids.")
+    gr = command("grid", ("quiet",), help="run a notebook over a grid of parameters "
+                 "with papermill: one executed notebook and one results row per "
+                 "point", description="Run a notebook for every combination of a "
+                 "grid file's values. The file (YAML or JSON) holds 'notebook' (a "
+                 "chapter name such as 02_reverse_distillation, or an .ipynb path "
+                 "relative to the file), optional 'fixed' (parameters for every "
+                 "point) and 'grid' (parameter -> list of values, or a list of such "
+                 "mappings). Points already done are skipped; a failed point is "
+                 "recorded and the others still run. benchmarks/grids/*.yaml are "
+                 "the book's sweeps (their tables: benchmarks/results/).")
     gr.add_argument("grid", type=Path, help="the grid file")
     gr.add_argument("--out", type=Path, help="folder for the executed notebooks and "
                     "grid_results.csv (default: runs/notebooks/<grid file name>)")
@@ -340,12 +385,9 @@ def parser() -> argparse.ArgumentParser:
                     "benchmark_demo.csv for the benchmark chapter")
     gr.add_argument("--dry-run", action="store_true", help="list the points still "
                     "to run (never run, failed or interrupted) and run nothing")
-    gr.add_argument("--quiet", action="store_true", help="no progress bars")
     gr.set_defaults(func=cmd_grid)
 
-    s = sub.add_parser("results", help="list the finished runs as a table")
-    s.add_argument("--runs", type=Path, default=Path("runs"), help="run folders "
-                   "(default: %(default)s)")
+    s = command("results", ("runs",), help="list the finished runs as a table")
     s.add_argument("--csv", type=Path, help="also write the full table to this CSV")
     s.set_defaults(func=cmd_results)
     return p

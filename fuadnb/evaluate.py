@@ -9,7 +9,8 @@ anomalies (each against all good test images): ``*_seen`` (the anomalies trained
 or the recurring defects) and ``*_unseen`` (the others, or the novel defects).
 
 Results tables (one row per run) are summarised over seeds (`seed_summary`,
-`pm_table`) and methods compared with a baseline on paired runs (`versus`).
+`pm_table`) or by category (`by_category`) and methods compared with a baseline on
+paired runs (`versus`).
 """
 
 from __future__ import annotations
@@ -122,6 +123,16 @@ def pm_table(summary: pd.DataFrame, columns: Sequence[str], index: Sequence[str]
     return pd.DataFrame({m: [cell(a, b) for a, b in zip(table[m], table[f"{m}_std"],
                                                       strict=True)]
                          for m in columns}, index=table.index)
+
+
+def by_category(rows: pd.DataFrame, index: Sequence[str],
+                metric: str = "image_auroc") -> pd.DataFrame:
+    """`metric` with one column per category and their ``mean``, one row per `index`
+    group (averaged over what else differs, e.g. seeds): a sweep's table at a glance.
+    """
+    wide = rows.pivot_table(index=list(index), columns="category", values=metric)
+    wide["mean"] = wide.mean(axis=1)
+    return wide
 
 
 def versus(rows: pd.DataFrame, metric: str, baseline: str, *, alpha: float = 0.05,

@@ -1,8 +1,9 @@
 """One experiment end to end: index -> contaminate -> load -> fit (or load) ->
 predict -> metrics -> one results row in the run folder.
 
-The CLI's ``run`` and ``demo`` commands and the chapters call `run`; everything it
-does is a call into the layers below, so a notebook can also take the steps one by one.
+The CLI's ``run`` command, the benchmark cell (``benchmarks/grids/cell.ipynb``, which
+every sweep runs) and the chapters call `run`; everything it does is a call into the
+layers below, so a notebook can also take the steps one by one.
 """
 
 from __future__ import annotations
@@ -77,6 +78,31 @@ def parse_method(method: str) -> tuple[str | None, str]:
     return strategy, base
 
 
+def configure(method: str, *, dataset: str, category: str, profile: str = "demo",
+              seed: int = 111, options: dict[str, Any] | None = None
+              ) -> tuple[Any, Any, Any]:
+    """The method's module, its Config and its strategy's Config (None without a
+    strategy) that `run` uses with these arguments; reads no data.
+
+    Raises:
+        ValueError: an unknown method, profile or option, or a bad option value.
+    """
+    strategy, base = parse_method(method)
+    module = models.get(base)
+    options = dict(options or {})
+    own = {k.split(".", 1)[1]: options.pop(k) for k in list(options) if "." in k
+           and k.split(".", 1)[0] == strategy}
+    stray = [k for k in options if "." in k]
+    if stray:
+        raise ValueError(f"options {stray} belong to a strategy; run it as "
+                         f"'<strategy>-{base}' (e.g. llb-{base})")
+    given = {k: v for k, v in options.items() if v is not None}
+    per_category = module.category_options(profile, dataset, category, data.kind(
+        dataset, category)) if hasattr(module, "category_options") else {}
+    cfg = module.config(profile, seed=seed, **(per_category | given))
+    return module, cfg, STRATEGIES[strategy].config(**own) if strategy else None
+
+
 def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
         noise_ratio: float = 0.0, seed: int = 111, profile: str = "demo",
         regime: str = "iid", definition: str = "softpatch", device: str = "auto",
@@ -97,21 +123,10 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     Returns:
         the Result; its row is also written to ``<run dir>/metrics.json``.
     """
-    strategy, base = parse_method(method)
-    module = models.get(base)
+    strategy, _ = parse_method(method)
     dev = pick_device(device)
-    options = dict(options or {})
-    own = {k.split(".", 1)[1]: options.pop(k) for k in list(options) if "." in k
-           and k.split(".", 1)[0] == strategy}
-    stray = [k for k in options if "." in k]
-    if stray:
-        raise ValueError(f"options {stray} belong to a strategy; run it as "
-                         f"'<strategy>-{base}' (e.g. llb-{base})")
-    given = {k: v for k, v in options.items() if v is not None}
-    per_category = module.category_options(profile, dataset, category, data.kind(
-        dataset, category)) if hasattr(module, "category_options") else {}
-    cfg = module.config(profile, seed=seed, **(per_category | given))
-    strategy_cfg = STRATEGIES[strategy].config(**own) if strategy else None
+    module, cfg, strategy_cfg = configure(method, dataset=dataset, category=category,
+                                          profile=profile, seed=seed, options=options)
     split = data.contaminate(data.index(dataset, root, category), noise_ratio,
                              seed=seed, regime=regime, definition=definition)
     check_split(split, root)

@@ -22,7 +22,7 @@ from PIL import Image
 from fuadnb import plot
 from fuadnb.utils import __version__, device_name, pick_device, seed_everything
 
-RESULT_MIME = "application/vnd.fuadnb.result+json"   # what fuadnb.bench reads back
+RESULT_MIME = "application/vnd.fuadnb.result+json"   # what fuadnb.notebooks reads back
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def explorer(images, maps: np.ndarray, captions: Sequence[str], *, size: int = 1
 
 def record(row: dict[str, Any]) -> None:
     """Output a run's results row under the `RESULT_MIME` type, so that a papermill
-    batch run can collect it from the executed notebook (`fuadnb.bench.run_grid`).
+    batch run can collect it from the executed notebook (`fuadnb.grid.run_grid`).
 
     Put it in a cell tagged ``remove-cell``: the book does not show it.
     """

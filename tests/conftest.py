@@ -46,19 +46,19 @@ BOOK_FILES = ("notebooks", "book", "benchmarks", "_config.yml", "package.json",
 
 @pytest.fixture(scope="session")
 def smoke_grid(tiny_synth, tmp_path_factory) -> Path:
-    """A grid of two cells of ``bench/cell.ipynb`` at the smoke profile (RD and
-    LLB(RD) on the tiny brick at noise 0.2), run two at a time. Returns the output
-    folder (executed notebooks and ``grid_results.csv``)."""
-    bench = pytest.importorskip("fuadnb.bench")
+    """A grid of two cells of ``benchmarks/grids/cell.ipynb`` at the smoke profile
+    (RD and LLB(RD) on the tiny brick at noise 0.2), run two at a time. Returns the
+    output folder (executed notebooks and ``grid_results.csv``)."""
+    grids = pytest.importorskip("fuadnb.grid")
     folder = tmp_path_factory.mktemp("grid")
     grid = folder / "smoke.yaml"
     grid.write_text(yaml.safe_dump({
-        "notebook": str(REPO / "bench" / "cell.ipynb"),
+        "notebook": str(REPO / "benchmarks" / "grids" / "cell.ipynb"),
         "fixed": {"PROFILE": "smoke", "DATA_ROOT": str(tiny_synth),
                   "CATEGORY": TINY_CATEGORIES[0], "NOISE_RATIO": 0.2,
                   "RUNS_ROOT": str(folder / "runs"), "DEVICE": "cpu"},
         "grid": {"METHOD": ["rd", "llb-rd"]}}))
-    bench.run_grid(grid, folder / "out", jobs=2, progress=False, log=lambda _: None)
+    grids.run_grid(grid, folder / "out", jobs=2, progress=False, log=lambda _: None)
     return folder / "out"
 
 
@@ -72,7 +72,7 @@ def smoke_book(tiny_synth, smoke_grid, tmp_path_factory) -> Path:
     Returns the copy's root: executed chapters in ``book/chapters``, HTML in
     ``_build/html``.
     """
-    bench = pytest.importorskip("fuadnb.bench")
+    book = pytest.importorskip("fuadnb.book")
     root = tmp_path_factory.mktemp("repo")
     for name in BOOK_FILES:
         src = REPO / name
@@ -89,5 +89,5 @@ def smoke_book(tiny_synth, smoke_grid, tmp_path_factory) -> Path:
                   "NOISE_RATIO": 0.2, "RUNS_ROOT": str(root / "runs"),
                   "DEVICE": "cpu", "BENCHMARK": str(smoke_grid / "grid_results.csv"),
                   "CURVE_EVERY": 1}
-    bench.build_book(parameters, root=root, progress=False, log=lambda _: None)
+    book.build_book(parameters, root=root, progress=False, log=lambda _: None)
     return root

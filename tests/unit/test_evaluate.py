@@ -47,6 +47,17 @@ def test_seed_summary_averages_categories_first_then_seeds(rows):
     assert got["image_auroc_std"] == pytest.approx(one.std(ddof=1))
 
 
+def test_by_category_is_one_column_per_category_and_their_mean(rows):
+    wide = evaluate.by_category(rows, ["method", "noise_ratio"])
+    assert list(wide.columns) == ["a", "b", "c", "mean"] and len(wide) == 4
+    sel = rows[(rows["method"] == "rd") & (rows["noise_ratio"] == 0.2)]
+    per_cat = sel.groupby("category")["image_auroc"].mean()   # over the seeds
+    assert wide.loc[("rd", 0.2), ["a", "b", "c"]].tolist() == \
+        pytest.approx(per_cat.tolist())
+    assert wide.loc[("rd", 0.2), "mean"] == pytest.approx(per_cat.mean())
+    assert evaluate.by_category(rows, ["method"], "pixel_auroc").shape == (2, 4)
+
+
 def test_pm_table_formats_mean_and_spread():
     summary = pd.DataFrame({"method": ["rd", "cdd"], "image_auroc": [0.91234, np.nan],
                             "image_auroc_std": [0.0123, np.nan]})

@@ -1,7 +1,10 @@
 """The papermill batch runner: grid files, one notebook and one row per point,
 finished points skipped, failures recorded without stopping the others, a run killed
-mid-cell resumed without lost or repeated rows, --dry-run."""
+mid-cell resumed without lost or repeated rows, --dry-run; the project's grid files
+and the tables they made; the demo command as a grid."""
 
+import ast
+import dataclasses
 import os
 import signal
 import subprocess
@@ -10,15 +13,18 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from fuadnb import cli, models
+from fuadnb import cli, experiment, models
 from fuadnb.data import mvtec, synthetic, visa
 
-bench = pytest.importorskip("fuadnb.bench")
+grids = pytest.importorskip("fuadnb.grid")
+notebooks = pytest.importorskip("fuadnb.notebooks")
 REPO = Path(__file__).resolve().parents[2]
+GRIDS, RESULTS = REPO / "benchmarks" / "grids", REPO / "benchmarks" / "results"
 
 
 @pytest.fixture
@@ -48,7 +54,7 @@ def test_grid_runs_every_point_records_failures_and_resumes(toy_notebook, tmp_pa
     grid = _grid(tmp_path, "notebook: toy.ipynb\nfixed: {NAME: b}\n"
                  "grid:\n  X: [2, -1, 3]\n")
     out = tmp_path / "out"
-    table = bench.run_grid(grid, out, progress=False, log=lambda _: None)
+    table = grids.run_grid(grid, out, progress=False, log=lambda _: None)
     assert list(table["status"]) == ["ok", "failed", "ok"]
     assert list(table["square"].iloc[[0, 2]]) == [4, 9]
     assert (table["name"].iloc[[0, 2]] == "b").all()
@@ -58,7 +64,7 @@ def test_grid_runs_every_point_records_failures_and_resumes(toy_notebook, tmp_pa
     saved = pd.read_csv(out / "grid_results.csv")
     assert len(saved) == 3
     logged = []
-    bench.run_grid(grid, out, progress=False, log=logged.append)
+    grids.run_grid(grid, out, progress=False, log=logged.append)
     assert sum("skipped" in line for line in logged) == 2       # the failed one reruns
     assert sum("running" in line for line in logged) == 1
 
@@ -71,9 +77,9 @@ def test_grid_runs_every_point_records_failures_and_resumes(toy_notebook, tmp_pa
     ("notebook: [unclosed\n", "cannot read the grid file"),
 ])
 def test_bad_grid_files_get_one_clear_error(toy_notebook, tmp_path, text, message):
-    with pytest.raises(bench.BookError, match=message.replace("(", r"\(")
+    with pytest.raises(notebooks.BookError, match=message.replace("(", r"\(")
                        .replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
-        bench.load_grid(_grid(tmp_path, text))
+        grids.load_grid(_grid(tmp_path, text))
 
 
 def test_grid_command_reports_a_bad_file(tmp_path, capsys):
@@ -82,20 +88,8 @@ def test_grid_command_reports_a_bad_file(tmp_path, capsys):
 
 
 def test_point_names_are_file_safe():
-    assert bench.point_name({"CATEGORY": "a b/c", "NOISE_RATIO": 0.1}) == \
+    assert grids.point_name({"CATEGORY": "a b/c", "NOISE_RATIO": 0.1}) == \
         "CATEGORY-a_b_c__NOISE_RATIO-0.1"
-
-
-def test_book_outside_a_checkout_is_one_clear_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(["book", "--no-execute"]) == 2
-    assert "no fuadnb checkout" in capsys.readouterr().err
-
-
-def test_vendor_assets_without_npm_is_one_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench.shutil, "which", lambda _: None)
-    with pytest.raises(bench.BookError, match="npm, which is not installed"):
-        bench.vendor_assets(tmp_path)
 
 
 @pytest.mark.parametrize("jobs, before", [(1, ["X-1"]), (2, ["X-1", "X-3"])])
@@ -128,14 +122,14 @@ def test_grid_killed_mid_cell_resumes_without_lost_or_repeated_rows(tmp_path, ca
     assert cli.main(["grid", str(grid), "--out", str(out), "--dry-run"]) == 0
     todo = sorted({"X-1", "X-2", "X-3"} - set(before))
     assert capsys.readouterr().out.splitlines()[:len(todo)] == todo
-    assert bench.pending(grid, out) == todo
+    assert grids.pending(grid, out) == todo
     nb.cells[1].source = nb.cells[1].source.replace("30 if", "0 if")   # now quick
     nbformat.write(nb, tmp_path / "slow.ipynb")
-    result = bench.run_grid(grid, out, jobs=jobs, progress=False, log=lambda _: None)
+    result = grids.run_grid(grid, out, jobs=jobs, progress=False, log=lambda _: None)
     assert result.point.tolist() == ["X-1", "X-2", "X-3"]
     assert (result.status == "ok").all() and result.square.tolist() == [1, 4, 9]
     assert pd.read_csv(table).point.tolist() == ["X-1", "X-2", "X-3"]
-    assert bench.pending(grid, out) == []
+    assert grids.pending(grid, out) == []
 
 
 def test_a_list_of_grids_runs_in_parallel_in_grid_order(toy_notebook, tmp_path,
@@ -148,7 +142,7 @@ def test_a_list_of_grids_runs_in_parallel_in_grid_order(toy_notebook, tmp_path,
     monkeypatch.chdir(here)   # relative paths, and threads must not move the cwd
     grid, out = Path("../grid.yaml"), Path("out")
     logged = []
-    table = bench.run_grid(grid, out, jobs=2, progress=False, log=logged.append)
+    table = grids.run_grid(grid, out, jobs=2, progress=False, log=logged.append)
     assert Path.cwd() == here and (here / "out" / "X-1.ipynb").is_file()
     assert set(table.cwd) == {str(tmp_path)}        # kernels run beside the notebook
     assert table.point.tolist() == ["X-3", "X-1", "X-2__NAME-c", "X-2__NAME-d"]
@@ -158,11 +152,11 @@ def test_a_list_of_grids_runs_in_parallel_in_grid_order(toy_notebook, tmp_path,
     assert logged[0] == "[1/4] X-3: running"          # the first point runs alone
     assert logged[1].startswith("[1/4] X-3: ok")
     assert "OMP_NUM_THREADS" not in os.environ
-    with pytest.raises(bench.BookError, match="more than once"):
-        bench.load_grid(_grid(tmp_path, "notebook: toy.ipynb\ngrid:\n"
+    with pytest.raises(notebooks.BookError, match="more than once"):
+        grids.load_grid(_grid(tmp_path, "notebook: toy.ipynb\ngrid:\n"
                               "  - {X: [1, 2]}\n  - {X: [2]}\n"))
-    with pytest.raises(bench.BookError, match="jobs must be >= 1"):
-        bench.run_grid(grid, out, jobs=0)
+    with pytest.raises(notebooks.BookError, match="jobs must be >= 1"):
+        grids.run_grid(grid, out, jobs=0)
 
 
 @pytest.mark.book
@@ -191,8 +185,8 @@ NOT_YET_IN_GRIDS = {"patchcore", "softpatch"}
 
 def test_the_memory_bank_regimes_grid_is_the_rd_regimes_grid_per_method():
     keys = ["REGIME", "NOISE_RATIO", "CATEGORY", "SEED"]
-    _, rd_fixed, rd_points = bench.load_grid(REPO / "bench" / "rd_regimes.yaml")
-    _, fixed, points = bench.load_grid(REPO / "bench" / "memorybank_regimes.yaml")
+    _, rd_fixed, rd_points = grids.load_grid(GRIDS / "rd_regimes.yaml")
+    _, fixed, points = grids.load_grid(GRIDS / "memorybank_regimes.yaml")
     assert fixed == {"PROFILE": "demo", "DATASET": "synthetic", "IMAGE_SIZE": 96}
     assert rd_fixed["PROFILE"] == "demo" and rd_fixed["METHOD"] == "rd"
     cells, rd_cells = pd.DataFrame(points), pd.DataFrame(rd_points)
@@ -204,14 +198,14 @@ def test_the_memory_bank_regimes_grid_is_the_rd_regimes_grid_per_method():
 
 
 def test_the_book_grids_cover_what_the_benchmark_promises():
-    _, fixed, points = bench.load_grid(REPO / "bench" / "demo.yaml")
+    _, fixed, points = grids.load_grid(GRIDS / "demo.yaml")
     cells = pd.DataFrame(points)
     assert len(cells) == 360 and fixed["PROFILE"] == "demo"
     assert set(cells.METHOD) == {*models.REGISTRY, "llb-rd"} - NOT_YET_IN_GRIDS
     assert set(cells.CATEGORY) == set(synthetic.CATEGORIES)
     assert set(cells.NOISE_RATIO) == {0.0, 0.1, 0.2} and cells.SEED.nunique() == 3
     assert not cells.duplicated(["METHOD", "CATEGORY", "NOISE_RATIO", "SEED"]).any()
-    _, fixed, points = bench.load_grid(REPO / "bench" / "paper.yaml")
+    _, fixed, points = grids.load_grid(GRIDS / "paper.yaml")
     cells = pd.DataFrame(points)
     assert fixed["PROFILE"] == "paper" and fixed["REGIME"] == "iid"
     for dataset, module in (("mvtec_ad", mvtec), ("visa", visa)):
@@ -220,15 +214,16 @@ def test_the_book_grids_cover_what_the_benchmark_promises():
     assert len(cells) == (15 + 12) * 5 * 3 * 3
     rde_options = cells[cells.METHOD == "rde"].OPTIONS             # DTD, as the paper
     assert len(rde_options) == (15 + 12) * 3 * 3
-    assert (rde_options.map(yaml.safe_load) == {"textures": "../data/dtd/images"}).all()
+    dtd = {"textures": "../../data/dtd/images"}       # data/dtd, from the grid's folder
+    assert (rde_options.map(yaml.safe_load) == dtd).all()
     assert cells[cells.METHOD != "rde"].OPTIONS.isna().all()
 
 
 def test_the_committed_demo_table_is_the_whole_demo_grid():
-    """What chapter 08 renders: every point of bench/demo.yaml, run once, ok, from one
-    clean commit, with the provenance columns the chapter reads."""
-    table = pd.read_csv(REPO / "benchmarks" / "results" / "benchmark_demo.csv")
-    named = bench.named_points(REPO / "bench" / "demo.yaml")
+    """What chapter 08 renders: every point of benchmarks/grids/demo.yaml, run once,
+    ok, from one clean commit, with the provenance columns the chapter reads."""
+    table = pd.read_csv(RESULTS / "benchmark_demo.csv")
+    named = grids.named_points(GRIDS / "demo.yaml")
     assert table.point.tolist() == [n for n, _ in named]
     assert (table.status == "ok").all()
     assert not table.duplicated(["method", "category", "noise_ratio", "seed"]).any()
@@ -244,11 +239,12 @@ def test_the_committed_demo_table_is_the_whole_demo_grid():
 
 
 def test_the_committed_regimes_table_is_the_whole_rd_regimes_grid():
-    """What chapter 02 renders: every point of bench/rd_regimes.yaml once, ok, from one
-    clean commit, RD at the demo profile with the same optimiser steps everywhere; the
-    clean runs carry the recurring / novel groups, overlap runs the seen / unseen."""
-    table = pd.read_csv(REPO / "benchmarks" / "results" / "rd_regimes_demo.csv")
-    named = bench.named_points(REPO / "bench" / "rd_regimes.yaml")
+    """What chapter 02 renders: every point of benchmarks/grids/rd_regimes.yaml once,
+    ok, from one clean commit, RD at the demo profile with the same optimiser steps
+    everywhere; the clean runs carry the recurring / novel groups, overlap runs the
+    seen / unseen."""
+    table = pd.read_csv(RESULTS / "rd_regimes_demo.csv")
+    named = grids.named_points(GRIDS / "rd_regimes.yaml")
     assert table.point.tolist() == [n for n, _ in named]
     assert (table.status == "ok").all() and (table.method == "rd").all()
     assert not table.duplicated(["regime", "category", "noise_ratio", "seed"]).any()
@@ -259,3 +255,104 @@ def test_the_committed_regimes_table_is_the_whole_rd_regimes_grid():
     assert groups.image_auroc_seen.notna().all()
     assert groups.image_auroc_unseen.notna().all()
     assert table[table.regime == "iid"].image_auroc_seen.isna().all()
+
+
+@pytest.mark.parametrize("path", sorted(GRIDS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_sweep_is_a_grid_of_the_benchmark_cell(path):
+    notebook, _, points = grids.load_grid(path)
+    assert notebook == GRIDS / "cell.ipynb" == grids.cell_notebook()
+    assert points and "bench/" not in path.read_text()
+
+
+# grid file -> the committed tables it describes (made before it was a grid file)
+TABLES = {"teachers": ["teacher_candidates_demo", "teacher_comparison_lite2_demo"],
+          "rd_vs_rde": ["rd_vs_rde_demo"], "cdd": ["cdd_demo"],
+          "funad": ["funad_demo"], "llb": ["llb_demo"]}
+IDENTITY = ("method", "category", "noise_ratio", "seed")
+
+
+def _value(v):
+    """One comparable form of a table cell or a Config value: 2 == 2.0 == "2",
+    [0.5, 0.999] == (0.5, 0.999) == "[0.5, 0.999]"."""
+    v = yaml.safe_load(v) if isinstance(v, str) else v
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, float, np.number)):
+        return round(float(v), 9)
+    if isinstance(v, (list, tuple)):
+        return tuple(_value(x) for x in v)
+    return str(v)
+
+
+def _runs(points) -> list[dict]:
+    """What the benchmark cell runs for each grid point: its results row's identity
+    (method, category, noise ratio, seed, every Config and strategy field)."""
+    defaults = {k: ast.literal_eval(v["default"]) for k, v in
+                notebooks.declared_parameters(GRIDS / "cell.ipynb").items()}
+    out = []
+    for point in points:
+        p = defaults | point
+        options = {k.lower(): p[k] or None for k in (
+            "BACKBONE", "WEIGHTS", "IMAGE_SIZE", "EPOCHS", "STEPS", "ITERATIONS")}
+        _, cfg, strategy = experiment.configure(
+            p["METHOD"], dataset=p["DATASET"], category=p["CATEGORY"],
+            profile=p["PROFILE"], seed=p["SEED"],
+            options=options | (yaml.safe_load(p["OPTIONS"]) or {}))
+        run = {k: p[k.upper()] for k in IDENTITY}
+        run |= {f"cfg.{k}": v for k, v in dataclasses.asdict(cfg).items()}
+        if strategy is not None:
+            run |= {f"strategy.{k}": v for k, v in dataclasses.asdict(strategy).items()}
+        out.append({k: _value(v) for k, v in run.items()})
+    return out
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_the_grid_files_of_the_chapter_tables_remake_them(name):
+    """Each committed row is one grid point's run, with its very configuration, and
+    each point is a row: the grid file is the recipe of the table."""
+    _, _, points = grids.load_grid(GRIDS / f"{name}.yaml")
+    planned = _runs(points)
+    table = pd.concat([pd.read_csv(RESULTS / f"{t}.csv") for t in TABLES[name]])
+    made = [0] * len(planned)
+    for row in table.to_dict("records"):
+        have = {k: _value(v) for k, v in row.items() if k in IDENTITY or (
+            k.startswith(("cfg.", "strategy.")) and not pd.isna(v))}
+        hits = [i for i, run in enumerate(planned)
+                if all(run.get(k, "absent") == v for k, v in have.items())]
+        assert len(hits) == 1, (name, have)
+        made[hits[0]] += 1
+    assert made == [1] * len(planned)
+
+
+def test_grid_summary_is_the_metric_by_category_per_varied_parameter():
+    table = pd.DataFrame({
+        "point": list("abcdef"), "status": ["ok"] * 5 + ["failed"],
+        "param.METHOD": ["rd"] * 6, "param.CATEGORY": ["x", "y"] * 3,
+        "param.OPTIONS": [np.nan, np.nan, "{k: 1}", "{k: 1}", np.nan, np.nan],
+        "param.SEED": [1, 1, 1, 1, 2, 2], "category": ["x", "y"] * 3,
+        "method": ["rd"] * 6, "image_auroc": [0.8, 0.9, 0.6, 0.7, 1.0, np.nan]})
+    wide = grids.summary(table)
+    assert wide.index.names == ["OPTIONS"] and list(wide.index) == ["", "{k: 1}"]
+    assert wide.loc["", "x"] == pytest.approx(0.9)        # seeds 1 and 2
+    assert wide.loc["", "y"] == pytest.approx(0.9)        # the failed point left out
+    assert wide.loc["{k: 1}", "mean"] == pytest.approx(0.65)
+    assert grids.summary(table.drop(columns="category")) is None   # not the cell
+
+
+def test_demo_is_a_grid_of_the_benchmark_cell(tiny_synth, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    args = ["demo", "--profile", "smoke", "--root", tiny_synth, "--categories",
+            "brick", "--noise", "0", "0.2", "--runs", runs, "--device", "cpu",
+            "--option", "epochs=1", "--quiet"]
+    assert cli.main([str(a) for a in args]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    table = pd.read_csv(runs / "demo" / "grid_results.csv")
+    assert table.point.tolist() == ["CATEGORY-brick__NOISE_RATIO-0.0",
+                                    "CATEGORY-brick__NOISE_RATIO-0.2"]
+    assert (table.status == "ok").all() and (table.profile == "smoke").all()
+    assert (table["cfg.epochs"] == 1).all() and table.n_injected.tolist() == [0, 2]
+    assert "image_auroc" in out and (runs / "results.csv").is_file()
+    assert grids.pending(runs / "demo" / "grid.yaml", runs / "demo") == []
+    assert cli.main([str(a) for a in args[:-3]] + ["--option", "epochs=0"]) == 2
+    assert "epochs must be >= 1" in capsys.readouterr().err   # before any notebook
+

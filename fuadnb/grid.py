@@ -1,14 +1,10 @@
-"""Execute chapters with papermill: the book build and batch grids.
+"""Batch grids: one notebook over a grid of parameters (a YAML or JSON file), one
+executed notebook and one results row per grid point; finished points are skipped and
+a failed point is recorded without stopping the others.
 
-The only module that imports papermill; nothing else in fuadnb imports this one.
-
-* `build_book`: every chapter in `CHAPTERS` from ``notebooks/`` executed into
-  ``book/chapters/`` (one parameter set, e.g. the ``demo`` profile), the offline
-  browser assets copied into ``book/_vendor``, then ``jupyter-book build book/``
-  (Jupyter Book 1.x, ``execute_notebooks: off``: the book renders what papermill ran).
-* `run_grid`: one chapter over a grid of parameters (a YAML or JSON file), one
-  executed notebook and one results row per grid point; finished points are skipped
-  and a failed point is recorded without stopping the others.
+Every sweep of the project is a grid file (``benchmarks/grids/``): the benchmark, the
+chapters' tables, the teacher comparison; the CLI's ``grid`` and ``demo`` commands run
+them with `run_grid`. Nothing else in fuadnb imports this module.
 """
 
 from __future__ import annotations
@@ -16,200 +12,28 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import shutil
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pandas as pd
-import papermill as pm
 import yaml
 
 from fuadnb.config import short_hash
-from fuadnb.nb import RESULT_MIME
-from fuadnb.runs import write_table
-from fuadnb.utils import ToolError
-
-CHAPTERS = ("01_contamination", "02_reverse_distillation", "03_memory_bank",
-            "04_expert_distillation", "05_cross_domain_distillation",
-            "06_funad_pseudo_labels", "07_llb_filtering", "08_benchmark")
-# (npm package, files in it, the part of their path dropped, folder in book/_vendor):
-# what the offline book serves itself instead of loading from CDNs
-ASSETS = (
-    ("requirejs", "require.js", "", ""),
-    ("@jupyter-widgets/html-manager", "dist/*.*", "dist", "widgets"),
-    ("mathjax", "es5/tex-mml-chtml.js", "es5", "mathjax"),
-    ("mathjax", "es5/output/chtml/fonts/woff-v2/*.woff", "es5", "mathjax"),
+from fuadnb.evaluate import by_category
+from fuadnb.notebooks import (
+    CHAPTERS,
+    BookError,
+    Outcome,
+    declared_parameters,
+    execute,
+    recorded_row,
+    repo_root,
 )
-# Loaded between require.js and the widget manager (_config.yml). The manager loads
-# its icon fonts from the folder of its AMD module, which RequireJS would otherwise
-# place at "@jupyter-widgets/html-manager/dist/" beside each page: point that module
-# folder at the vendored copy, found from this script's own URL.
-REQUIRE_PATHS = """\
-require.config({paths: {"@jupyter-widgets/html-manager/dist":
-  document.currentScript.src.replace(/\\/[^\\/]*$/, "")}});
-"""
-
-
-class BookError(ToolError):
-    """The book or a grid cannot be run (a chapter failed, a tool is missing, a bad
-    grid file)."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One executed notebook: where it is, whether it ran, how long, what failed."""
-
-    notebook: Path
-    ok: bool
-    seconds: float
-    error: str = ""
-
-
-def repo_root(start: Path | str = ".") -> Path:
-    """The checkout holding ``notebooks/`` and ``book/`` (`start` or a parent)."""
-    start = Path(start).resolve()
-    for folder in (start, *start.parents):
-        if (folder / "notebooks").is_dir() and (folder / "book" / "_toc.yml").is_file():
-            return folder
-    raise BookError(f"no fuadnb checkout at or above {start} (a folder with "
-                    "notebooks/ and book/_toc.yml); run this from the repository")
-
-
-def declared_parameters(notebook: Path) -> dict[str, dict]:
-    """The names (and papermill's inferred types/defaults) of a notebook's
-    ``parameters`` cell."""
-    return pm.inspect_notebook(str(notebook))
-
-
-def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
-            progress: bool = False, timeout: int | None = None) -> Outcome:
-    """Run `src` with `parameters` into `dst`, in `src`'s folder (so the chapters'
-    relative paths hold). A failed notebook is still written, with its error.
-
-    The kernel is started in that folder (nbclient's ``resources``) instead of
-    papermill's ``cwd``, which changes this process's working directory and so
-    cannot run in several threads at once.
-    """
-    src, dst = Path(src).resolve(), Path(dst).resolve()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    try:
-        pm.execute_notebook(str(src), str(dst), parameters=parameters,
-                            resources={"metadata": {"path": str(src.parent)}},
-                            kernel_name="python3", progress_bar=progress,
-                            log_output=False, execution_timeout=timeout)
-    except pm.PapermillExecutionError as err:
-        return Outcome(dst, False, time.perf_counter() - start,
-                       f"{err.ename}: {err.evalue}")
-    except Exception as err:   # a kernel that died, a bad notebook: recorded
-        return Outcome(dst, False, time.perf_counter() - start,
-                       f"{type(err).__name__}: {err}")
-    return Outcome(dst, True, time.perf_counter() - start)
-
-
-def only_declared(notebook: Path, parameters: dict[str, Any]) -> dict[str, Any]:
-    """`parameters` restricted to those `notebook` declares (papermill would inject
-    the others as stray variables)."""
-    names = declared_parameters(notebook)
-    return {k: v for k, v in parameters.items() if k in names}
-
-
-def recorded_row(notebook: Path) -> dict[str, Any]:
-    """The results row a chapter output with `fuadnb.nb.record`, or {} if none."""
-    nb = nbformat.read(str(notebook), as_version=4)
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if RESULT_MIME in out.get("data", {}):
-                return dict(out["data"][RESULT_MIME])
-    return {}
-
-
-def vendor_assets(root: Path, npm: str | None = None) -> Path:
-    """Copy MathJax, RequireJS and the widget manager from ``node_modules`` (``npm
-    ci`` first if they are missing) into ``book/_vendor``, so the HTML needs no CDN."""
-    modules = root / "node_modules"
-    if not all((modules / package).is_dir() for package, *_ in ASSETS):
-        npm = npm or shutil.which("npm")
-        if npm is None:
-            raise BookError("the book's browser assets (MathJax, RequireJS, the widget "
-                            "manager) come from npm, which is not installed; install "
-                            "Node.js and npm (Debian: apt-get install npm), then retry")
-        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=root,
-                              capture_output=True, text=True)
-        if done.returncode:
-            raise BookError(f"npm ci failed in {root}:\n{done.stderr[-2000:]}")
-    out = root / "book" / "_vendor"
-    for package, pattern, strip, dest in ASSETS:
-        files = [f for f in sorted((modules / package).glob(pattern))
-                 if f.suffix != ".map"]
-        if not files:
-            raise BookError(f"{modules / package}: no {pattern}; delete node_modules "
-                            "and retry (npm ci)")
-        for f in files:
-            target = out / dest / f.relative_to(modules / package / strip)
-            if not target.is_file() or target.stat().st_size != f.stat().st_size:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(f, target)
-    paths = out / "widgets" / "require-paths.js"
-    if not paths.is_file() or paths.read_text() != REQUIRE_PATHS:
-        paths.write_text(REQUIRE_PATHS)
-    return out
-
-
-def jupyter_book(root: Path) -> Path:
-    """``jupyter-book build book/`` (config at the root); returns the HTML index."""
-    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
-           "build", "book/"]
-    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
-                          env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
-    if done.returncode:
-        raise BookError(f"jupyter-book build failed:\n{done.stdout[-3000:]}"
-                        f"\n{done.stderr[-3000:]}")
-    warnings = [line for line in done.stdout.splitlines() + done.stderr.splitlines()
-                if "WARNING" in line]
-    for line in warnings:
-        print(line, file=sys.stderr)
-    return root / "_build" / "html" / "index.html"
-
-
-def build_book(parameters: dict[str, Any], *, root: Path | None = None,
-               execute_chapters: bool = True, progress: bool = True,
-               log: Callable[[str], None] = print) -> Path:
-    """Execute every chapter with `parameters` (each gets those it declares) into
-    ``book/chapters/``, then build the HTML. Returns the path of ``index.html``.
-
-    Raises:
-        BookError: a chapter failed (its executed notebook, with the error, is kept
-            for inspection and the HTML is not built), or a tool is missing.
-    """
-    root = root or repo_root()
-    if execute_chapters:
-        for name in CHAPTERS:
-            src = root / "notebooks" / f"{name}.ipynb"
-            params = only_declared(src, parameters)
-            log(f"executing {src.relative_to(root)} with {params}")
-            outcome = execute(src, root / "book" / "chapters" / f"{name}.ipynb",
-                              params, progress=progress)
-            if not outcome.ok:
-                raise BookError(f"chapter {name} failed after {outcome.seconds:.0f} s: "
-                                f"{outcome.error} (executed notebook with the error: "
-                                f"{outcome.notebook})")
-            log(f"  done in {outcome.seconds:.0f} s")
-    missing = [n for n in CHAPTERS
-               if not (root / "book" / "chapters" / f"{n}.ipynb").is_file()]
-    if missing:
-        raise BookError(f"no executed chapters {missing} in book/chapters; build "
-                        "without --no-execute first")
-    vendor_assets(root)
-    return jupyter_book(root)
+from fuadnb.runs import write_table
 
 
 def load_grid(path: Path) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
@@ -272,15 +96,26 @@ def named_points(grid_file: Path) -> list[tuple[str, dict[str, Any]]]:
     return _named(fixed, points)
 
 
+def _checkout(near: Path) -> Path:
+    """The checkout at or above `near`, else the one we run in (`repo_root`)."""
+    try:
+        return repo_root(near)
+    except BookError:
+        return repo_root()
+
+
+def cell_notebook() -> Path:
+    """``benchmarks/grids/cell.ipynb``, the notebook of every sweep (one method on one
+    category at one noise ratio and seed, one results row), in the checkout this
+    package is imported from (an editable install), else the one we run in."""
+    return _checkout(Path(__file__).parent) / "benchmarks" / "grids" / "cell.ipynb"
+
+
 def _grid_notebook(path: Path, name: str) -> Path:
     """The notebook a grid file names: a chapter, or a path relative to the file."""
     notebook = Path(name)
-    if notebook.suffix != ".ipynb":   # a chapter name: the checkout of the grid
-        try:                           # file, else the one we run in
-            root = repo_root(path.parent)
-        except BookError:
-            root = repo_root()
-        notebook = root / "notebooks" / f"{notebook}.ipynb"
+    if notebook.suffix != ".ipynb":   # a chapter name: the grid file's checkout
+        notebook = _checkout(path.parent) / "notebooks" / f"{notebook}.ipynb"
     elif not notebook.is_absolute():
         notebook = (path.parent / notebook).resolve()
     if not notebook.is_file():
@@ -417,3 +252,20 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
                                       for item in todo[1:]]):
                 record(*done.result())
     return pd.DataFrame([rows[n] for n in order if n in rows])
+
+
+def summary(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame | None:
+    """The finished points' `metric` by category (`fuadnb.evaluate.by_category`), one
+    row per combination of the other parameters the grid varies (the mean over seeds);
+    None when the notebook records no `metric` per category (not the benchmark cell).
+    """
+    ok = table[table["status"] == "ok"]
+    if ok.empty or "category" not in ok or metric not in ok:
+        return None
+    varied = [c for c in ok.columns if c.startswith("param.") and c not in (
+        "param.CATEGORY", "param.SEED") and ok[c].nunique(dropna=False) > 1]
+    rows = ok.assign(**{c.removeprefix("param."): ok[c].map(
+        lambda v: "" if pd.isna(v) else str(v))   # "": a parameter only some grids vary
+        for c in varied})
+    return by_category(rows, [c.removeprefix("param.") for c in varied] or ["method"],
+                       metric)

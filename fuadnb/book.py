@@ -1,0 +1,120 @@
+"""Build the book: every chapter executed with papermill, then Jupyter Book.
+
+* `build_book`: every chapter in `fuadnb.notebooks.CHAPTERS` from ``notebooks/``
+  executed into ``book/chapters/`` (one parameter set, e.g. the ``demo`` profile), the
+  offline browser assets copied into ``book/_vendor`` (`vendor_assets`), then
+  ``jupyter-book build book/`` (Jupyter Book 1.x, ``execute_notebooks: off``: the book
+  renders what papermill ran).
+
+Nothing else in fuadnb imports this module.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fuadnb.notebooks import CHAPTERS, BookError, execute, only_declared, repo_root
+
+# (npm package, files in it, the part of their path dropped, folder in book/_vendor):
+# what the offline book serves itself instead of loading from CDNs
+ASSETS = (
+    ("requirejs", "require.js", "", ""),
+    ("@jupyter-widgets/html-manager", "dist/*.*", "dist", "widgets"),
+    ("mathjax", "es5/tex-mml-chtml.js", "es5", "mathjax"),
+    ("mathjax", "es5/output/chtml/fonts/woff-v2/*.woff", "es5", "mathjax"),
+)
+# Loaded between require.js and the widget manager (_config.yml). The manager loads
+# its icon fonts from the folder of its AMD module, which RequireJS would otherwise
+# place at "@jupyter-widgets/html-manager/dist/" beside each page: point that module
+# folder at the vendored copy, found from this script's own URL.
+REQUIRE_PATHS = """\
+require.config({paths: {"@jupyter-widgets/html-manager/dist":
+  document.currentScript.src.replace(/\\/[^\\/]*$/, "")}});
+"""
+
+
+
+def vendor_assets(root: Path, npm: str | None = None) -> Path:
+    """Copy MathJax, RequireJS and the widget manager from ``node_modules`` (``npm
+    ci`` first if they are missing) into ``book/_vendor``, so the HTML needs no CDN."""
+    modules = root / "node_modules"
+    if not all((modules / package).is_dir() for package, *_ in ASSETS):
+        npm = npm or shutil.which("npm")
+        if npm is None:
+            raise BookError("the book's browser assets (MathJax, RequireJS, the widget "
+                            "manager) come from npm, which is not installed; install "
+                            "Node.js and npm (Debian: apt-get install npm), then retry")
+        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=root,
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise BookError(f"npm ci failed in {root}:\n{done.stderr[-2000:]}")
+    out = root / "book" / "_vendor"
+    for package, pattern, strip, dest in ASSETS:
+        files = [f for f in sorted((modules / package).glob(pattern))
+                 if f.suffix != ".map"]
+        if not files:
+            raise BookError(f"{modules / package}: no {pattern}; delete node_modules "
+                            "and retry (npm ci)")
+        for f in files:
+            target = out / dest / f.relative_to(modules / package / strip)
+            if not target.is_file() or target.stat().st_size != f.stat().st_size:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, target)
+    paths = out / "widgets" / "require-paths.js"
+    if not paths.is_file() or paths.read_text() != REQUIRE_PATHS:
+        paths.write_text(REQUIRE_PATHS)
+    return out
+
+
+def jupyter_book(root: Path) -> Path:
+    """``jupyter-book build book/`` (config at the root); returns the HTML index."""
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
+           "build", "book/"]
+    done = subprocess.run(cmd, cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    if done.returncode:
+        raise BookError(f"jupyter-book build failed:\n{done.stdout[-3000:]}"
+                        f"\n{done.stderr[-3000:]}")
+    warnings = [line for line in done.stdout.splitlines() + done.stderr.splitlines()
+                if "WARNING" in line]
+    for line in warnings:
+        print(line, file=sys.stderr)
+    return root / "_build" / "html" / "index.html"
+
+
+def build_book(parameters: dict[str, Any], *, root: Path | None = None,
+               execute_chapters: bool = True, progress: bool = True,
+               log: Callable[[str], None] = print) -> Path:
+    """Execute every chapter with `parameters` (each gets those it declares) into
+    ``book/chapters/``, then build the HTML. Returns the path of ``index.html``.
+
+    Raises:
+        BookError: a chapter failed (its executed notebook, with the error, is kept
+            for inspection and the HTML is not built), or a tool is missing.
+    """
+    root = root or repo_root()
+    if execute_chapters:
+        for name in CHAPTERS:
+            src = root / "notebooks" / f"{name}.ipynb"
+            params = only_declared(src, parameters)
+            log(f"executing {src.relative_to(root)} with {params}")
+            outcome = execute(src, root / "book" / "chapters" / f"{name}.ipynb",
+                              params, progress=progress)
+            if not outcome.ok:
+                raise BookError(f"chapter {name} failed after {outcome.seconds:.0f} s: "
+                                f"{outcome.error} (executed notebook with the error: "
+                                f"{outcome.notebook})")
+            log(f"  done in {outcome.seconds:.0f} s")
+    missing = [n for n in CHAPTERS
+               if not (root / "book" / "chapters" / f"{n}.ipynb").is_file()]
+    if missing:
+        raise BookError(f"no executed chapters {missing} in book/chapters; build "
+                        "without --no-execute first")
+    vendor_assets(root)
+    return jupyter_book(root)

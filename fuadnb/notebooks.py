@@ -1,0 +1,102 @@
+"""Execute one notebook with papermill: the executor that `fuadnb.book` (the chapters)
+and `fuadnb.grid` (batch grids) share.
+
+The only module that imports papermill; nothing in fuadnb imports this one but
+`book` and `grid`.
+
+* where the chapters are: `repo_root` (the checkout) and `CHAPTERS` (the book's order);
+* what a notebook takes: `declared_parameters`, `only_declared`;
+* running one: `execute` (returns an `Outcome`, never raises for a failed cell);
+* what it recorded: `recorded_row` (the row a chapter output with `fuadnb.nb.record`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill as pm
+
+from fuadnb.nb import RESULT_MIME
+from fuadnb.utils import ToolError
+
+CHAPTERS = ("01_contamination", "02_reverse_distillation", "03_memory_bank",
+            "04_expert_distillation", "05_cross_domain_distillation",
+            "06_funad_pseudo_labels", "07_llb_filtering", "08_benchmark")
+
+
+class BookError(ToolError):
+    """The book or a grid cannot be run (a chapter failed, a tool is missing, a bad
+    grid file)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One executed notebook: where it is, whether it ran, how long, what failed."""
+
+    notebook: Path
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+def repo_root(start: Path | str = ".") -> Path:
+    """The checkout holding ``notebooks/`` and ``book/`` (`start` or a parent)."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "notebooks").is_dir() and (folder / "book" / "_toc.yml").is_file():
+            return folder
+    raise BookError(f"no fuadnb checkout at or above {start} (a folder with "
+                    "notebooks/ and book/_toc.yml); run this from the repository")
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The names (and papermill's inferred types/defaults) of a notebook's
+    ``parameters`` cell."""
+    return pm.inspect_notebook(str(notebook))
+
+
+def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
+            progress: bool = False, timeout: int | None = None) -> Outcome:
+    """Run `src` with `parameters` into `dst`, in `src`'s folder (so the chapters'
+    relative paths hold). A failed notebook is still written, with its error.
+
+    The kernel is started in that folder (nbclient's ``resources``) instead of
+    papermill's ``cwd``, which changes this process's working directory and so
+    cannot run in several threads at once.
+    """
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(src), str(dst), parameters=parameters,
+                            resources={"metadata": {"path": str(src.parent)}},
+                            kernel_name="python3", progress_bar=progress,
+                            log_output=False, execution_timeout=timeout)
+    except pm.PapermillExecutionError as err:
+        return Outcome(dst, False, time.perf_counter() - start,
+                       f"{err.ename}: {err.evalue}")
+    except Exception as err:   # a kernel that died, a bad notebook: recorded
+        return Outcome(dst, False, time.perf_counter() - start,
+                       f"{type(err).__name__}: {err}")
+    return Outcome(dst, True, time.perf_counter() - start)
+
+
+def only_declared(notebook: Path, parameters: dict[str, Any]) -> dict[str, Any]:
+    """`parameters` restricted to those `notebook` declares (papermill would inject
+    the others as stray variables)."""
+    names = declared_parameters(notebook)
+    return {k: v for k, v in parameters.items() if k in names}
+
+
+def recorded_row(notebook: Path) -> dict[str, Any]:
+    """The results row a chapter output with `fuadnb.nb.record`, or {} if none."""
+    nb = nbformat.read(str(notebook), as_version=4)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if RESULT_MIME in out.get("data", {}):
+                return dict(out["data"][RESULT_MIME])
+    return {}
