@@ -257,6 +257,47 @@ def test_the_committed_regimes_table_is_the_whole_rd_regimes_grid():
     assert table[table.regime == "iid"].image_auroc_seen.isna().all()
 
 
+def test_the_committed_memory_bank_table_is_the_whole_grid_and_chapter_03_reads_it():
+    """What chapter 03 renders: every point of memorybank_regimes.yaml once, ok, from
+    one clean commit; and the claims of the chapter's reading (written for this
+    table) hold for it: only overlap costs PatchCore, SoftPatch recovers most of it
+    at a small price on clean data, RD falls between the two."""
+    from fuadnb import evaluate
+
+    table = pd.read_csv(RESULTS / "memorybank_regimes_demo.csv")
+    named = grids.named_points(GRIDS / "memorybank_regimes.yaml")
+    assert table.point.tolist() == [n for n, _ in named]
+    assert (table.status == "ok").all()
+    assert set(table.method) == {"patchcore", "softpatch"}
+    assert table.commit.nunique() == 1 and "+dirty" not in table.commit.iloc[0]
+    rd = pd.read_csv(RESULTS / "rd_regimes_demo.csv")
+    rows = evaluate.with_clean(pd.concat([rd, table], ignore_index=True))
+    cost = evaluate.cost(rows, "image_auroc").set_index(
+        ["method", "regime", "noise_ratio"])
+    pc = cost.loc["patchcore"]
+    assert (pc.loc["overlap"].verdict == "lower").all()
+    assert (pc.loc[["iid", "recurring"]].verdict == "no ranking").all()
+    seen = evaluate.cost(rows, "image_auroc_seen").set_index(
+        ["method", "regime", "noise_ratio"]).loc["patchcore"]
+    assert (seen.loc["recurring"].verdict == "no ranking").all()
+    summary = evaluate.seed_summary(rows, ["image_auroc", "image_auroc_seen"],
+                                    ["method", "regime", "noise_ratio"]).set_index(
+        ["method", "regime", "noise_ratio"])
+    assert summary.loc[("patchcore", "overlap", 0.2), "image_auroc_seen"] < 0.5
+    banks = rows[rows.method.isin(["patchcore", "softpatch"])]
+    for metric in ("image_auroc_seen", "image_auroc"):
+        rec = evaluate.recovery(banks, metric, baseline="patchcore").set_index(
+            ["regime", "noise_ratio"]).loc[("overlap", 0.2)]
+        assert rec.recovery > 0.5 and rec.verdict == "higher"       # "most"
+        assert rec.clean_gap < 0                                    # "a price"
+    sp_seen = summary.loc[("softpatch", "overlap", 0.2), "image_auroc_seen"]
+    assert sp_seen < summary.loc[("softpatch", "overlap", 0.0), "image_auroc_seen"]
+    at = summary.xs(("overlap", 0.2), level=["regime", "noise_ratio"])
+    assert at.image_auroc.patchcore < at.image_auroc.rd < at.image_auroc.softpatch
+    assert at.image_auroc_seen.patchcore < at.image_auroc_seen.rd < \
+        at.image_auroc_seen.softpatch
+
+
 @pytest.mark.parametrize("path", sorted(GRIDS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_sweep_is_a_grid_of_the_benchmark_cell(path):
     notebook, _, points = grids.load_grid(path)
