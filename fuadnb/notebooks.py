@@ -12,6 +12,7 @@ The only module that imports papermill; nothing in fuadnb imports this one but
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,20 @@ def declared_parameters(notebook: Path) -> dict[str, dict]:
     return pm.inspect_notebook(str(notebook))
 
 
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def kernel_pythonpath() -> str:
+    """The ``PYTHONPATH`` the kernels get: the folder holding the fuadnb this process
+    runs, first. A kernel starts in the notebook's folder, where ``import fuadnb``
+    would otherwise find whatever package the environment installed (an editable
+    install of another checkout), and a grid run from a clean worktree would record
+    that checkout's code and commit."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+            if p and Path(p).resolve() != PACKAGE_ROOT]
+    return os.pathsep.join([str(PACKAGE_ROOT), *rest])
+
+
 def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
             progress: bool = False, timeout: int | None = None) -> Outcome:
     """Run `src` with `parameters` into `dst`, in `src`'s folder (so the chapters'
@@ -66,10 +81,12 @@ def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
 
     The kernel is started in that folder (nbclient's ``resources``) instead of
     papermill's ``cwd``, which changes this process's working directory and so
-    cannot run in several threads at once.
+    cannot run in several threads at once; it imports this process's fuadnb
+    (`kernel_pythonpath`).
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["PYTHONPATH"] = kernel_pythonpath()   # the same value in every thread
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(src), str(dst), parameters=parameters,

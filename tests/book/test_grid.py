@@ -44,6 +44,29 @@ def toy_notebook(tmp_path):
     return path
 
 
+def test_kernels_import_the_fuadnb_of_the_process_that_runs_them(tmp_path,
+                                                                 monkeypatch):
+    """A grid run from another checkout must run that checkout's code: a kernel
+    starts in the notebook's folder, where a decoy (here: on PYTHONPATH; in practice
+    an editable install of another checkout) would otherwise win."""
+    import fuadnb
+
+    decoy = tmp_path / "decoy" / "fuadnb"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("DECOY = True\n")
+    monkeypatch.setenv("PYTHONPATH", str(decoy.parent))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import fuadnb\nfrom fuadnb import nb\nnb.record({'file': fuadnb.__file__})")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, tmp_path / "where.ipynb")
+    out = notebooks.execute(tmp_path / "where.ipynb", tmp_path / "out.ipynb", {})
+    assert out.ok, out.error
+    assert notebooks.recorded_row(tmp_path / "out.ipynb")["file"] == fuadnb.__file__
+    assert os.environ["PYTHONPATH"].split(os.pathsep) == [
+        str(notebooks.PACKAGE_ROOT), str(decoy.parent)]
+
+
 def _grid(tmp_path, text):
     path = tmp_path / "grid.yaml"
     path.write_text(text)
