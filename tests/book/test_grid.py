@@ -321,6 +321,43 @@ def test_the_committed_memory_bank_table_is_the_whole_grid_and_chapter_03_reads_
         at.image_auroc_seen.softpatch
 
 
+def test_the_committed_funad_diagnosis_is_the_whole_grid_and_chapter_06_reads_it():
+    """Chapter 06's diagnosis: every point of funad_diagnosis.yaml once, ok, one
+    clean commit; the claims of its reading hold for the committed tables."""
+    from fuadnb import evaluate
+
+    table = pd.read_csv(RESULTS / "funad_diagnosis_demo.csv")
+    named = grids.named_points(GRIDS / "funad_diagnosis.yaml")
+    assert table.point.tolist() == [n for n, _ in named]
+    assert (table.status == "ok").all()
+    assert table.commit.nunique() == 1 and "+dirty" not in table.commit.iloc[0]
+    table["method"] = np.where(table.method == "funad",
+                               "funad-" + table["cfg.smoothness"].astype(str), "knn")
+    at = evaluate.seed_summary(table, ["image_auroc", "image_auroc_seen",
+                                       "detection_auroc"],
+                               ["method", "noise_ratio"]).set_index(
+        ["method", "noise_ratio"])
+    gap = evaluate.versus(table, "image_auroc", "knn").set_index(
+        ["method", "noise_ratio"])
+    assert gap.loc[("funad-code", 0.0), "verdict"] == "lower"        # not features
+    assert at.loc[("funad-code", 0.2), "image_auroc"] > \
+        at.loc[("funad-code", 0.0), "image_auroc"] + 0.1                # the rule
+    assert at.loc[("funad-code", 0.2), "detection_auroc"] > 0.7
+    assert at.loc[("knn", 0.2), "image_auroc_seen"] < 0.05               # hidden
+    assert at.loc[("funad-code", 0.2), "image_auroc_seen"] > 0.7
+    assert at.loc[("knn", 0.2), "image_auroc"] < at.loc[("funad-code", 0.2),
+                                                        "image_auroc"]
+    for noise in (0.0, 0.2):                                     # smoothness: same
+        assert abs(at.loc[("funad-code", noise), "image_auroc"]
+                   - at.loc[("funad-text", noise), "image_auroc"]) < 0.01
+    curve = pd.read_csv(RESULTS / "funad_long_curve_demo.csv")
+    assert curve.steps.iloc[0] == 10 * 120 and curve.step.max() <= 1200
+    at_demo = curve.test_image_auroc[curve.step <= 120].iloc[-1]
+    final = curve.final_image_auroc.iloc[0]
+    assert at_demo < final < curve.knn_image_auroc.iloc[0] - 0.1   # slow, short of it
+    assert 0 < curve.labelled_share.iloc[0] < 0.05
+
+
 @pytest.mark.parametrize("path", sorted(GRIDS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_sweep_is_a_grid_of_the_benchmark_cell(path):
     notebook, _, points = grids.load_grid(path)
