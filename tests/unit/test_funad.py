@@ -170,7 +170,7 @@ def test_fit_trace_bank_and_falling_loss():
     scores, maps = funad.predict(model, imgs[:3])
     assert maps.shape == (3, 64, 64) and scores.shape == (3,)
     with torch.no_grad():
-        _, z = model.net(model.teacher(imgs[:3].float() / 255))
+        _, z = model.net(model.extractor(imgs[:3].float() / 255))
     assert z.dtype == torch.float32
     np.testing.assert_allclose(scores, funad.probability(z).amax(1).numpy(),
                                rtol=1e-5)                                 # max patch
