@@ -129,20 +129,13 @@ def loss(feats_t: list[torch.Tensor], feats_s: list[torch.Tensor],
     """
     total = torch.zeros((), device=feats_t[0].device)
     for t, s in zip(feats_t, feats_s, strict=True):
-        total = total + scale_loss(t, s, kind)
+        t, s = t.float(), s.float()
+        if kind == "flat":
+            cos = F.cosine_similarity(t.flatten(1), s.flatten(1), dim=1)   # (B,)
+        else:
+            cos = F.cosine_similarity(t, s, dim=1)                         # (B, H, W)
+        total = total + (1 - cos).mean()
     return total
-
-
-def scale_loss(t: torch.Tensor, s: torch.Tensor, kind: LossKind = "flat"
-               ) -> torch.Tensor:
-    """One scale of `loss`: the mean ``1 - cos`` of (B, C, H, W) features, in
-    float32."""
-    t, s = t.float(), s.float()
-    if kind == "flat":
-        cos = F.cosine_similarity(t.flatten(1), s.flatten(1), dim=1)   # (B,)
-    else:
-        cos = F.cosine_similarity(t, s, dim=1)                         # (B, H, W)
-    return (1 - cos).mean()
 
 
 @torch.no_grad()

@@ -222,9 +222,11 @@ def build(cfg: Config) -> RDE:
     return RDE(cfg)
 
 
-# flatcos(a, b): the mean over the batch of 1 - cos(vec a, vec b), vectors of C*H*W
-# (teacher.py L22-L31, student.py L138-L153): one scale of RD's flat loss.
-_flatcos = rd.scale_loss
+def _flatcos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """mean over the batch of 1 - cos(vec a, vec b), vectors of C*H*W (teacher.py
+    L22-L31, student.py L138-L153): RD's flat loss (`fuadnb.models.rd.loss`) at one
+    scale."""
+    return rd.loss([a], [b], "flat")
 
 
 def teacher_loss(t_n: list[torch.Tensor], t_a: list[torch.Tensor],
