@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from fuadnb import config, data, experiment, models, runs
+from fuadnb import config, data, engine, experiment, models, runs
 from fuadnb.data import synthetic
 from fuadnb.data.contamination import ContaminationError
 from fuadnb.data.index import DatasetError
@@ -105,6 +105,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "(default: profile)")
     g.add_argument("--batch-size", type=int, help="training batch size (default: "
                    "profile)")
+    g.add_argument("--precision", choices=engine.PRECISIONS, help="numerics of "
+                   "every method: fp32; bf16 = bf16 autocast, bf16 cached features "
+                   "and channels_last, on the CPU as on CUDA; auto = bf16 on CUDA, "
+                   "fp32 elsewhere (default: auto)")
     g.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="any other field of the method's Config, repeatable, e.g. "
                    "--option domains=5 --option partition=kmeans (cdd), --option "
@@ -130,7 +134,7 @@ def _options(args: argparse.Namespace) -> dict:
     named = {"backbone": args.backbone, "weights": args.weights, "epochs": args.epochs,
              "steps": args.steps, "iterations": args.iterations,
              "image_size": args.image_size,
-             "batch_size": args.batch_size}
+             "batch_size": args.batch_size, "precision": args.precision}
     given = {k: f"--{k.replace('_', '-')} {v}" for k, v in named.items()
              if v is not None}
     for text in args.option:

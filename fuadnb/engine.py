@@ -3,15 +3,20 @@
 Images arrive as one uint8 tensor (N, 3, H, W) already on the device; this module
 normalises them batch by batch there, caches a frozen teacher's features once per
 image, shuffles batches with a seeded generator, and turns a method's map function into
-image scores and full-size maps. CUDA runs use bf16 autocast and channels_last; the CPU
-path stays float32.
+image scores and full-size maps.
+
+Numerics follow one setting, the Config field ``precision`` of every method, on any
+device: ``fp32`` computes in float32 with the standard memory layout; ``bf16`` runs
+the networks under bf16 autocast, stores cached features in bf16 and uses the
+channels_last layout (the GPU's fast path), on the CPU as on CUDA, so a CPU test sees
+the GPU's numerics; ``auto`` is bf16 on CUDA and fp32 elsewhere (`resolve`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -26,18 +31,47 @@ class Monitor(Protocol):
     def __call__(self, step: int, model: nn.Module) -> None: ...
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, a no-op elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+
+
+def resolve(precision: Precision, device: torch.device) -> Precision:
+    """``fp32`` or ``bf16``: `precision` itself, or for ``auto`` bf16 on CUDA and
+    fp32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got "
+                         f"{precision!r}")
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def autocast(device: torch.device, precision: Precision
+             ) -> contextlib.AbstractContextManager:
+    """bf16 autocast on `device` (CPU or CUDA alike) for bf16, a no-op for fp32."""
+    if resolve(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def prepare(module: nn.Module, device: torch.device) -> nn.Module:
-    """Move to `device`; channels_last on CUDA (faster convolutions with bf16)."""
+def storage_dtype(device: torch.device, precision: Precision) -> torch.dtype:
+    """The dtype of cached features: bf16 (half the memory) or float32."""
+    return torch.bfloat16 if resolve(precision, device) == "bf16" else torch.float32
+
+
+def memory_format(device: torch.device, precision: Precision) -> torch.memory_format:
+    """channels_last for bf16 (faster convolutions on a GPU), else the standard."""
+    return torch.channels_last if resolve(precision, device) == "bf16" \
+        else torch.contiguous_format
+
+
+def prepare(module: nn.Module, device: torch.device, precision: Precision
+            ) -> nn.Module:
+    """Move to `device`, in `memory_format` (channels_last for bf16)."""
     module = module.to(device)
-    return module.to(memory_format=torch.channels_last) if device.type == "cuda" \
-        else module
+    layout = memory_format(device, precision)
+    return module if layout == torch.contiguous_format \
+        else module.to(memory_format=layout)
 
 
 def batches(n: int, batch_size: int, *, generator: torch.Generator | None = None
@@ -78,40 +112,42 @@ def images_seen(n: int, batch_size: int, *, epochs: int, steps: int | None = Non
     return whole * n + min(rest * batch_size, n)
 
 
-def inputs(images: torch.Tensor, idx: torch.Tensor, device: torch.device
-           ) -> torch.Tensor:
-    """Float batch ``images[idx]`` in [0, 1] on `device` (channels_last on CUDA); the
-    teacher normalises it with its own statistics."""
+def inputs(images: torch.Tensor, idx: torch.Tensor, device: torch.device,
+           precision: Precision) -> torch.Tensor:
+    """Float batch ``images[idx]`` in [0, 1] on `device`, in `memory_format`
+    (channels_last for bf16); the network normalises it with its own statistics."""
     x = images[idx.to(images.device)].to(device, non_blocking=True).float() / 255
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" \
-        else x
+    layout = memory_format(device, precision)
+    return x if layout == torch.contiguous_format else x.contiguous(
+        memory_format=layout)
 
 
 @torch.no_grad()
 def teacher_features(teacher: Callable[[torch.Tensor], list[torch.Tensor]],
                      images: torch.Tensor, *, batch_size: int,
-                     device: torch.device, progress: bool = False
-                     ) -> list[torch.Tensor]:
-    """Run the frozen teacher once over all images.
+                     device: torch.device, precision: Precision,
+                     progress: bool = False) -> list[torch.Tensor]:
+    """Run a frozen network (a teacher, or an extractor) once over all images.
 
     Returns:
-        per scale, one tensor (N, C_i, H_i, W_i) on `device`: bf16 on CUDA (half the
-        memory; the student trains under bf16 autocast anyway), float32 on the CPU.
+        per scale, one tensor (N, C_i, H_i, W_i) on `device`, in `storage_dtype`
+        (bf16 for bf16: the student trains under bf16 autocast anyway).
     """
-    store_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    store_dtype = storage_dtype(device, precision)
     chunks: list[list[torch.Tensor]] = []
     for idx in tqdm(list(batches(len(images), batch_size)), desc="teacher features",
                     disable=not progress, leave=False):
-        with autocast(device):
-            chunks.append([f.to(store_dtype) for f in teacher(inputs(images, idx,
-                                                                      device))])
+        with autocast(device, precision):
+            chunks.append([f.to(store_dtype) for f in teacher(
+                inputs(images, idx, device, precision))])
     return [torch.cat(scale) for scale in zip(*chunks, strict=True)]
 
 
 @torch.no_grad()
 def predict(map_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *,
-            batch_size: int, device: torch.device, progress: bool = False,
-            desc: str = "predict") -> tuple[np.ndarray, np.ndarray]:
+            batch_size: int, device: torch.device, precision: Precision,
+            progress: bool = False, desc: str = "predict"
+            ) -> tuple[np.ndarray, np.ndarray]:
     """Anomaly maps and image scores (by default the max of the map) for every image.
 
     Args:
@@ -119,6 +155,7 @@ def predict(map_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor
             anomalous; or a pair (map, image scores (B,)) for a method whose image
             score is not the map's maximum.
         images: uint8 (N, 3, H, W).
+        precision: the inputs' layout (`inputs`); `map_fn` applies its own autocast.
 
     Returns:
         scores (N,) float64 and maps (N, H, W) float32, as numpy arrays.
@@ -126,7 +163,7 @@ def predict(map_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor
     scores, maps = [], []
     for idx in tqdm(list(batches(len(images), batch_size)), desc=desc,
                     disable=not progress, leave=False):
-        out = map_fn(inputs(images, idx, device))
+        out = map_fn(inputs(images, idx, device, precision))
         amap, score = out if isinstance(out, tuple) else (out, out.flatten(1).amax(1))
         maps.append(amap[:, 0].float().cpu())                         # (B, H, W)
         scores.append(score.double().cpu())

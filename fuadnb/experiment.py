@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import inspect
 import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from fuadnb import data, engine, evaluate, metrics, models, runs
 from fuadnb.data import anomalies
 from fuadnb.data.contamination import ContaminationError
 from fuadnb.nn import backbones
-from fuadnb.strategies import llb
+from fuadnb.strategies import STRATEGIES
 from fuadnb.utils import Timer, __version__, device_name, git_commit, pick_device
 
 
@@ -61,9 +60,6 @@ def environment(device: torch.device) -> dict[str, str]:
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-STRATEGIES = {"llb": llb}
-
-
 def parse_method(method: str) -> tuple[str | None, str]:
     """``"rd"`` -> (None, "rd"); ``"llb-rd"`` -> ("llb", "rd"): a strategy wrapped
     around a registered method."""
@@ -97,8 +93,8 @@ def configure(method: str, *, dataset: str, category: str, profile: str = "demo"
         raise ValueError(f"options {stray} belong to a strategy; run it as "
                          f"'<strategy>-{base}' (e.g. llb-{base})")
     given = {k: v for k, v in options.items() if v is not None}
-    per_category = module.category_options(profile, dataset, category, data.kind(
-        dataset, category)) if hasattr(module, "category_options") else {}
+    per_category = module.category_options(profile, dataset, category,
+                                           data.kind(dataset, category))
     cfg = module.config(profile, seed=seed, **(per_category | given))
     return module, cfg, STRATEGIES[strategy].config(**own) if strategy else None
 
@@ -117,16 +113,21 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
             a strategy's as ``"<strategy>.<field>"`` (e.g. ``{"llb.keep": 0.5}``).
             They win over the method's per-category values (``category_options``,
             e.g. RD-E's foreground and iterations), which win over the profile.
+            ``precision`` "auto" becomes the device's (`fuadnb.engine.resolve`), so
+            the run key names what was computed.
         curve_every: record the learning-bias curve (`Curve`) every that many
-            optimiser steps (0: none); methods whose ``fit`` takes a ``monitor``.
+            optimiser steps (0: none); methods whose ``fit`` takes a ``monitor``
+            (``MONITOR``), without a strategy.
 
     Returns:
         the Result; its row is also written to ``<run dir>/metrics.json``.
     """
-    strategy, _ = parse_method(method)
+    name, _ = parse_method(method)
+    strategy = STRATEGIES[name] if name else None
     dev = pick_device(device)
     module, cfg, strategy_cfg = configure(method, dataset=dataset, category=category,
                                           profile=profile, seed=seed, options=options)
+    cfg = dataclasses.replace(cfg, precision=engine.resolve(cfg.precision, dev))
     split = data.contaminate(data.index(dataset, root, category), noise_ratio,
                              seed=seed, regime=regime, definition=definition)
     check_split(split, root)
@@ -134,40 +135,39 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     spec = runs.RunSpec(method, dataset, category, noise_ratio, regime, seed, profile,
                         cfg, split.manifest, root=runs_root, strategy=strategy_cfg,
                         inputs=inputs(split, cfg), curve_every=curve_every,
-                        evaluation=getattr(module, "EVALUATION", ()))
-    load_size = getattr(cfg, "load_size", 0)    # > image_size: resize, centre crop
+                        evaluation=module.EVALUATION)
     with Timer() as load_timer:
         train_images, _ = data.images.load(split.train, cfg.image_size, masks=False,
-                                           load_size=load_size, progress=progress)
+                                           load_size=cfg.load_size, progress=progress)
         test_images, test_masks = data.images.load(split.test, cfg.image_size,
-                                                   load_size=load_size,
+                                                   load_size=cfg.load_size,
                                                    progress=progress)
     train_images = train_images.to(dev)
     train_ids = split.train["id"].to_numpy(str)
+    train_injected = split.train["is_injected"].to_numpy()
     monitor = {}
     if curve_every:
-        if strategy or "monitor" not in inspect.signature(module.fit).parameters:
+        if strategy or not module.MONITOR:
             raise ValueError(f"curve_every: method {method!r} does not report a "
                              "learning-bias curve (rd does)")
-        total = budget(module, cfg, len(split.train))[0]
+        total = module.budget(cfg, len(split.train)).steps
         if not 0 < curve_every <= total:
             raise ValueError(f"curve_every {curve_every} must be between 1 and the "
                              f"run's {total} optimiser steps")
-        monitor["monitor"] = Curve(curve_every, module, train_images,
-                                   split.train["is_injected"].to_numpy(),
+        monitor["monitor"] = Curve(curve_every, module, train_images, train_injected,
                                    test_images.to(dev), split.test["label"].to_numpy(),
                                    split.test_groups())
-    if strategy == "llb":
-        def fit():
-            return _fit_llb(spec, module, train_images, train_ids, device=dev,
-                            progress=progress)
-    else:
-        def fit():
-            model = module.fit(cfg, train_images, device=dev, progress=progress,
-                               **monitor)
-            if curve_every:
-                model.curve = monitor["monitor"].rows
-            return model
+
+    def fit() -> runs.Cached:
+        if strategy:
+            return strategy.fit(module, spec, train_images, train_ids, device=dev,
+                                progress=progress)
+        model = module.fit(cfg, train_images, device=dev, progress=progress,
+                           **monitor)
+        if curve_every:
+            model.curve = monitor["monitor"].rows
+        return model
+
     model, fit_record = runs.load_or_fit(spec, build=lambda: module.build(cfg), fit=fit)
     model = model.to(dev)
     model.history = list(fit_record["history"])   # also when loaded from the cache
@@ -178,24 +178,19 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     metrics = evaluate.score(labels=labels, scores=scores,
                              masks=test_masks[:, 0].numpy(), maps=maps,
                              groups=split.test_groups() | split.defect_groups(),
-                             train_injected=split.train["is_injected"].to_numpy(),
-                             train_scores=train_scores)
+                             train_injected=train_injected, train_scores=train_scores)
     runs.save_predictions(spec, test_ids=split.test["id"].to_numpy(str),
                           test_labels=labels, test_scores=scores,
-                          train_ids=split.train["id"].to_numpy(str),
-                          train_injected=split.train["is_injected"].to_numpy(),
+                          train_ids=train_ids, train_injected=train_injected,
                           train_scores=train_scores)
     n_train = len(split.train)
+    steps, seen = module.budget(cfg, n_train)
     fit_seconds, extra = fit_record["fit_seconds"], {}
-    steps, seen = budget(module, cfg, n_train)
-    if strategy == "llb":   # stage 1 (possibly cached) + stage 2
-        fit_seconds = float(model.trace["seconds"] + model.trace["stage2_seconds"])
-        extra = llb.filter_metrics(model.trace, split.train["is_injected"].to_numpy())
-        steps, seen = (a + b for a, b in zip((steps, seen),
-                                             budget(module, cfg, extra["n_kept"]),
-                                             strict=True))
+    if strategy:   # its own stages (stage 1 possibly cached), schedule and columns
+        (steps, seen), fit_seconds, extra = strategy.report(module, cfg, model,
+                                                            train_injected)
     row = runs.flat_row(spec) | {
-        "teacher": model.teacher.label, **metrics, **extra,
+        "teacher": model.label, **metrics, **extra,
         "steps": steps, "images_seen": seen, "fit_seconds": fit_seconds,
         "train_images_per_second": seen / fit_seconds,
         "predict_seconds": predict_timer.seconds,
@@ -241,56 +236,10 @@ def inputs(split: data.Split, cfg: Any) -> dict[str, str]:
     textures = getattr(cfg, "textures", "bundled")       # RD-E's anomaly sources
     if textures != "bundled":
         found["textures"] = runs.fingerprint(anomalies.texture_files(textures))
-    weights = str(getattr(cfg, "weights", "")).removesuffix(backbones.BN_SUFFIX)
+    weights = str(cfg.weights).removesuffix(backbones.BN_SUFFIX)
     if weights not in backbones.NAMED_WEIGHTS and Path(weights).is_file():
         found["teacher_weights"] = runs.file_hash(weights)
     return found
-
-
-def _fit_llb(spec: runs.RunSpec, module: Any, train_images: torch.Tensor,
-             train_ids: np.ndarray, *, device: torch.device, progress: bool
-             ) -> torch.nn.Module:
-    """LLB around `module`: stage 1 (cached apart from ``keep``, so that other keep
-    fractions reuse it), purification by id, stage 2 on the kept images. The final
-    model carries the stage-1 record and the kept mask as ``trace``."""
-    lcfg = spec.strategy
-    stage_spec = dataclasses.replace(spec, method=f"{spec.method}-stage1",
-                                     strategy=dataclasses.replace(lcfg, keep=1.0))
-    record = llb.Stage1.from_arrays(runs.load_or_compute(
-        stage_spec.dir / "stage1.npz",
-        lambda: llb.stage1(module, spec.cfg, train_images, train_ids, lcfg,
-                           seed=spec.seed, device=device, progress=progress).arrays()))
-    if not np.array_equal(record.ids, train_ids):
-        raise RuntimeError(f"{stage_spec.dir}: stage-1 ids do not match the split; "
-                           "delete the folder to recompute")
-    kept = np.isin(train_ids, llb.purify(record.ids, record.scores, lcfg.keep))
-    start = time.perf_counter()
-    positions = torch.from_numpy(np.flatnonzero(kept)).to(train_images.device)
-    model = module.fit(spec.cfg, train_images[positions], device=device,
-                       progress=progress)
-    model.trace = record.arrays() | {
-        "kept": kept, "stage2_seconds": np.array(time.perf_counter() - start)}
-    return model
-
-
-def budget(module: Any, cfg: Any, n_train: int) -> tuple[int, int]:
-    """(optimiser steps, training images processed) of one fit on `n_train` images:
-    the method's own count (``module.steps``) if it has one, else epochs or exact
-    steps over the images (`engine.schedule`), else iterations x batch, else none and
-    one pass over the images (a memory bank: PatchCore, SoftPatch). For a method
-    with several students (CDD) the steps of one student."""
-    if hasattr(module, "steps"):
-        steps = module.steps(cfg, n_train)
-        return steps, steps * cfg.batch_size
-    if hasattr(cfg, "epochs"):
-        steps = getattr(cfg, "steps", None)
-        per_epoch = -(-n_train // cfg.batch_size)
-        return (steps or cfg.epochs * per_epoch,
-                engine.images_seen(n_train, cfg.batch_size, epochs=cfg.epochs,
-                                   steps=steps))
-    if hasattr(cfg, "iterations"):
-        return cfg.iterations, cfg.iterations * cfg.batch_size
-    return 0, n_train
 
 
 @dataclass
@@ -302,7 +251,7 @@ class Curve:
     never used to choose anything; it does not change the training."""
 
     every: int
-    module: Any
+    module: ModuleType
     train_images: torch.Tensor
     train_injected: np.ndarray
     test_images: torch.Tensor

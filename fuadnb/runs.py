@@ -39,17 +39,16 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from fuadnb.config import short_hash, to_jsonable
 from fuadnb.utils import atomic_path, atomic_write_text, pid_alive
 
-CACHE_VERSION = 4   # bump by hand when a code change should invalidate cached runs
+CACHE_VERSION = 5   # bump by hand when a code change should invalidate cached runs
 TMP_MARK = ".tmp-"  # in the names of the hidden folders a training writes into
 
 
@@ -58,6 +57,23 @@ class RunCacheError(ValueError):
 RESULTS_FILE = "results.csv"
 TRACE_FILE = "trace.npz"   # a method's per-iteration record (``model.trace``), if any
 CURVE_FILE = "curve.json"   # the learning-bias curve (``model.curve``), if recorded
+
+
+class Cached(Protocol):
+    """What `load_or_fit` keeps of a trained model besides its state dict (every
+    method's model is one: `fuadnb.models.base.Model`)."""
+
+    reproducible_prefixes: tuple[str, ...]   # state-dict parts `build` restores
+    history: list[float]                     # loss per epoch -> fit.json
+    trace: dict[str, np.ndarray]             # per-iteration record -> trace.npz
+    curve: list[dict[str, float]]            # learning-bias curve -> curve.json
+
+    def state_dict(self) -> dict[str, torch.Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], strict: bool = True
+                        ) -> Any: ...
+
+    def eval(self) -> Cached: ...
 
 
 @dataclass(frozen=True)
@@ -183,8 +199,8 @@ def _temp_folder(folder: Path) -> Path:
     return folder.parent / name
 
 
-def _load_cached(spec: RunSpec, build: Callable[[], nn.Module]
-                 ) -> tuple[nn.Module, dict]:
+def _load_cached(spec: RunSpec, build: Callable[[], Cached]
+                 ) -> tuple[Cached, dict]:
     folder = spec.dir
     weights = folder / "weights.pt"
     record = read_json(folder / "fit.json")
@@ -200,7 +216,7 @@ def _load_cached(spec: RunSpec, build: Callable[[], nn.Module]
     except (RuntimeError, TypeError, AttributeError) as err:   # shapes, not a dict
         raise RunCacheError(f"{weights}: does not match the model "
                             f"({str(err)[:200]}); delete {folder} to retrain") from err
-    restored = tuple(getattr(model, "reproducible_prefixes", ()))
+    restored = tuple(model.reproducible_prefixes)
     bad = [k for k in missing if not k.startswith(restored)] + list(unexpected)
     if bad:
         raise RunCacheError(f"{weights}: does not match the model ({bad[:3]}...); "
@@ -216,8 +232,8 @@ def _load_cached(spec: RunSpec, build: Callable[[], nn.Module]
     return model.eval(), record | {"loaded": True}
 
 
-def load_or_fit(spec: RunSpec, *, build: Callable[[], nn.Module],
-                fit: Callable[[], nn.Module]) -> tuple[nn.Module, dict]:
+def load_or_fit(spec: RunSpec, *, build: Callable[[], Cached],
+                fit: Callable[[], Cached]) -> tuple[Cached, dict]:
     """The trained model of `spec`: loaded if its folder is complete, else trained.
 
     A training writes into a hidden temporary folder that is renamed into place only
@@ -246,16 +262,15 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], nn.Module],
         seconds = time.perf_counter() - start
         _write_json(tmp / "config.json", spec.identity())
         _write_json(tmp / "split.json", spec.split)
-        skip = tuple(getattr(model, "reproducible_prefixes", ()))
+        skip = tuple(model.reproducible_prefixes)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()
                  if not (skip and k.startswith(skip))}
         _save_torch(state, tmp / "weights.pt")
-        if getattr(model, "trace", None):
+        if model.trace:
             _save_npz(tmp / TRACE_FILE, model.trace)
-        if getattr(model, "curve", None):
+        if model.curve:
             _write_json(tmp / CURVE_FILE, model.curve)
-        record = {"fit_seconds": seconds,
-                  "history": list(getattr(model, "history", []))}
+        record = {"fit_seconds": seconds, "history": list(model.history)}
         _write_json(tmp / "fit.json", record)
         if folder.exists():   # a folder left by an older version, never complete
             shutil.rmtree(folder)

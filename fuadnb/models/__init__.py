@@ -1,48 +1,71 @@
 """Detection methods, one module each, with the surface written down in `Method`.
 
-Every method module provides ``Config`` (a frozen dataclass: paper defaults, tagged
-with their source), ``PROFILES``, ``config(profile, **overrides)``, ``build(cfg)``,
-``fit(cfg, train_images, *, device, progress)``, ``predict(model, images, *,
-progress)`` and ``score_train(model, train_images)``; `register` refuses a module
-that lacks one of them, so a new method fails at import, not in the middle of a run.
-Optional: ``EVALUATION`` (Config fields that only change how a trained model is
-scored: left out of the run key), ``steps(cfg, n_train)`` (its own count of
-optimiser steps), a ``monitor``
-keyword of ``fit`` (the learning-bias curve), ``category_options`` (per-category
-settings).
+`register` refuses a module that lacks part of it, so a new method fails at import,
+not in the middle of a run. What every method does the same way (prediction, the
+``config`` function, the model's record of its fit, the Config fields with one
+meaning across methods: ``precision``, ``load_size``) is in `fuadnb.models.base`.
 """
 
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from fuadnb.models import cdd, funad, patchcore, rd, rde, softpatch
+from fuadnb.models import base, cdd, funad, patchcore, rd, rde, softpatch
 
 
 @runtime_checkable
 class Method(Protocol):
-    """What `fuadnb.experiment.run`, the chapters and the tests call on a method."""
+    """What `fuadnb.experiment.run`, the strategies, the chapters and the tests call
+    on a method module.
+
+    Attributes:
+        Config: a frozen dataclass deriving from `base.Config` (paper defaults,
+            tagged with their source).
+        PROFILES: profile name -> Config values (``paper``, ``demo``, ``smoke``).
+        EVALUATION: Config fields that only change how a trained model is scored,
+            left out of the run key.
+        MONITOR: whether ``fit`` takes ``monitor`` (an `fuadnb.engine.Monitor`
+            called after every optimiser step: the learning-bias curve).
+    """
 
     Config: type
     PROFILES: dict[str, dict]
-    config: Callable[..., Any]
+    EVALUATION: tuple[str, ...]
+    MONITOR: bool
 
-    def build(self, cfg: Any) -> torch.nn.Module: ...
+    def config(self, profile: str = "paper", **overrides: Any) -> Any:
+        """The profile's Config with `overrides` (`base.configurator`)."""
+
+    def category_options(self, profile: str, dataset: str, category: str,
+                         kind: str) -> dict[str, Any]:
+        """Config values that depend on the dataset and category (below the
+        caller's options, above the profile's)."""
+
+    def build(self, cfg: Any) -> base.Model:
+        """An untrained model (loads a cached run's weights)."""
 
     def fit(self, cfg: Any, train_images: torch.Tensor, *, device: torch.device,
-            progress: bool = False) -> torch.nn.Module: ...
+            progress: bool = False) -> base.Model:
+        """Train on uint8 images (N, 3, S, S); the model, in eval mode."""
 
-    def predict(self, model: torch.nn.Module, images: torch.Tensor, *,
-                progress: bool = False) -> tuple[np.ndarray, np.ndarray]: ...
+    def predict(self, model: base.Model, images: torch.Tensor, *,
+                progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Image scores (N,) and maps (N, S, S); higher = more anomalous."""
 
-    def score_train(self, model: torch.nn.Module, train_images: torch.Tensor
-                    ) -> np.ndarray: ...
+    def score_train(self, model: base.Model, train_images: torch.Tensor
+                    ) -> np.ndarray:
+        """Every training image's score (to rank the contaminating ones)."""
+
+    def budget(self, cfg: Any, n_train: int) -> base.Budget:
+        """Optimiser steps and images processed by one fit on `n_train` images."""
 
 
-REQUIRED = ("Config", "PROFILES", "config", "build", "fit", "predict", "score_train")
+REQUIRED = ("Config", "PROFILES", "EVALUATION", "MONITOR", "config",
+            "category_options", "build", "fit", "predict", "score_train", "budget")
+CALLABLE = ("config", "category_options", "build", "fit", "predict", "score_train",
+            "budget")
 REGISTRY: dict[str, ModuleType] = {}
 
 
@@ -50,7 +73,7 @@ def register(name: str, module: ModuleType) -> ModuleType:
     """Add `module` to `REGISTRY` as `name`, after checking it has the whole method
     surface (a TypeError naming what is missing otherwise)."""
     missing = [a for a in REQUIRED if not hasattr(module, a)]
-    missing += [a for a in ("build", "fit", "predict", "score_train", "config")
+    missing += [a for a in CALLABLE
                 if a not in missing and not callable(getattr(module, a))]
     if missing:
         raise TypeError(f"method {name!r} ({module.__name__}) lacks {missing} of the "

@@ -47,8 +47,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_choice, check_sizes, derive_sigma, from_profile
-from fuadnb.models import rd
+from fuadnb.config import check_choice, check_sizes, derive_sigma
+from fuadnb.models import base, rd
 from fuadnb.nn import blocks, maps
 
 Partition = Literal["fixed", "random", "kmeans"]
@@ -56,7 +56,7 @@ Aggregation = Literal["mean", "median"]
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(base.Config):
     """CDD's hyper-parameters: RD's (the baseline the paper builds on) and ours."""
 
     backbone: str = "wide_resnet50_2"          # paper: frozen WRN-50 (RD's teacher)
@@ -77,6 +77,7 @@ class Config:
     teacher_weight: float = 0.0                # lambda, not published (ours)
 
     def __post_init__(self):
+        super().__post_init__()
         derive_sigma(self)
         check_sizes(self, ("epochs", "batch_size", "eval_batch_size"))
         if self.domains < 2:
@@ -102,25 +103,14 @@ PROFILES: dict[str, dict] = {
 }
 
 
-def config(profile: str = "paper", **overrides) -> Config:
-    """The `profile`'s Config with `overrides` (None values are ignored)."""
-    return from_profile(Config, PROFILES, profile, "CDD", **overrides)
-
-
-class Student(nn.Module):
-    """One RD student: OCBE then decoder, teacher features -> predicted features."""
-
-    def __init__(self, channels: tuple[int, int, int], family: str, signed: bool):
-        super().__init__()
-        self.bottleneck, self.decoder = blocks.build_student(channels, family, signed)
-
-    def forward(self, feats_t: list[torch.Tensor]) -> list[torch.Tensor]:
-        return self.decoder(self.bottleneck(feats_t))
+config = base.configurator(Config, PROFILES, "CDD")
+category_options = base.no_category_options   # nothing depends on the category
+MONITOR = False
 
 
 class CDD(rd.RD):
-    """RD's teacher and global student G (``bottleneck``, ``student``; the map uses
-    these) plus K domain students (``domain_students``)."""
+    """RD's teacher and, as RD's ``student``, the global student G (the map uses
+    these), plus K domain students (``domain_students``, RD students too)."""
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
@@ -129,13 +119,9 @@ class CDD(rd.RD):
             students = []
             for k in range(cfg.domains):
                 torch.manual_seed(cfg.seed + 1 + k)
-                students.append(Student(t.channels, t.family, t.signed))
+                students.append(blocks.Student(t.channels, t.family, t.signed))
         self.domain_students = nn.ModuleList(students)
         self.domain_history: list[list[float]] = []   # per epoch, per domain
-
-    def global_student(self, feats_t: list[torch.Tensor]) -> list[torch.Tensor]:
-        """G: teacher features -> predicted features (what the map compares)."""
-        return self.student(self.bottleneck(feats_t))
 
 
 def build(cfg: Config) -> CDD:
@@ -227,7 +213,7 @@ def pseudo_normal(model: CDD, feats_t: list[torch.Tensor], domain: torch.Tensor
     students = model.domain_students
     modes = [s.training for s in students]
     students.eval()
-    with engine.autocast(feats_t[0].device):
+    with engine.autocast(feats_t[0].device, model.cfg.precision):
         outs = [s(feats_t) for s in students]                  # K x 3 scales
     for s, mode in zip(students, modes, strict=True):
         s.train(mode)
@@ -238,7 +224,7 @@ def pseudo_normal(model: CDD, feats_t: list[torch.Tensor], domain: torch.Tensor
 @torch.no_grad()
 def domain_maps(model: CDD, x: torch.Tensor) -> torch.Tensor:
     """RD's map of every domain student for x (B, 3, H, W) -> (K, B, 1, H, W)."""
-    with engine.autocast(x.device):
+    with engine.autocast(x.device, model.cfg.precision):
         feats_t = model.teacher(x)
         outs = [s(feats_t) for s in model.domain_students]
     return torch.stack([rd.distance_map(model.cfg, feats_t, o, x.shape[-2:])
@@ -253,7 +239,7 @@ def domains(model: CDD, train_images: torch.Tensor) -> torch.Tensor:
         device = next(model.parameters()).device
         descriptors = pooled(engine.teacher_features(
             model.teacher, train_images, batch_size=model.cfg.eval_batch_size,
-            device=device))
+            device=device, precision=model.cfg.precision))
     return schedule(model.cfg, len(train_images), descriptors)[-1]
 
 
@@ -264,13 +250,12 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     CDKA (the global student one pass over all images against `pseudo_normal`
     targets). The teacher's features are computed once for all K + 1 students."""
     n = len(train_images)
-    model = engine.prepare(build(cfg), device)
+    model = engine.prepare(build(cfg), device, cfg.precision)
     feats = rd.teacher_features(model, train_images, device=device, progress=progress)
     plan = schedule(cfg, n, pooled(feats) if cfg.partition == "kmeans" else None)
     adam = {"lr": cfg.lr, "betas": cfg.betas}
     opts = [torch.optim.Adam(s.parameters(), **adam) for s in model.domain_students]
-    opt_g = torch.optim.Adam([*model.bottleneck.parameters(),
-                              *model.student.parameters()], **adam)
+    opt_g = torch.optim.Adam(model.student.parameters(), **adam)
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     bar = tqdm(plan, desc=f"CDD {cfg.backbone} K={cfg.domains}", disable=not progress)
@@ -291,7 +276,7 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
             idx = idx.to(device)
             ft = [f[idx] for f in feats]
             target = pseudo_normal(model, ft, domain_of[idx])
-            total += _step(opt_g, model.global_student, ft, target, cfg,
+            total += _step(opt_g, model.student, ft, target, cfg,
                            cfg.teacher_weight) * len(idx)
         model.history.append(total.item() / n)
         bar.set_postfix(loss=f"{model.history[-1]:.4f}")
@@ -303,7 +288,7 @@ def _step(opt: torch.optim.Optimizer, student, feats_t: list[torch.Tensor],
           ) -> torch.Tensor:
     """One Adam step of `student` on RD's loss against `target` (plus
     ``teacher_weight`` x RD's loss against the teacher); returns the detached loss."""
-    with engine.autocast(feats_t[0].device):
+    with engine.autocast(feats_t[0].device, cfg.precision):
         out = student(feats_t)
         batch_loss = rd.loss(target, out, cfg.loss)
         if teacher_weight:
@@ -314,7 +299,13 @@ def _step(opt: torch.optim.Optimizer, student, feats_t: list[torch.Tensor],
     return batch_loss.detach()
 
 
+def budget(cfg: Config, n_train: int) -> base.Budget:
+    """Optimiser steps and images processed by one student (the global one: one
+    pass over all images per epoch)."""
+    return base.epoch_budget(n_train, cfg.batch_size, cfg.epochs)
+
+
 # The map, scores and training-image scores are RD's, with the global student.
 anomaly_map = rd.anomaly_map
-predict = rd.predict
-score_train = rd.score_train
+predict = base.predict
+score_train = base.score_train

@@ -68,14 +68,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_choice, check_sizes, derive_sigma, from_profile
+from fuadnb.config import check_choice, check_sizes, derive_sigma
+from fuadnb.models import base
 from fuadnb.nn import maps, patches
 
 Smoothness = Literal["code", "text"]
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(base.Config):
     """FUN-AD's hyper-parameters; defaults are the README command's and the code's."""
 
     backbone: str = "dino_vitb8"               # feature_extract.py L21-L40
@@ -101,12 +102,10 @@ class Config:
     chunk: int = 4096                          # query rows per cdist block (ours)
 
     def __post_init__(self):
+        super().__post_init__()
         derive_sigma(self, native=224)
         check_sizes(self, ("epochs", "batch_size", "eval_batch_size", "chunk"))
         check_choice(self, "smoothness", ("code", "text"))
-        if self.load_size and self.load_size < self.image_size:
-            raise ValueError(f"load_size must be 0 or >= image_size "
-                             f"({self.image_size}), got {self.load_size}")
         for name in ("bank_fraction", "confident", "threshold", "noise_threshold"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
@@ -129,9 +128,9 @@ PROFILES: dict[str, dict] = {
 }
 
 
-def config(profile: str = "paper", **overrides) -> Config:
-    """The `profile`'s Config with `overrides` (None values are ignored)."""
-    return from_profile(Config, PROFILES, profile, "FUN-AD", **overrides)
+config = base.configurator(Config, PROFILES, "FUN-AD")
+category_options = base.no_category_options   # nothing depends on the category
+MONITOR = True
 
 
 class LocalNet(nn.Module):
@@ -165,24 +164,22 @@ def probability(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits if logits.dtype == torch.float64 else logits.float())
 
 
-class FUNAD(nn.Module):
-    """The frozen patch-feature extractor (``teacher``) and the trained LocalNet."""
+class FUNAD(base.Model):
+    """The frozen patch-feature ``extractor`` and the trained LocalNet; ``trace``:
+    per iteration, see `fit`."""
+
+    FROZEN = "extractor"
 
     def __init__(self, cfg: Config):
-        super().__init__()
-        self.cfg = cfg
-        self.teacher = patches.PatchFeatures(cfg.backbone, cfg.weights,
-                                             stride=cfg.patch_stride, seed=cfg.seed)
+        super().__init__(cfg)
+        self.extractor = patches.PatchFeatures(cfg.backbone, cfg.weights,
+                                               stride=cfg.patch_stride, seed=cfg.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.net = LocalNet(self.teacher.dim)
-        self.history: list[float] = []          # mean loss per epoch
-        self.trace: dict[str, np.ndarray] = {}  # per iteration, see `fit`
+            self.net = LocalNet(self.extractor.dim)
 
-    @property
-    def reproducible_prefixes(self) -> tuple[str, ...]:
-        """The frozen extractor is rebuilt exactly by `build(cfg)` (not saved)."""
-        return ("teacher.",) if self.cfg.weights != "random" else ()
+    def anomaly_map(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return anomaly_map(self, x)
 
 
 def build(cfg: Config) -> FUNAD:
@@ -295,10 +292,12 @@ def loss(logits: torch.Tensor | None, perturbed_logits: torch.Tensor,
 
 def patch_features(model: FUNAD, images: torch.Tensor, *, device: torch.device,
                    progress: bool = False) -> torch.Tensor:
-    """The frozen features of every image once: (N, P, D) on `device` (bf16 on CUDA),
-    through the same batched pass as the distillation methods' teachers."""
-    return engine.teacher_features(lambda x: [model.teacher(x)], images,
+    """The frozen features of every image once: (N, P, D) on `device` (bf16 for
+    bf16 precision), through the same batched pass as the distillation methods'
+    teachers."""
+    return engine.teacher_features(lambda x: [model.extractor(x)], images,
                                    batch_size=model.cfg.eval_batch_size, device=device,
+                                   precision=model.cfg.precision,
                                    progress=progress)[0]
 
 
@@ -307,17 +306,20 @@ def _score_all(model: FUNAD, feats: torch.Tensor) -> tuple[torch.Tensor, torch.T
     """Adapted features (N, P, D) and image scores (N,) = max patch score."""
     fs, ss = [], []
     for chunk in feats.split(model.cfg.eval_batch_size):
-        with engine.autocast(feats.device):
+        with engine.autocast(feats.device, model.cfg.precision):
             f, z = model.net(chunk)
         fs.append(f.float())
         ss.append(probability(z.amax(1)))
     return torch.cat(fs), torch.cat(ss)
 
 
-def steps(cfg: Config, n_train: int) -> int:
-    """Optimiser steps of one fit: every epoch drops its last, incomplete batch (as
-    the reference's ``drop_last=True``), so ``epochs x floor(N / B)``."""
-    return cfg.epochs * (n_train // min(cfg.batch_size, n_train))
+def budget(cfg: Config, n_train: int) -> base.Budget:
+    """Optimiser steps and images processed by `fit` on `n_train` images: every
+    epoch drops its last, incomplete batch (the reference's ``drop_last=True``), so
+    ``epochs x floor(N / B)`` steps of B images (B = min(batch_size, N))."""
+    batch = min(cfg.batch_size, n_train)
+    steps = cfg.epochs * (n_train // batch)
+    return base.Budget(steps, steps * batch)
 
 
 def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
@@ -330,7 +332,7 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     e.g. the learning-bias curve) is called after every step with the step number
     and the model; it must not change the model."""
     n = len(train_images)
-    model = engine.prepare(build(cfg), device)
+    model = engine.prepare(build(cfg), device, cfg.precision)
     feats = patch_features(model, train_images, device=device, progress=progress)
     bs = min(cfg.batch_size, n)                 # drop_last, as the reference
     opt = torch.optim.RMSprop(model.net.parameters(), lr=cfg.lr,
@@ -356,7 +358,7 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
                 x = feats[idx].float()
                 x_hat = perturb(x, uncertain, noise_gen) if cfg.perturb else x
                 pairs = mutual_pairs(batch_adapted.flatten(0, 1), cfg.chunk)
-            with engine.autocast(device):
+            with engine.autocast(device, cfg.precision):
                 _, z_hat = model.net(x_hat)
                 z = model.net(x)[1] if cfg.smoothness == "text" else None
             batch_loss = loss(z, z_hat, labels, pairs, cfg)
@@ -428,9 +430,9 @@ def anomaly_map(model: FUNAD, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     """x (B, 3, S, S) -> map (B, 1, S, S) and image scores (B,): the patch scores on
     their grid, bilinear to the image size, Gaussian-smoothed (inference.py
     L127-L160); the image score is the max *patch* score."""
-    with engine.autocast(x.device):
-        _, z = model.net(model.teacher(x))
-    g = model.teacher.grid(x.shape[-1])
+    with engine.autocast(x.device, model.cfg.precision):
+        _, z = model.net(model.extractor(x))
+    g = model.extractor.grid(x.shape[-1])
     s = probability(z).reshape(len(x), 1, g, g)
     amap = F.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=False)
     # the image score: sigmoid of the max logit in float64 (= the max patch score,
@@ -455,14 +457,7 @@ def knn_baseline(model: FUNAD, train_images: torch.Tensor, images: torch.Tensor
     return d[:, 0].reshape(feats.shape[:2]).amax(1).double().cpu().numpy()
 
 
-def predict(model: FUNAD, images: torch.Tensor, *, progress: bool = False
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Image scores (N,) = max patch score, and maps (N, S, S), for uint8 images."""
-    device = next(model.parameters()).device
-    return engine.predict(lambda x: anomaly_map(model, x), images, device=device,
-                          batch_size=model.cfg.eval_batch_size, progress=progress)
-
-
-def score_train(model: FUNAD, train_images: torch.Tensor) -> np.ndarray:
-    """Anomaly score of every training image (to rank the contaminating ones)."""
-    return predict(model, train_images)[0]
+# Image scores (N,) = max patch score, and maps (N, S, S), for uint8 images; the
+# training images' scores (to rank the contaminating ones).
+predict = base.predict
+score_train = base.score_train

@@ -44,7 +44,7 @@ Deliberate deviations:
   them); the bank remembers each patch's source image and each training image's
   fingerprint (a hash of its pixels), so an image is scored against the patches of
   the training images that differ from it (identical copies are left out together).
-* Offline profiles: the EfficientNet-Lite2 ImageNet teacher of
+* Offline profiles: the EfficientNet-Lite2 ImageNet backbone of
   `fuadnb.nn.backbones`, with ``pretrain_dim`` = ``target_dim`` = its deeper tap's
   120 channels (the reference's 1024 = WRN-50-2 layer3's channels).
 """
@@ -62,7 +62,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_sizes, derive_sigma, from_profile
+from fuadnb.config import check_sizes, derive_sigma
+from fuadnb.models import base
 from fuadnb.nn import backbones, maps
 
 # SoftPatch's discriminator: (model, feats (N, P, D)) -> (weight, keep, trace)
@@ -71,7 +72,7 @@ Weigher = Callable[[nn.Module, torch.Tensor],
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(base.Config):
     """PatchCore's hyper-parameters; defaults are SoftPatch's released PatchCore."""
 
     backbone: str = "wide_resnet50_2"   # main.py L39 (wideresnet50), layer2 + layer3
@@ -89,6 +90,7 @@ class Config:
     block: int = 1 << 24                # distance-matrix entries per block (ours)
 
     def __post_init__(self):
+        super().__post_init__()
         derive_sigma(self, native=224)
         check_sizes(self, ("batch_size", "patch_size", "pretrain_dim", "target_dim",
                            "projection_dim", "starting_points", "block"))
@@ -103,7 +105,7 @@ class Config:
 EVALUATION = ("sigma", "block")
 
 # A profile is only a set of values; the code path is the same. Offline: the
-# EfficientNet-Lite2 teacher, its deeper tap's 120 channels as both dimensions.
+# EfficientNet-Lite2 backbone, its deeper tap's 120 channels as both dimensions.
 PROFILES: dict[str, dict] = {
     "paper": {},
     "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
@@ -113,13 +115,14 @@ PROFILES: dict[str, dict] = {
 }
 
 
-def config(profile: str = "paper", **overrides) -> Config:
-    """The `profile`'s Config with `overrides` (None values are ignored)."""
-    return from_profile(Config, PROFILES, profile, "PatchCore", **overrides)
+config = base.configurator(Config, PROFILES, "PatchCore")
+category_options = base.no_category_options   # nothing depends on the category
+MONITOR = False
 
 
-class PatchCore(nn.Module):
-    """The frozen backbone (``teacher``) and the memory bank.
+class PatchCore(base.Model):
+    """The frozen backbone (``extractor``) and the memory bank; no training loss
+    (``history`` stays empty), ``trace``: see `fit`.
 
     Buffers (saved with a run): ``bank`` (M, D) features, ``bank_weight`` (M,) the
     factor on a distance to each bank patch (1 for PatchCore), ``bank_image`` (M,)
@@ -127,23 +130,27 @@ class PatchCore(nn.Module):
     pixel hashes (`fingerprint`).
     """
 
+    FROZEN = "extractor"
+    RECALIBRATES = True   # ``*-bnstats`` weights: see `fit`
+
     def __init__(self, cfg: Config):
-        super().__init__()
-        self.cfg = cfg
-        self.teacher = backbones.build(cfg.backbone, cfg.weights, seed=cfg.seed)
+        super().__init__(cfg)
+        self.extractor = backbones.build(cfg.backbone, cfg.weights, seed=cfg.seed)
         self.register_buffer("bank", torch.empty(0, cfg.target_dim))
         self.register_buffer("bank_weight", torch.empty(0))
         self.register_buffer("bank_image", torch.empty(0, dtype=torch.long))
         self.register_buffer("fingerprints", torch.empty(0, dtype=torch.long))
-        self.history: list[float] = []           # no training loss
-        self.trace: dict[str, np.ndarray] = {}   # see `fit`
 
     @property
-    def reproducible_prefixes(self) -> tuple[str, ...]:
-        """The frozen teacher is rebuilt exactly by `build(cfg)` (not saved)."""
-        rebuilt = self.cfg.weights != "random" and not backbones.wants_bn_stats(
-            self.cfg.weights)
-        return ("teacher.",) if rebuilt else ()
+    def device(self) -> torch.device:
+        return self.bank.device
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.cfg.batch_size   # the reference's feature-extraction batch
+
+    def anomaly_map(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return anomaly_map(self, x)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # the bank's size is known only from the saved state
@@ -184,8 +191,8 @@ def aggregate(feats: list[torch.Tensor], cfg: Config) -> torch.Tensor:
 
 def embed(model: PatchCore, x: torch.Tensor) -> torch.Tensor:
     """x (B, 3, S, S) in [0, 1] -> (B, P, D) float32 patch features, P = (S/8)^2."""
-    with torch.no_grad(), engine.autocast(x.device):
-        _, f2, f3 = model.teacher(x)
+    with torch.no_grad(), engine.autocast(x.device, model.cfg.precision):
+        _, f2, f3 = model.extractor(x)
     return aggregate([f2, f3], model.cfg)
 
 
@@ -193,9 +200,11 @@ def embed(model: PatchCore, x: torch.Tensor) -> torch.Tensor:
 def embed_all(model: PatchCore, images: torch.Tensor, *, device: torch.device,
               progress: bool = False) -> torch.Tensor:
     """The patch features of every uint8 image, (N, P, D) float32 on `device`."""
-    return torch.cat([embed(model, engine.inputs(images, idx, device)) for idx in tqdm(
-        list(engine.batches(len(images), model.cfg.batch_size)),
-        desc="patch features", disable=not progress, leave=False)])
+    order = tqdm(list(engine.batches(len(images), model.cfg.batch_size)),
+                 desc="patch features", disable=not progress, leave=False)
+    return torch.cat([embed(model, engine.inputs(images, idx, device,
+                                                 model.cfg.precision))
+                      for idx in order])
 
 
 def project(x: torch.Tensor, dim: int, generator: torch.Generator) -> torch.Tensor:
@@ -300,10 +309,6 @@ def patch_scores(model: PatchCore, feats: torch.Tensor,
     return (d * weight).reshape(b, p)
 
 
-def _bank_device(model: PatchCore) -> torch.device:
-    return model.bank.device
-
-
 @torch.no_grad()
 def anomaly_map(model: PatchCore, x: torch.Tensor, prints: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -342,10 +347,10 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
         weigh: per-patch bank weights and which patches may enter the coreset
             (SoftPatch's noise discriminator); default all 1 and all kept.
     """
-    model = engine.prepare(build(cfg), device)
+    model = engine.prepare(build(cfg), device, cfg.precision)
     if backbones.wants_bn_stats(cfg.weights):
-        backbones.recalibrate_bn(model.teacher, (
-            engine.inputs(train_images, idx, device)
+        backbones.recalibrate_bn(model.extractor, (
+            engine.inputs(train_images, idx, device, cfg.precision)
             for idx in engine.batches(len(train_images), cfg.batch_size)))
     feats = embed_all(model, train_images, device=device, progress=progress)
     n, p, _ = feats.shape
@@ -370,8 +375,8 @@ def bank_matches(model: PatchCore, images: torch.Tensor) -> dict[str, np.ndarray
         image's patch grid (row-major, P = (S/8)^2). Needs ``model.trace["coreset"]``
         (kept with every run) and test images of the training images' size.
     """
-    device = _bank_device(model)
-    feats = torch.cat([embed(model, engine.inputs(images, idx, device))
+    device, amp = model.device, model.cfg.precision
+    feats = torch.cat([embed(model, engine.inputs(images, idx, device, amp))
                        for idx in engine.batches(len(images), model.cfg.batch_size)])
     b, p, _ = feats.shape
     d, row = nearest(feats.flatten(0, 1), model.bank, block=model.cfg.block)
@@ -381,12 +386,13 @@ def bank_matches(model: PatchCore, images: torch.Tensor) -> dict[str, np.ndarray
         ("distance", d), ("row", row), ("image", origin // p), ("cell", origin % p))}
 
 
-def predict(model: PatchCore, images: torch.Tensor, *, progress: bool = False
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Image scores (N,) = max patch score, and maps (N, S, S), for uint8 images."""
-    return engine.predict(lambda x: anomaly_map(model, x), images,
-                          device=_bank_device(model), batch_size=model.cfg.batch_size,
-                          progress=progress)
+def budget(cfg: Config, n_train: int) -> base.Budget:
+    """No optimiser step; one pass over the training images."""
+    return base.Budget(0, n_train)
+
+
+# Image scores (N,) = max patch score, and maps (N, S, S), for uint8 images.
+predict = base.predict
 
 
 def score_train(model: PatchCore, train_images: torch.Tensor) -> np.ndarray:
@@ -394,9 +400,9 @@ def score_train(model: PatchCore, train_images: torch.Tensor) -> np.ndarray:
     training images (leave-one-image-out, matched by content: identical copies are
     left out together; an image the fit never saw is scored against the whole
     bank)."""
-    device = _bank_device(model)
+    device, amp = model.device, model.cfg.precision
     prints = fingerprint(train_images).to(device)
-    scores = [anomaly_map(model, engine.inputs(train_images, idx, device),
+    scores = [anomaly_map(model, engine.inputs(train_images, idx, device, amp),
                           prints[idx.to(device)])[1]
               for idx in engine.batches(len(train_images), model.cfg.batch_size)]
     return torch.cat(scores).double().cpu().numpy()

@@ -27,21 +27,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_choice, check_sizes, derive_sigma, from_profile
+from fuadnb.config import check_choice, check_sizes, derive_sigma
+from fuadnb.models import base
 from fuadnb.nn import backbones, blocks, maps
 
 LossKind = Literal["flat", "pixel"]
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(base.Config):
     """RD's hyper-parameters; defaults are the paper's (the ``paper`` profile)."""
 
     backbone: str = "wide_resnet50_2"          # RD4AD main.py L70
@@ -59,6 +58,7 @@ class Config:
     eval_batch_size: int = 32                  # ours (reference: 1)
 
     def __post_init__(self):
+        super().__post_init__()
         derive_sigma(self)
         check_sizes(self, ("epochs", "batch_size", "eval_batch_size"))
         if self.steps is not None:
@@ -86,36 +86,33 @@ PROFILES: dict[str, dict] = {
 }
 
 
-def config(profile: str = "paper", **overrides) -> Config:
-    """The `profile`'s Config with `overrides` (None values are ignored)."""
-    return from_profile(Config, PROFILES, profile, "RD", **overrides)
+config = base.configurator(Config, PROFILES, "RD")
+category_options = base.no_category_options   # nothing depends on the category
+MONITOR = True   # `fit` takes a monitor (the learning-bias curve)
 
 
-class RD(nn.Module):
-    """Teacher E (frozen), one-class bottleneck OCBE and student decoder D."""
+class RD(base.Model):
+    """Teacher E (frozen) and student S = one-class bottleneck OCBE + decoder D."""
+
+    FROZEN = "teacher"
+    RECALIBRATES = True   # ``*-bnstats`` weights: see `teacher_features`
 
     def __init__(self, cfg: Config):
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg)
         self.teacher = backbones.build(cfg.backbone, cfg.weights, seed=cfg.seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.bottleneck, self.student = blocks.build_student(
-                self.teacher.channels, self.teacher.family, self.teacher.signed)
-        self.history: list[float] = []   # mean training loss per epoch
-
-    @property
-    def reproducible_prefixes(self) -> tuple[str, ...]:
-        """State-dict prefixes `build(cfg)` restores exactly (not saved with a run)."""
-        rebuilt = self.cfg.weights != "random" and not backbones.wants_bn_stats(
-            self.cfg.weights)
-        return ("teacher.",) if rebuilt else ()
+            self.student = blocks.Student(self.teacher.channels, self.teacher.family,
+                                          self.teacher.signed)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """x (B, 3, H, W) -> teacher and student features, 3 x (B, C_i, H_i, W_i)."""
         with torch.no_grad():
             feats_t = self.teacher(x)
-        return feats_t, self.student(self.bottleneck(feats_t))
+        return feats_t, self.student(feats_t)
+
+    def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
+        return anomaly_map(self, x)
 
 
 def build(cfg: Config) -> RD:
@@ -146,7 +143,7 @@ def loss(feats_t: list[torch.Tensor], feats_s: list[torch.Tensor],
 def anomaly_map(model: RD, x: torch.Tensor) -> torch.Tensor:
     """x (B, 3, H, W) -> amap (B, 1, H, W): sum over scales of upsampled
     ``1 - cos``, Gaussian-smoothed; higher = more anomalous."""
-    with engine.autocast(x.device):
+    with engine.autocast(x.device, model.cfg.precision):
         feats_t, feats_s = model(x)
     return distance_map(model.cfg, feats_t, feats_s, x.shape[-2:])
 
@@ -171,10 +168,9 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     step with the step number and the model; it must not change the model.
     """
     n = len(train_images)
-    model = engine.prepare(build(cfg), device)
+    model = engine.prepare(build(cfg), device, cfg.precision)
     feats = teacher_features(model, train_images, device=device, progress=progress)
-    params = [*model.bottleneck.parameters(), *model.student.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas)
+    opt = torch.optim.Adam(model.student.parameters(), lr=cfg.lr, betas=cfg.betas)
     gen = torch.Generator().manual_seed(cfg.seed)
     plan = engine.schedule(n, cfg.batch_size, epochs=cfg.epochs, steps=cfg.steps,
                            generator=gen)
@@ -185,9 +181,8 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
         total, seen = torch.zeros((), device=device), 0
         for idx in epoch:
             feats_t = [f[idx.to(device)] for f in feats]
-            with engine.autocast(device):
-                batch_loss = loss(feats_t, model.student(model.bottleneck(feats_t)),
-                                  cfg.loss)
+            with engine.autocast(device, cfg.precision):
+                batch_loss = loss(feats_t, model.student(feats_t), cfg.loss)
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
             opt.step()
@@ -208,20 +203,19 @@ def teacher_features(model: RD, train_images: torch.Tensor, *, device: torch.dev
     cfg = model.cfg
     if backbones.wants_bn_stats(cfg.weights):
         backbones.recalibrate_bn(model.teacher, (
-            engine.inputs(train_images, idx, device)
+            engine.inputs(train_images, idx, device, cfg.precision)
             for idx in engine.batches(len(train_images), cfg.eval_batch_size)))
     return engine.teacher_features(model.teacher, train_images, device=device,
-                                   batch_size=cfg.eval_batch_size, progress=progress)
+                                   batch_size=cfg.eval_batch_size,
+                                   precision=cfg.precision, progress=progress)
 
 
-def predict(model: RD, images: torch.Tensor, *, progress: bool = False
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Image scores (N,) = max of the map, and maps (N, S, S), for uint8 images."""
-    device = next(model.parameters()).device
-    return engine.predict(lambda x: anomaly_map(model, x), images, device=device,
-                          batch_size=model.cfg.eval_batch_size, progress=progress)
+def budget(cfg: Config, n_train: int) -> base.Budget:
+    """Optimiser steps and images processed by `fit` on `n_train` images."""
+    return base.epoch_budget(n_train, cfg.batch_size, cfg.epochs, cfg.steps)
 
 
-def score_train(model: RD, train_images: torch.Tensor) -> np.ndarray:
-    """Anomaly score of every training image (to rank the contaminating ones)."""
-    return predict(model, train_images)[0]
+# Image scores (N,) = max of the map, and maps (N, S, S), for uint8 images; the
+# training images' scores (to rank the contaminating ones).
+predict = base.predict
+score_train = base.score_train

@@ -66,20 +66,19 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from tqdm.auto import tqdm
 
 from fuadnb import engine
-from fuadnb.config import check_choice, check_sizes, derive_sigma, from_profile
+from fuadnb.config import check_choice, check_sizes, derive_sigma
 from fuadnb.data import anomalies
-from fuadnb.models import rd
+from fuadnb.models import base, rd
 from fuadnb.nn import backbones, blocks, maps
 
 GiiMode = Literal["gated", "ungated"]
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(base.Config):
     """RD-E's hyper-parameters; defaults are the reference code's (``paper``)."""
 
     backbone: str = "wide_resnet50_2"          # teacher.py L12-L20
@@ -101,6 +100,7 @@ class Config:
     eval_batch_size: int = 32                  # ours
 
     def __post_init__(self):
+        super().__post_init__()
         derive_sigma(self)
         check_sizes(self, ("iterations", "batch_size", "eval_batch_size"))
         check_choice(self, "gii", ("gated", "ungated"))
@@ -139,9 +139,8 @@ PROFILES: dict[str, dict] = {
 }
 
 
-def config(profile: str = "paper", **overrides) -> Config:
-    """The `profile`'s Config with `overrides` (None values are ignored)."""
-    return from_profile(Config, PROFILES, profile, "RD-E", **overrides)
+config = base.configurator(Config, PROFILES, "RD-E")
+MONITOR = False
 
 
 def paper_iterations(dataset: str, category: str) -> int:
@@ -165,31 +164,17 @@ def category_options(profile: str, dataset: str, category: str, kind: str
     return options
 
 
-class RDE(nn.Module):
-    """Expert E (frozen), teacher T (fine-tuned), student S = OCBE + decoder + GII."""
+class Student(blocks.Student):
+    """S: RD's student (``bottleneck``, ``decoder``) with GII between the decoder's
+    stages (`gated`: GII's similarity gate; else the plain skip fusion)."""
 
-    def __init__(self, cfg: Config):
-        super().__init__()
-        self.cfg = cfg
-        self.expert = backbones.build(cfg.backbone, cfg.weights, seed=cfg.seed)
-        self.teacher = backbones.build(cfg.backbone, cfg.weights, seed=cfg.seed,
-                                       frozen=False)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            self.bottleneck, self.decoder = blocks.build_student(
-                self.teacher.channels, self.teacher.family, self.teacher.signed)
-            self.gii = blocks.GII(self.teacher.channels)
-            for part in (self.bottleneck, self.decoder, self.gii):
-                blocks.init_xavier(part)   # student.py L62: every Conv2d of S
-        self.history: list[float] = []   # mean student loss per epoch
-        self.teacher_history: list[float] = []
+    def __init__(self, channels: tuple[int, int, int], family: blocks.Family,
+                 signed: bool, gated: bool):
+        super().__init__(channels, family, signed)
+        self.gii = blocks.GII(channels)
+        self.gated = gated
 
-    @property
-    def reproducible_prefixes(self) -> tuple[str, ...]:
-        """The expert is rebuilt exactly by `build(cfg)` (not saved with a run)."""
-        return ("expert.",) if self.cfg.weights != "random" else ()
-
-    def _readout(self, k: int, f: torch.Tensor) -> torch.Tensor:
+    def readout(self, k: int, f: torch.Tensor) -> torch.Tensor:
         """The student's prediction of teacher scale k (0, 1, 2) from decoder f."""
         head = self.decoder.readout
         return f if head is None else head[k](f)
@@ -198,20 +183,43 @@ class RDE(nn.Module):
         """The decoder's outputs ``[c, b, a]`` (aligned with [t1, t2, t3]) with GII
         between its stages, before any readout."""
         t1, t2, t3 = feats_t
-        gated = self.cfg.gii == "gated"
         a = self.decoder.layer1(self.bottleneck(feats_t))                  # ~ t3
-        b = self.decoder.layer2(self.gii(1, a, self._readout(2, a), t2, t3, gated))
-        c = self.decoder.layer3(self.gii(0, b, self._readout(1, b), t1, t2, gated))
+        b = self.decoder.layer2(self.gii(1, a, self.readout(2, a), t2, t3,
+                                         self.gated))
+        c = self.decoder.layer3(self.gii(0, b, self.readout(1, b), t1, t2,
+                                         self.gated))
         return [c, b, a]
 
-    def student(self, feats_t: list[torch.Tensor]) -> list[torch.Tensor]:
-        """S: teacher features [t1, t2, t3] -> predictions [s1, s2, s3]."""
-        return [self._readout(k, f) for k, f in enumerate(self.stages(feats_t))]
+    def forward(self, feats_t: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Teacher features [t1, t2, t3] -> predictions [s1, s2, s3]."""
+        return [self.readout(k, f) for k, f in enumerate(self.stages(feats_t))]
+
+
+class RDE(base.Model):
+    """Expert E (frozen), teacher T (fine-tuned), student S = OCBE + decoder + GII."""
+
+    FROZEN = "expert"
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        self.expert = backbones.build(cfg.backbone, cfg.weights, seed=cfg.seed)
+        self.teacher = backbones.build(cfg.backbone, cfg.weights, seed=cfg.seed,
+                                       frozen=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.student = Student(self.teacher.channels, self.teacher.family,
+                                   self.teacher.signed, gated=cfg.gii == "gated")
+            blocks.init_xavier(self.student)   # student.py L62: every Conv2d of S
+        self.teacher_history: list[float] = []   # (history: the student's loss)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """x (B, 3, H, W) -> teacher and student features, 3 x (B, C_i, H_i, W_i)."""
         feats_t = self.teacher(x)
         return feats_t, self.student(feats_t)
+
+    def anomaly_map(self, x: torch.Tensor) -> torch.Tensor:
+        """RD's map (`fuadnb.models.rd.anomaly_map`), against the fine-tuned T."""
+        return rd.anomaly_map(self, x)
 
 
 def build(cfg: Config) -> RDE:
@@ -220,8 +228,10 @@ def build(cfg: Config) -> RDE:
 
 
 def _flatcos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """mean over the batch of 1 - cos(vec a, vec b), vectors of C*H*W."""
-    return (1 - F.cosine_similarity(a.float().flatten(1), b.float().flatten(1))).mean()
+    """mean over the batch of 1 - cos(vec a, vec b), vectors of C*H*W (teacher.py
+    L22-L31, student.py L138-L153): RD's flat loss (`fuadnb.models.rd.loss`) at one
+    scale."""
+    return rd.loss([a], [b], "flat")
 
 
 def teacher_loss(t_n: list[torch.Tensor], t_a: list[torch.Tensor],
@@ -268,16 +278,16 @@ def gates(model: RDE, x: torch.Tensor) -> list[torch.Tensor]:
     two decoder stages and the teacher, ``[g3 (B, 1, H/16, W/16), g2 (.., H/8)]``
     (high = the student already matches the teacher: inject teacher detail)."""
     _, t2, t3 = feats_t = model.teacher(x)
-    _, b, a = model.stages(feats_t)
-    return [blocks.channel_cosine(model._readout(2, a), t3),
-            blocks.channel_cosine(model._readout(1, b), t2)]
+    _, b, a = model.student.stages(feats_t)
+    return [blocks.channel_cosine(model.student.readout(2, a), t3),
+            blocks.channel_cosine(model.student.readout(1, b), t2)]
 
 
 # The map, scores and training-image scores are RD's: student against the (here
 # fine-tuned) teacher, summed upsampled 1 - cos, Gaussian-smoothed, max as the score.
 anomaly_map = rd.anomaly_map
-predict = rd.predict
-score_train = rd.score_train
+predict = base.predict
+score_train = base.score_train
 
 
 def texture_source(cfg: Config) -> torch.Tensor:
@@ -298,6 +308,13 @@ def steps(cfg: Config, n_train: int) -> int:
     return math.ceil(cfg.iterations / per_epoch) * per_epoch
 
 
+def budget(cfg: Config, n_train: int) -> base.Budget:
+    """`steps`, and ``steps x batch_size`` images processed (the synthetic-anomaly
+    copies not counted)."""
+    total = steps(cfg, n_train)
+    return base.Budget(total, total * cfg.batch_size)
+
+
 def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
         progress: bool = False) -> RDE:
     """Train RD-E on uint8 images (N, 3, S, S) for `steps` iterations (``iterations``
@@ -308,13 +325,12 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
     synthesised anomalies from its own seeded generator.
     """
     n = len(train_images)
-    model = engine.prepare(build(cfg), device)
+    model = engine.prepare(build(cfg), device, cfg.precision)
     textures = texture_source(cfg)
     opt_t = torch.optim.Adam(model.teacher.parameters(), lr=cfg.lr_teacher,
                              betas=cfg.betas)
-    student_params = [*model.bottleneck.parameters(), *model.decoder.parameters(),
-                      *model.gii.parameters()]
-    opt_s = torch.optim.Adam(student_params, lr=cfg.lr_student, betas=cfg.betas)
+    opt_s = torch.optim.Adam(model.student.parameters(), lr=cfg.lr_student,
+                             betas=cfg.betas)
     order_gen = torch.Generator().manual_seed(cfg.seed)
     synth_gen = torch.Generator().manual_seed(cfg.seed + 1)
     per_epoch = math.ceil(n / cfg.batch_size)
@@ -327,8 +343,8 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
             cpu_images = train_images[idx.to(train_images.device)].cpu()
             aug, mask = anomalies.synthesize(cpu_images, textures, synth_gen,
                                              restrict_to_foreground=cfg.foreground)
-            x = engine.inputs(cpu_images, torch.arange(len(idx)), device)
-            x_a = engine.inputs(aug, torch.arange(len(idx)), device)
+            x = engine.inputs(cpu_images, torch.arange(len(idx)), device, cfg.precision)
+            x_a = engine.inputs(aug, torch.arange(len(idx)), device, cfg.precision)
             lt, ls = _step(model, opt_t, opt_s, x, x_a, mask.to(device), cfg)
             losses_t.append(lt)
             losses_s.append(ls)
@@ -349,19 +365,20 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
 def _step(model: RDE, opt_t, opt_s, x: torch.Tensor, x_a: torch.Tensor,
           mask: torch.Tensor, cfg: Config) -> tuple[float, float]:
     """One iteration in the reference's order; returns (teacher, student) loss."""
-    with torch.no_grad(), engine.autocast(x.device):
+    amp = cfg.precision
+    with torch.no_grad(), engine.autocast(x.device, amp):
         e_n, e_a = model.expert(x), model.expert(x_a)
     model.teacher.train()
-    with engine.autocast(x.device):
+    with engine.autocast(x.device, amp):
         loss_t = teacher_loss(model.teacher(x), model.teacher(x_a), e_n, e_a, mask,
                               cfg.global_term)
     opt_t.zero_grad(set_to_none=True)
     loss_t.backward()
     opt_t.step()
     model.teacher.eval()
-    with torch.no_grad(), engine.autocast(x.device):
+    with torch.no_grad(), engine.autocast(x.device, amp):
         t_n, t_a = model.teacher(x), model.teacher(x_a)
-    with engine.autocast(x.device):
+    with engine.autocast(x.device, amp):
         loss_s = student_loss(model.student(t_n), model.student(t_a), t_n, e_n)
     opt_s.zero_grad(set_to_none=True)
     loss_s.backward()

@@ -42,12 +42,22 @@ from typing import Literal
 import numpy as np
 import torch
 
-from fuadnb.config import check_choice, from_profile
-from fuadnb.models import patchcore
-from fuadnb.models.patchcore import PatchCore, anomaly_map, build, predict, score_train
+from fuadnb.config import check_choice
+from fuadnb.models import base, patchcore
+from fuadnb.models.patchcore import (
+    MONITOR,
+    PatchCore,
+    anomaly_map,
+    budget,
+    build,
+    category_options,
+    predict,
+    score_train,
+)
 
-__all__ = ["Config", "PROFILES", "config", "build", "fit", "predict", "score_train",
-           "anomaly_map", "lof", "nearest_other", "gaussian", "bank_weights"]
+__all__ = ["Config", "PROFILES", "EVALUATION", "MONITOR", "config", "build", "fit",
+           "predict", "score_train", "budget", "category_options", "anomaly_map",
+           "lof", "nearest_other", "gaussian", "bank_weights"]
 
 Discriminator = Literal["lof", "nearest", "gaussian"]
 
@@ -74,9 +84,7 @@ PROFILES = patchcore.PROFILES
 EVALUATION = patchcore.EVALUATION   # not in the run key
 
 
-def config(profile: str = "paper", **overrides) -> Config:
-    """The `profile`'s Config with `overrides` (None values are ignored)."""
-    return from_profile(Config, PROFILES, profile, "SoftPatch", **overrides)
+config = base.configurator(Config, PROFILES, "SoftPatch")
 
 
 def _pairwise(x: torch.Tensor) -> torch.Tensor:

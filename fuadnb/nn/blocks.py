@@ -131,7 +131,7 @@ class DecoderBottleneck(nn.Module):
 
 
 class ResNetDecoder(nn.Module):
-    """The student: a mirrored ResNet that upsamples the embedding back to the
+    """The student's decoder: a mirrored ResNet that upsamples the embedding back to the
     teacher's three scales.
 
     (B, 2*c3, h, w) -> ``[(B, c1, 8h, 8w), (B, c2, 4h, 4w), (B, c3, 2h, 2w)]``,
@@ -179,15 +179,23 @@ FAMILY_LAYOUT: dict[str, dict] = {
 }
 
 
-def build_student(channels: tuple[int, int, int], family: Family,
-                  signed: bool = False) -> tuple[OCBE, ResNetDecoder]:
-    """RD's bottleneck and decoder for a teacher with `channels` and block `family`
-    (`signed`: the teacher's features can be negative, see `ResNetDecoder`)."""
-    layout = FAMILY_LAYOUT[family]
-    ocbe = OCBE(channels, family, layout["ocbe_blocks"], layout["base_width"])
-    decoder = ResNetDecoder(channels, family, layout["decoder_blocks"],
-                            layout["base_width"], signed=signed)
-    return ocbe, decoder
+class Student(nn.Module):
+    """RD's student: the one-class bottleneck (OCBE), then the decoder, for a teacher
+    with `channels` and block `family` (`signed`: the teacher's features can be
+    negative, see `ResNetDecoder`). Teacher features ``[f1, f2, f3]`` -> their
+    reconstruction, same shapes."""
+
+    def __init__(self, channels: tuple[int, int, int], family: Family,
+                 signed: bool = False):
+        super().__init__()
+        layout = FAMILY_LAYOUT[family]
+        self.bottleneck = OCBE(channels, family, layout["ocbe_blocks"],
+                               layout["base_width"])
+        self.decoder = ResNetDecoder(channels, family, layout["decoder_blocks"],
+                                     layout["base_width"], signed=signed)
+
+    def forward(self, feats_t: list[torch.Tensor]) -> list[torch.Tensor]:
+        return self.decoder(self.bottleneck(feats_t))
 
 
 def channel_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

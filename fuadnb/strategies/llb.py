@@ -17,6 +17,10 @@ Explained in: book/chapters/07_llb_filtering
   keep 0.2).
 * **Stage 2**: train the method on the kept images; evaluate as usual.
 
+`fit` runs the three steps for `fuadnb.experiment.run`, stage 1 cached in its own run
+folder apart from ``keep`` (so other keep fractions reuse it); `report` gives the
+results row its columns (`filter_metrics`, both stages' time and schedule).
+
 Image *ids* travel from scoring to selection. The reference indexes the permuted set
 twice (``Subset(Subset(base, pi), pi[chunk])`` for scoring, ``Subset(train_set,
 top)`` for selection), so its scores and kept images refer to different files unless
@@ -44,8 +48,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from fuadnb import metrics
-from fuadnb.config import check_choice
+from fuadnb import metrics, runs
+from fuadnb.config import check_choice, from_profile
+from fuadnb.models import base
 
 Aggregation = Literal["mean", "max", "maxvar"]
 ImageScore = Literal["top", "max"]
@@ -77,12 +82,9 @@ class Config:
 
 
 def config(**overrides: Any) -> Config:
-    """LLB's Config with `overrides`; an unknown name is one clear ValueError."""
-    names = set(Config.__dataclass_fields__)
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ValueError(f"unknown LLB option(s) {unknown}; known: {sorted(names)}")
-    return Config(**overrides)
+    """LLB's Config with `overrides` (None values are ignored); an unknown name or a
+    wrong type is one clear ValueError."""
+    return from_profile(Config, {"released": {}}, "released", "LLB", **overrides)
 
 
 def partition(n: int, k: int, seed: int) -> np.ndarray:
@@ -183,6 +185,48 @@ def stage1(method: ModuleType, method_cfg: Any, images: torch.Tensor,
         sub_scores[j] = image_scores(maps, cfg)
     return Stage1(np.asarray(ids).astype(str), subset, sub_scores,
                   aggregate(sub_scores, subset, cfg), time.perf_counter() - start)
+
+
+def fit(method: ModuleType, spec: runs.RunSpec, train_images: torch.Tensor,
+        train_ids: np.ndarray, *, device: torch.device, progress: bool = False
+        ) -> base.Model:
+    """LLB around `method` for the run `spec` (``spec.strategy``: this Config): stage
+    1 (cached in a run folder of its own, keyed without ``keep``, so other keep
+    fractions reuse it), purification by id, stage 2 on the kept images. The model
+    carries the stage-1 record and the kept mask as ``trace`` (`Stage1.arrays`, plus
+    ``kept`` (N,) bool and ``stage2_seconds``)."""
+    cfg = spec.strategy
+    stage_spec = dataclasses.replace(spec, method=f"{spec.method}-stage1",
+                                     strategy=dataclasses.replace(cfg, keep=1.0))
+    record = Stage1.from_arrays(runs.load_or_compute(
+        stage_spec.dir / "stage1.npz",
+        lambda: stage1(method, spec.cfg, train_images, train_ids, cfg,
+                       seed=spec.seed, device=device, progress=progress).arrays()))
+    if not np.array_equal(record.ids, train_ids):
+        raise RuntimeError(f"{stage_spec.dir}: stage-1 ids do not match the split; "
+                           "delete the folder to recompute")
+    kept = np.isin(train_ids, purify(record.ids, record.scores, cfg.keep))
+    start = time.perf_counter()
+    positions = torch.from_numpy(np.flatnonzero(kept)).to(train_images.device)
+    model = method.fit(spec.cfg, train_images[positions], device=device,
+                       progress=progress)
+    model.trace = record.arrays() | {
+        "kept": kept, "stage2_seconds": np.array(time.perf_counter() - start)}
+    return model
+
+
+def report(method: ModuleType, cfg: Any, model: base.Model,
+           train_injected: np.ndarray) -> tuple[base.Budget, float, dict[str, float]]:
+    """What a results row records of a `fit` (`model.trace`) on the training images
+    flagged by `train_injected`: the schedule (stage 1 counted as one fit of the
+    method on all images, plus stage 2 on the kept ones), the seconds of both
+    stages (stage 1's as computed, also when its cache was reused) and
+    `filter_metrics`."""
+    found = filter_metrics(model.trace, train_injected)
+    both = zip(method.budget(cfg, len(train_injected)),
+               method.budget(cfg, found["n_kept"]), strict=True)
+    seconds = float(model.trace["seconds"] + model.trace["stage2_seconds"])
+    return base.Budget(*(a + b for a, b in both)), seconds, found
 
 
 def filter_metrics(trace: dict[str, np.ndarray], is_injected: np.ndarray

@@ -170,7 +170,7 @@ def test_fit_trace_bank_and_falling_loss():
     scores, maps = funad.predict(model, imgs[:3])
     assert maps.shape == (3, 64, 64) and scores.shape == (3,)
     with torch.no_grad():
-        _, z = model.net(model.teacher(imgs[:3].float() / 255))
+        _, z = model.net(model.extractor(imgs[:3].float() / 255))
     assert z.dtype == torch.float32
     np.testing.assert_allclose(scores, funad.probability(z).amax(1).numpy(),
                                rtol=1e-5)                                 # max patch
@@ -240,8 +240,7 @@ def test_steps_drop_the_last_batch_and_the_monitor_sees_every_step():
     gen = torch.Generator().manual_seed(1)
     imgs = (torch.rand(10, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
     cfg = cfg_(epochs=3, batch_size=4)
-    assert funad.steps(cfg, 10) == 3 * 2                  # 10 // 4 = 2, drop_last
-    assert experiment.budget(funad, cfg, 10) == (6, 6 * 4)
+    assert funad.budget(cfg, 10) == (3 * 2, 6 * 4)        # 10 // 4 = 2, drop_last
     seen = []
     model = funad.fit(cfg, imgs, device=CPU,
                       monitor=lambda step, m: seen.append((step, m.training)))
@@ -257,8 +256,8 @@ def test_knn_baseline_matches_brute_force_numpy():
     test[0] = train[1]                                     # a training image: 0
     model = funad.build(cfg_(chunk=7)).eval()
     with torch.no_grad():
-        bank = model.teacher(train.float() / 255).flatten(0, 1).double().numpy()
-        q = model.teacher(test.float() / 255).double().numpy()       # (3, P, D)
+        bank = model.extractor(train.float() / 255).flatten(0, 1).double().numpy()
+        q = model.extractor(test.float() / 255).double().numpy()     # (3, P, D)
     d = ((q[:, :, None, :] - bank[None, None]) ** 2).sum(-1).min(-1)  # (3, P)
     got = funad.knn_baseline(model, train, test)
     # float32 cdist: |a|^2 + |b|^2 - 2ab leaves ~1e-6 of |a|^2 ~ 1e3 on a self-match

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from fuadnb import experiment, models
+from fuadnb.models import base
 from fuadnb.strategies import llb
 
 CPU = torch.device("cpu")
@@ -62,23 +63,27 @@ def test_purify_keeps_exactly_the_lowest_scores_by_id():
         llb.config(kept=0.5)
 
 
-class Brightness(nn.Module):
-    """A stand-in detector whose map is the image brightness: its scores are a known
-    function of each file's pixels, so misaligned ids would show."""
-
-    def __init__(self):
-        super().__init__()
-        self.w = nn.Parameter(torch.zeros(()))
-        self.teacher = SimpleNamespace(label="brightness/none")
-        self.seen = []
-
-
 @dataclass(frozen=True)
-class BrightCfg:
+class BrightCfg(base.Config):
     seed: int = 0
     image_size: int = 64
     epochs: int = 1
     batch_size: int = 4
+    weights: str = "none"
+
+
+class Brightness(base.Model):
+    """A stand-in detector whose map is the image brightness: its scores are a known
+    function of each file's pixels, so misaligned ids would show."""
+
+    FROZEN = "extractor"
+
+    def __init__(self, cfg=BrightCfg()):
+        super().__init__(cfg)
+        self.w = nn.Parameter(torch.zeros(()))
+        self.extractor = nn.Identity()
+        self.extractor.label = "brightness/none"
+        self.seen = []
 
 
 def _bright_module(fits):
@@ -92,10 +97,13 @@ def _bright_module(fits):
         return maps.reshape(len(maps), -1).max(1), maps
 
     return SimpleNamespace(
+        Config=BrightCfg, PROFILES={"smoke": {}}, EVALUATION=(), MONITOR=False,
         config=lambda profile="demo", **kw: BrightCfg(**{k: v for k, v in kw.items()
                                                          if v is not None}),
+        category_options=base.no_category_options,
         build=lambda cfg: Brightness(), fit=fit, predict=predict,
-        score_train=lambda model, images: predict(model, images)[0])
+        score_train=lambda model, images: predict(model, images)[0],
+        budget=lambda cfg, n: base.epoch_budget(n, cfg.batch_size, cfg.epochs))
 
 
 def test_stage1_scores_and_kept_images_are_the_same_files():

@@ -31,7 +31,7 @@ def test_shapes_for_every_backbone(backbone, channels):
     assert [f.shape[1] for f in feats_t] == list(channels)
     assert [f.shape for f in feats_s] == [f.shape for f in feats_t]
     assert [f.shape[-1] for f in feats_t] == [16, 8, 4]
-    assert model.bottleneck(feats_t).shape == (2, 2 * channels[2], 2, 2)
+    assert model.student.bottleneck(feats_t).shape == (2, 2 * channels[2], 2, 2)
     assert rd.anomaly_map(model, x).shape == (2, 1, 64, 64)
     # a student for signed teacher features can output negative values, else not
     assert (min(f.min() for f in feats_s) < 0) == model.teacher.signed
@@ -74,8 +74,7 @@ def test_anomaly_map_matches_numpy_and_scipy():
 def test_loss_falls_over_a_few_steps():
     model = rd.build(tiny_cfg(weights="random")).train()
     x = torch.randn(4, 3, 64, 64)
-    opt = torch.optim.Adam([*model.bottleneck.parameters(),
-                            *model.student.parameters()], lr=5e-3, betas=(0.5, 0.999))
+    opt = torch.optim.Adam(model.student.parameters(), lr=5e-3, betas=(0.5, 0.999))
     losses = []
     for _ in range(5):
         loss = rd.loss(*model(x))
@@ -149,7 +148,8 @@ def test_a_method_missing_part_of_the_interface_fails_at_registration():
 
     from fuadnb import models
     half = types.ModuleType("half")
-    for name in ("Config", "PROFILES", "config", "build", "fit", "score_train"):
+    for name in ("Config", "PROFILES", "EVALUATION", "MONITOR", "config",
+                 "category_options", "build", "fit", "score_train", "budget"):
         setattr(half, name, getattr(rd, name))
     with pytest.raises(TypeError, match=r"lacks \['predict'\]"):
         models.register("half", half)

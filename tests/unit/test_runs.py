@@ -16,6 +16,7 @@ class Tiny(nn.Module):
         self.frozen = nn.Linear(2, 2)
         self.head = nn.Linear(2, 1)
         self.history = []
+        self.trace, self.curve = {}, []
         self.reproducible_prefixes = ("frozen.",)
 
 
@@ -87,5 +88,7 @@ def test_rows_collect_into_a_table(tmp_path):
 def test_mismatched_weights_are_a_clear_error(tmp_path):
     s = spec(tmp_path)
     runs.load_or_fit(s, build=Tiny, fit=Tiny)
+    other = Tiny()
+    other.head = nn.Linear(3, 3)   # another structure than the one saved
     with pytest.raises(runs.RunCacheError, match="delete"):
-        runs.load_or_fit(s, build=lambda: nn.Linear(3, 3), fit=Tiny)
+        runs.load_or_fit(s, build=lambda: other, fit=Tiny)
