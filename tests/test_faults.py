@@ -341,6 +341,14 @@ def test_generate_leaves_no_temporary_folder(tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
+def _cached_linear() -> torch.nn.Module:
+    """A one-weight model with what `runs.load_or_fit` keeps (`runs.Cached`)."""
+    model = torch.nn.Linear(1, 1)
+    model.reproducible_prefixes, model.history = (), []
+    model.trace, model.curve = {}, []
+    return model
+
+
 def test_a_training_removes_stale_temporary_folders(tmp_path):
     split = {"definition": "softpatch", "source": "test", "injected_ids": [],
              "removed_from_test_ids": [], "n_clean_train": 1}
@@ -351,7 +359,6 @@ def test_a_training_removes_stale_temporary_folders(tmp_path):
     alive = spec.dir.parent / f".s1-other.tmp-{os.getpid()}-ab"  # one still running
     dead.mkdir()
     alive.mkdir()
-    runs.load_or_fit(spec, build=lambda: torch.nn.Linear(1, 1),
-                     fit=lambda: torch.nn.Linear(1, 1))
+    runs.load_or_fit(spec, build=_cached_linear, fit=_cached_linear)
     assert not dead.exists() and alive.exists() and (spec.dir / "fit.json").is_file()
     assert [p for p, _ in runs.incomplete(tmp_path)] == [alive, spec.dir]
