@@ -218,15 +218,15 @@ def fit(method: ModuleType, spec: runs.RunSpec, train_images: torch.Tensor,
 def report(method: ModuleType, cfg: Any, model: base.Model,
            train_injected: np.ndarray) -> tuple[base.Budget, float, dict[str, float]]:
     """What a results row records of a `fit` (`model.trace`) on the training images
-    flagged by `train_injected`: the schedule (stage 1 counted as one fit of the
-    method on all images, plus stage 2 on the kept ones), the seconds of both
-    stages (stage 1's as computed, also when its cache was reused) and
-    `filter_metrics`."""
+    flagged by `train_injected`: the schedule (every stage-1 sub-model's fit on its
+    subset, plus stage 2 on the kept images), the seconds of both stages (stage 1's
+    as computed, also when its cache was reused) and `filter_metrics`."""
     found = filter_metrics(model.trace, train_injected)
-    both = zip(method.budget(cfg, len(train_injected)),
-               method.budget(cfg, found["n_kept"]), strict=True)
+    sizes = np.bincount(np.asarray(model.trace["subset"]))
+    fits = [method.budget(cfg, int(n)) for n in sizes]
+    fits.append(method.budget(cfg, found["n_kept"]))
     seconds = float(model.trace["seconds"] + model.trace["stage2_seconds"])
-    return base.Budget(*(a + b for a, b in both)), seconds, found
+    return base.Budget(*(sum(parts) for parts in zip(*fits, strict=True))), seconds, found
 
 
 def filter_metrics(trace: dict[str, np.ndarray], is_injected: np.ndarray

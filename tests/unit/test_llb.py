@@ -205,3 +205,23 @@ def test_every_sub_model_has_its_own_seed_and_initialisation():
         assert all(torch.equal(p, q) for p, q in zip(
             [p for p in again.parameters() if p.requires_grad], trained[1],
             strict=True))                                # seeded: reproducible
+
+
+def test_the_reported_budget_counts_every_sub_model_and_stage_two():
+    """Stage 1 trains K sub-models, each on its subset: the row's steps and images
+    seen are the sum of those K fits and stage 2's, written out for RD by epochs
+    (ceil(n / B) steps per epoch, drop_last False)."""
+    from fuadnb.models import rd
+    cfg = rd.config("smoke", epochs=3, batch_size=8)
+    subset = np.array([0] * 10 + [1] * 10 + [2] * 13)
+    kept = np.zeros(33, bool)
+    kept[:6] = True
+    trace = {"subset": subset, "kept": kept, "scores": np.arange(33.0),
+             "seconds": np.array(1.0), "stage2_seconds": np.array(2.0)}
+    injected = np.zeros(33, bool)
+    injected[-3:] = True
+    budget, seconds, _ = llb.report(rd, cfg, SimpleNamespace(trace=trace), injected)
+    per_fit = [3 * -(-n // 8) for n in (10, 10, 13, 6)]         # 6 + 6 + 6 + 3 steps
+    images = [3 * n for n in (10, 10, 13, 6)]
+    assert (budget.steps, budget.images_seen) == (sum(per_fit), sum(images))
+    assert seconds == 3.0
