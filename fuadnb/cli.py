@@ -288,12 +288,14 @@ def _raise_failed(table: pd.DataFrame, out: Path) -> None:
 def cmd_grid(args: argparse.Namespace) -> None:
     _, _, grid = _papermill()
     out = args.out or Path("runs") / "notebooks" / args.grid.stem
+    overrides = {"DEVICE": args.device} if args.device else None
     if args.dry_run:
-        todo = grid.pending(args.grid, out)
+        todo = grid.pending(args.grid, out, overrides)
         print("\n".join(todo) + ("\n" if todo else "")
               + f"{len(todo)} grid point(s) to run into {out}")
         return
-    table = grid.run_grid(args.grid, out, jobs=args.jobs, progress=not args.quiet)
+    table = grid.run_grid(args.grid, out, jobs=args.jobs, progress=not args.quiet,
+                          overrides=overrides)
     ok = int((table["status"] == "ok").sum())
     print(f"{ok} grid points ok, {len(table) - ok} failed; executed "
           f"notebooks and {out / 'grid_results.csv'} in {out}")
@@ -387,6 +389,10 @@ def parser() -> argparse.ArgumentParser:
     gr.add_argument("--table", type=Path, help="also write the results table here "
                     "when the grid is done, e.g. benchmarks/results/"
                     "benchmark_demo.csv for the benchmark chapter")
+    gr.add_argument("--device", help="set every point's DEVICE parameter (cpu, "
+                    "cuda, cuda:N; default: the grid file's, else the notebook's "
+                    "auto): the same grid on a GPU, e.g. benchmarks/grids/demo.yaml "
+                    "--device cuda")
     gr.add_argument("--dry-run", action="store_true", help="list the points still "
                     "to run (never run, failed or interrupted) and run nothing")
     gr.set_defaults(func=cmd_grid)

@@ -36,11 +36,14 @@ from fuadnb.notebooks import (
 from fuadnb.runs import write_table
 
 
-def load_grid(path: Path) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
+def load_grid(path: Path, overrides: dict[str, Any] | None = None
+              ) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
     """Read a grid file: ``notebook`` (a chapter name, or a path relative to the grid
     file), optional ``fixed`` parameters, and ``grid``: a mapping of parameter name ->
     list of values (every combination is a point), or a list of such mappings (the
-    union of their points, e.g. one per method with its own schedule).
+    union of their points, e.g. one per method with its own schedule). `overrides`
+    are fixed parameters that win over the file's (the CLI's ``--device``): the
+    same points, under the same names, with other values.
 
     Returns:
         the notebook, the fixed parameters, and every point's parameters (``fixed``
@@ -62,18 +65,20 @@ def load_grid(path: Path) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
                         "02_reverse_distillation) and 'grid' (a mapping of parameter "
                         "name -> list of values, or a list of such mappings); "
                         "optional 'fixed' (a mapping)")
-    fixed = spec.get("fixed") or {}
+    overrides = overrides or {}
+    fixed = (spec.get("fixed") or {}) | {k: v for k, v in overrides.items()   # names:
+                                         if not any(k in g for g in grids)}   # as before
     bad = sorted({k for g in grids for k, v in g.items()
                   if not isinstance(v, list) or not v})
     if bad:
         raise BookError(f"{path}: grid values must be non-empty lists; fix {bad}")
     notebook = _grid_notebook(path, str(spec["notebook"]))
     declared = declared_parameters(notebook)
-    unknown = sorted((set(fixed).union(*grids)) - set(declared))
+    unknown = sorted((set(fixed).union(overrides, *grids)) - set(declared))
     if unknown:
         raise BookError(f"{path}: {notebook.name} has no parameter(s) {unknown}; it "
                         f"declares {sorted(declared)}")
-    points = [fixed | dict(zip(g, values, strict=True))
+    points = [fixed | dict(zip(g, values, strict=True)) | overrides
               for g in grids for values in itertools.product(*g.values())]
     names = [name for name, _ in _named(fixed, points)]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -90,9 +95,10 @@ def _named(fixed: dict[str, Any], points: list[dict[str, Any]]
             for p in points]
 
 
-def named_points(grid_file: Path) -> list[tuple[str, dict[str, Any]]]:
+def named_points(grid_file: Path, overrides: dict[str, Any] | None = None
+                 ) -> list[tuple[str, dict[str, Any]]]:
     """The (name, parameters) of every point of a grid file, in grid order."""
-    _, fixed, points = load_grid(grid_file)
+    _, fixed, points = load_grid(grid_file, overrides)
     return _named(fixed, points)
 
 
@@ -145,11 +151,12 @@ def point_key(code: str, point: dict[str, Any]) -> str:
     return short_hash({"notebook": code, "parameters": point})
 
 
-def _grid_state(grid_file: Path, out: Path) -> tuple[
+def _grid_state(grid_file: Path, out: Path, overrides: dict[str, Any] | None
+                ) -> tuple[
         Path, list[tuple[str, dict[str, Any]]], dict[str, dict], str]:
     """The grid's notebook, its (name, parameters) points, the rows recorded and the
     notebook's `code_hash`."""
-    notebook, fixed, points = load_grid(grid_file)
+    notebook, fixed, points = load_grid(grid_file, overrides)
     table = out / "grid_results.csv"
     try:
         recorded = pd.read_csv(table, keep_default_na=False, dtype={
@@ -170,10 +177,11 @@ def _done(out: Path, rows: dict[str, dict], name: str, key: str) -> bool:
             and (out / f"{name}.ipynb").is_file())
 
 
-def pending(grid_file: Path, out: Path) -> list[str]:
+def pending(grid_file: Path, out: Path, overrides: dict[str, Any] | None = None
+            ) -> list[str]:
     """The names of the grid points that a `run_grid` into `out` would still run
     (never run, failed, interrupted, or run with other parameters or code)."""
-    _, named, rows, code = _grid_state(grid_file, out)
+    _, named, rows, code = _grid_state(grid_file, out, overrides)
     return [name for name, point in named
             if not _done(out, rows, name, point_key(code, point))]
 
@@ -193,6 +201,7 @@ def _threads_per_kernel(jobs: int):
 
 
 def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True,
+             overrides: dict[str, Any] | None = None,
              log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run a grid; ``out/<name>.ipynb`` per point and ``out/grid_results.csv``.
 
@@ -204,13 +213,14 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
     points rerun).
 
     Args:
+        overrides: parameters set for every point (`load_grid`).
         jobs: notebooks executed at once. The first point to run runs alone (it may
             prepare what the others share, e.g. generate the synthetic benchmark);
             each kernel then gets cores // jobs threads (see `_threads_per_kernel`).
     """
     if jobs < 1:
         raise BookError(f"jobs must be >= 1, got {jobs}")
-    notebook, named, rows, code = _grid_state(grid_file, out)
+    notebook, named, rows, code = _grid_state(grid_file, out, overrides)
     out.mkdir(parents=True, exist_ok=True)
     table, order = out / "grid_results.csv", [name for name, _ in named]
     todo, lock = [], threading.Lock()

@@ -105,6 +105,24 @@ def test_bad_grid_files_get_one_clear_error(toy_notebook, tmp_path, text, messag
         grids.load_grid(_grid(tmp_path, text))
 
 
+def test_overrides_set_every_point_under_the_same_names(toy_notebook, tmp_path):
+    """``--device cuda``: the same points and names with the override's value, and
+    none of them counts as done by a run with the file's values."""
+    grid = _grid(tmp_path, "notebook: toy.ipynb\nfixed: {NAME: b}\ngrid:\n  X: [2, 3]\n")
+    plain = grids.named_points(grid)
+    over = grids.named_points(grid, {"NAME": "z"})
+    assert [n for n, _ in over] == [n for n, _ in plain] == ["X-2", "X-3"]
+    assert {p["NAME"] for _, p in over} == {"z"}
+    out = tmp_path / "out"
+    table = grids.run_grid(grid, out, progress=False, log=lambda _: None,
+                           overrides={"NAME": "z"})
+    assert list(table["name"]) == ["z", "z"]
+    assert grids.pending(grid, out, {"NAME": "z"}) == []
+    assert grids.pending(grid, out) == ["X-2", "X-3"]
+    with pytest.raises(notebooks.BookError, match=r"no parameter\(s\) \['DEVICE'\]"):
+        grids.load_grid(grid, {"DEVICE": "cuda"})
+
+
 def test_grid_command_reports_a_bad_file(tmp_path, capsys):
     assert cli.main(["grid", str(_grid(tmp_path, "grid: {}\n"))]) == 2
     assert "fuadnb: error:" in capsys.readouterr().err
@@ -376,7 +394,7 @@ def test_every_sweep_is_a_grid_of_the_benchmark_cell(path):
 
 # grid file -> the committed tables it describes (made before it was a grid file)
 TABLES = {"teachers": ["teacher_candidates_demo", "teacher_comparison_lite2_demo"],
-          "rd_vs_rde": ["rd_vs_rde_demo"], "cdd": ["cdd_demo"],
+          "cdd": ["cdd_demo"],
           "funad": ["funad_demo"], "llb": ["llb_demo"]}
 IDENTITY = ("method", "category", "noise_ratio", "seed")
 
