@@ -126,6 +126,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "also on the seen and unseen test anomalies); recurring = copies "
                    "of a few prototype defects, half of the test anomalies copy them "
                    "too (synthetic data only) (default: %(default)s)")
+    g.add_argument("--repeat", action="store_true", help="when a noise ratio asks for "
+                   "more anomalies than exist, inject each again with a small random "
+                   "rotation and shift (SoftPatch+; e.g. --regime overlap at 0.2 on "
+                   "MVTec AD hazelnut); the rows count the copies (n_repeated)")
     g.add_argument("--seed", type=int, default=111, help="seeds the contamination draw "
                    "and the model (default: %(default)s, RD4AD's)")
 
@@ -158,7 +162,7 @@ def _run_kwargs(args: argparse.Namespace) -> dict:
     return {"dataset": args.dataset, "root": args.root, "seed": args.seed,
             "profile": args.profile, "regime": args.regime,
             "curve_every": args.curve_every,
-            "definition": args.definition,
+            "definition": args.definition, "repeat": args.repeat,
             "device": args.device, "runs_root": args.runs,
             "options": _options(args), "progress": not args.quiet}
 
@@ -205,7 +209,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
         "notebook": str(grid.cell_notebook()),
         "fixed": {"METHOD": args.method, "DATASET": args.dataset,
                   "DATA_ROOT": str(args.root.resolve()), "REGIME": args.regime,
-                  "DEFINITION": args.definition, "SEED": args.seed,
+                  "DEFINITION": args.definition, "REPEAT": args.repeat,
+                  "SEED": args.seed,
                   "PROFILE": args.profile,
                   "OPTIONS": yaml.safe_dump(options) if options else "",
                   "CURVE_EVERY": args.curve_every, "DEVICE": args.device,

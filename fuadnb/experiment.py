@@ -101,7 +101,8 @@ def configure(method: str, *, dataset: str, category: str, profile: str = "demo"
 
 def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
         noise_ratio: float = 0.0, seed: int = 111, profile: str = "demo",
-        regime: str = "iid", definition: str = "softpatch", device: str = "auto",
+        regime: str = "iid", definition: str = "softpatch", repeat: bool = False,
+        device: str = "auto",
         runs_root: Path | str = "runs", options: dict[str, Any] | None = None,
         curve_every: int = 0, progress: bool = False) -> Result:
     """Run `method` on one category at one noise ratio; cached by configuration.
@@ -109,6 +110,8 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     Args:
         method: a registered method (``rd``), or a strategy around one (``llb-rd``).
         regime: ``iid``, ``overlap`` or ``recurring`` (`fuadnb.data.contamination`).
+        repeat: inject augmented copies when a ratio asks for more anomalies than
+            exist (SoftPatch+; `fuadnb.data.contaminate`).
         options: overrides of the method's Config fields (e.g. ``{"epochs": 5}``);
             a strategy's as ``"<strategy>.<field>"`` (e.g. ``{"llb.keep": 0.5}``).
             They win over the method's per-category values (``category_options``,
@@ -129,7 +132,8 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
                                           profile=profile, seed=seed, options=options)
     cfg = dataclasses.replace(cfg, precision=engine.resolve(cfg.precision, dev))
     split = data.contaminate(data.index(dataset, root, category), noise_ratio,
-                             seed=seed, regime=regime, definition=definition)
+                             seed=seed, regime=regime, definition=definition,
+                             repeat=repeat)
     check_split(split, root)
     runs.check_root(runs_root)
     spec = runs.RunSpec(method, dataset, category, noise_ratio, regime, seed, profile,

@@ -327,7 +327,8 @@ def flat_row(spec: RunSpec) -> dict:
     row = {k: ident[k] for k in ("method", "dataset", "category", "noise_ratio",
                                  "regime", "seed", "profile")}
     row |= {"definition": spec.split["definition"], "source": spec.split["source"],
-            "n_injected": spec.split["n_injected"], "run_key": spec.key}
+            "n_injected": spec.split["n_injected"],
+            "n_repeated": len(spec.split.get("augmented", {})), "run_key": spec.key}
     row |= {f"cfg.{k}": v for k, v in to_jsonable(spec.cfg).items()}
     row |= {f"strategy.{k}": v for k, v in ident.get("strategy", {}).items()}
     return row

@@ -295,9 +295,18 @@ def test_no_test_anomaly_left_is_refused_before_training(tiny_copy, tmp_path, ca
 
 
 def test_too_high_ratio_offers_what_the_cli_can_do(tiny_synth, tmp_path, capsys):
-    line = expect_error(capsys, smoke(tiny_synth, tmp_path / "runs", "--noise", "5"),
-                        "noise ratio <=")
-    assert " or repeat=True" not in line
+    """The error names the CLI's way out (--repeat, SoftPatch+), and taking it runs:
+    the row counts the augmented copies."""
+    runs_root = tmp_path / "runs"
+    line = expect_error(capsys, smoke(tiny_synth, runs_root, "--noise", "3",
+                                      "--method", "patchcore"),
+                        "noise ratio <=", "--repeat")
+    assert "from Python" not in line and nothing_written(runs_root)
+    folder = ok(capsys, *smoke(tiny_synth, runs_root, "--noise", "3", "--method",
+                               "patchcore", "--repeat"))
+    row = json.loads((folder / "metrics.json").read_text())
+    n_pool = len(list((tiny_synth / "brick" / "pool").rglob("*.png")))
+    assert row["n_repeated"] == row["n_injected"] - n_pool > 0
 
 
 def test_results_lists_incomplete_and_unreadable_runs(tiny_synth, tmp_path, capsys,

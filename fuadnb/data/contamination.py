@@ -222,7 +222,8 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
             f"{dataset}/{category}: noise ratio {ratio} ({definition}) asks for {n} "
             f"anomalies ({n_clean} clean training images) but only {m} anomalous "
             f"{source} images exist; use a noise ratio <= {limit:.4f}"
-            + ("" if repeat else " (or, from Python, repeat=True to inject copies)"))
+            + ("" if repeat else " (or --repeat, a grid's REPEAT: true, to inject "
+                                 "augmented copies as SoftPatch+)"))
     if n > m and source == "test" and not overlap:
         raise ContaminationError(
             f"{dataset}/{category}: repeat=True injects every anomalous test image, "

@@ -219,10 +219,6 @@ def test_benchmark_grid_of_two_smoke_cells_gives_two_rows(smoke_grid):
                                                    smoke_grid.glob("*.ipynb")}
 
 
-# Registered, but not yet in the paper grid (its second edition: issue #22).
-NOT_YET_IN_GRIDS = {"patchcore", "softpatch"}
-
-
 def test_the_memory_bank_regimes_grid_is_the_rd_regimes_grid_per_method():
     keys = ["REGIME", "NOISE_RATIO", "CATEGORY", "SEED"]
     _, rd_fixed, rd_points = grids.load_grid(GRIDS / "rd_regimes.yaml")
@@ -257,13 +253,17 @@ def test_the_book_grids_cover_what_the_benchmark_promises():
     assert (budget.groupby(cells.METHOD).nunique(dropna=False) <= 1).all().all()
     _, fixed, points = grids.load_grid(GRIDS / "paper.yaml")
     cells = pd.DataFrame(points)
-    assert fixed["PROFILE"] == "paper" and fixed["REGIME"] == "iid"
+    assert fixed == {"PROFILE": "paper", "DEVICE": "cuda"}
     for dataset, module in (("mvtec_ad", mvtec), ("visa", visa)):
         assert set(cells[cells.DATASET == dataset].CATEGORY) == set(module.CATEGORIES)
-    assert set(cells.METHOD) == {*models.REGISTRY, "llb-rd"} - NOT_YET_IN_GRIDS
-    assert len(cells) == (15 + 12) * 5 * 3 * 3
+    assert set(cells.METHOD) == methods
+    real = {("iid", 0.0), ("iid", 0.1), ("iid", 0.2), ("overlap", 0.1), ("overlap", 0.2)}
+    assert set(zip(cells.REGIME, cells.NOISE_RATIO, strict=True)) == real
+    assert len(cells) == (15 + 12) * len(methods) * len(real) * 3
+    assert not cells.duplicated(["DATASET", *keys]).any()
+    assert (cells.REPEAT.fillna(False) == (cells.REGIME == "overlap")).all()  # SoftPatch+
     rde_options = cells[cells.METHOD == "rde"].OPTIONS             # DTD, as the paper
-    assert len(rde_options) == (15 + 12) * 3 * 3
+    assert len(rde_options) == (15 + 12) * len(real) * 3
     dtd = {"textures": "../../data/dtd/images"}       # data/dtd, from the grid's folder
     assert (rde_options.map(yaml.safe_load) == dtd).all()
     assert cells[cells.METHOD != "rde"].OPTIONS.isna().all()
