@@ -220,6 +220,71 @@ def noise_curves(rows, metrics: Sequence[str], *, hue: str = "method",
     return fig
 
 
+def regime_curves(rows, metric: str, *, hue: str = "method", size: float = 2.6
+                  ) -> Figure:
+    """`metric` against the noise ratio, one panel per regime, one line per `hue`
+    value: `noise_curves` with the regimes side by side.
+
+    Args:
+        rows: one row per (regime, hue, noise_ratio, seed), the clean runs repeated
+            under every regime (`fuadnb.evaluate.with_clean`, then `per_seed`).
+    """
+    import seaborn as sns
+
+    regimes = list(dict.fromkeys(rows["regime"]))
+    fig, axes = plt.subplots(1, len(regimes), figsize=(size * len(regimes) + 1.4, size),
+                             sharey=True, squeeze=False)
+    for k, (ax, regime) in enumerate(zip(axes[0], regimes, strict=True)):
+        sns.lineplot(data=rows[rows["regime"] == regime], x="noise_ratio", y=metric,
+                     hue=hue, style=hue, markers=True, dashes=False, errorbar="sd",
+                     ax=ax, legend=k == len(regimes) - 1)
+        ax.set(xlabel="noise ratio", ylabel=metric.replace("_", " "),
+               title=f"regime: {regime}", xticks=sorted(rows["noise_ratio"].unique()))
+    if axes[0, -1].get_legend() is not None:
+        sns.move_legend(axes[0, -1], "upper left", bbox_to_anchor=(1, 1),
+                        frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def recovery_bars(rec, *, title: str = "") -> Figure:
+    """The share of the baseline's damage each method recovers (`fuadnb.evaluate.
+    recovery` rows), one panel per regime, one bar per (method, noise ratio) with
+    the spread over seeds; 1 (dashed): as good as the clean baseline, 0: no better
+    than the contaminated one. Where the baseline's drop is not supported by the
+    seeds there is no recovery to draw: the panel says so."""
+    regimes = list(dict.fromkeys(rec["regime"]))
+    methods = list(dict.fromkeys(rec["method"]))
+    ratios = sorted(rec["noise_ratio"].unique())
+    fig, axes = plt.subplots(1, len(regimes), figsize=(2.9 * len(regimes) + 0.6, 3.0),
+                             sharey=True, squeeze=False)
+    width = 0.8 / len(ratios)
+    x = np.arange(len(methods))
+    colours = plt.get_cmap("Blues")(np.linspace(0.45, 0.85, len(ratios)))
+    for ax, regime in zip(axes[0], regimes, strict=True):
+        part = rec[rec["regime"] == regime].set_index(["method", "noise_ratio"])
+        for j, (noise, colour) in enumerate(zip(ratios, colours, strict=True)):
+            got = part.reindex([(m, noise) for m in methods])
+            ax.bar(x + (j - (len(ratios) - 1) / 2) * width, got["recovery"], width,
+                   yerr=got["recovery_std_seeds"], color=colour, capsize=2,
+                   label=f"noise {noise:g}", error_kw={"linewidth": 0.8})
+            if got["recovery"].isna().all():
+                ax.text(0.5, 0.93 - 0.08 * j, f"{noise:g}: no damage to repair",
+                        transform=ax.transAxes, ha="center", fontsize=7,
+                        color="grey")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.axhline(1, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xticks(x, methods, rotation=45, ha="right", fontsize=7)
+        ax.set(title=f"regime: {regime}")
+    axes[0, 0].set(ylabel="share of the damage recovered")
+    axes[0, -1].legend(frameon=False, fontsize=7, loc="upper left",
+                       bbox_to_anchor=(1, 1))
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def learning_bias(curve, *, title: str = "") -> Figure:
     """The learning-bias curve of one fit (`fuadnb.experiment.Curve` records): the
     contamination-detection AUROC of the training scores and the test image AUROC
