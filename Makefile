@@ -29,8 +29,9 @@ book: $(VENV)/.installed-book
 demo: $(VENV)/.installed-book
 	$(PY) -m fuadnb demo
 
-## the benchmark of chapter 08: every method x noise x synthetic category x 3 seeds
-## (under two hours on 2 CPU cores; resumes if interrupted), table committed
+## the benchmark of chapter 08: every method x clean + 3 regimes x 0.1/0.2 x 2
+## synthetic categories x 3 seeds (about two hours on 2 CPU cores; resumes if
+## interrupted), table committed
 benchmark: $(VENV)/.installed-book
 	$(PY) -m fuadnb grid benchmarks/grids/demo.yaml --jobs 2 --out runs/grids/demo \
 	  --table benchmarks/results/benchmark_demo.csv

@@ -147,6 +147,37 @@ def loss_curves(histories: dict[str, Sequence[float]], *,
     return fig
 
 
+def budget_curves(histories, marks: dict[str, dict[str, float]]) -> Figure:
+    """The measurement behind the demo budgets: each method's training loss against
+    optimiser steps, rescaled to run from 1 (its first record) to 0 (its last), with
+    vertical marks per method (e.g. ``{"rd": {"flattened": 350, "budget": 400}}``).
+
+    Args:
+        histories: one row per (method, record) with ``loss`` and
+            ``steps_per_record`` (`benchmarks/budget_histories.py`).
+    """
+    methods = list(dict.fromkeys(histories["method"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(2.3 * len(methods) + 0.4, 2.4),
+                             sharey=True, squeeze=False)
+    styles = {"flattened": ("grey", ":"), "budget": (MARK, "--")}
+    for ax, method in zip(axes[0], methods, strict=True):
+        h = histories[histories["method"] == method]
+        loss = h["loss"].to_numpy(float)
+        scaled = (loss - loss[-1]) / (loss[0] - loss[-1])
+        ax.plot(h["record"].to_numpy() * h["steps_per_record"].to_numpy(), scaled,
+                color=CLEAN, linewidth=1)
+        for name, step in marks.get(method, {}).items():
+            colour, style = styles.get(name, ("black", "-"))
+            ax.axvline(step, color=colour, linestyle=style, linewidth=1,
+                       label=f"{name} ({step:.0f})")
+        ax.set(title=method, xlabel="optimiser step")
+        if marks.get(method):
+            ax.legend(frameon=False, fontsize=6, loc="upper right")
+    axes[0, 0].set(ylabel="loss, first = 1, last = 0")
+    fig.tight_layout()
+    return fig
+
+
 def score_hist(groups: dict[str, np.ndarray], *, title: str = "",
                xlabel: str = "image score (max of the map)", bins: int = 20,
                colors: Sequence[str] | None = None, ylabel: str = "images",

@@ -270,21 +270,30 @@ def test_the_book_grids_cover_what_the_benchmark_promises():
 
 
 def test_the_committed_demo_table_is_the_whole_demo_grid():
-    """What chapter 08 renders: every point of benchmarks/grids/demo.yaml, run once,
-    ok, from one clean commit, with the provenance columns the chapter reads."""
+    """What chapters 04 and 08 render: every point of benchmarks/grids/demo.yaml, run
+    once, ok, from one clean commit, at one image size, each trained method at one
+    budget (RD-E's rounded to whole epochs, CDD's and FUN-AD's epochs over the
+    training set's size), with the provenance columns the chapter reads."""
     table = pd.read_csv(RESULTS / "benchmark_demo.csv")
     named = grids.named_points(GRIDS / "demo.yaml")
     assert table.point.tolist() == [n for n, _ in named]
     assert (table.status == "ok").all()
-    assert not table.duplicated(["method", "category", "noise_ratio", "seed"]).any()
-    assert table.commit.nunique() == 1
+    assert not table.duplicated(["method", "regime", "category", "noise_ratio",
+                                 "seed"]).any()
+    assert table.commit.nunique() == 1 and "+dirty" not in table.commit.iloc[0]
     assert table.commit.iloc[0].isalnum() and len(table.commit.iloc[0]) == 12
     assert (table["cfg.image_size"] == named[0][1]["IMAGE_SIZE"]).all()
     assert (table.profile == "demo").all() and (table.threads == 1).all()
+    steps = table.groupby("method").steps
+    assert steps.min().loc[["rd", "llb-rd"]].tolist() == [400, 4 * 400]
+    assert steps.nunique().loc[["rd", "llb-rd"]].tolist() == [1, 1]
+    assert set(table[table.method == "rde"].steps) <= {245, 248}
+    assert (table[table.method.isin(["patchcore", "softpatch"])].steps == 0).all()
     for column in ("image_auroc", "pixel_auroc", "pixel_aupro"):
         assert table[column].between(0, 1).all(), column
     assert table.detection_auroc.isna().tolist() == (table.noise_ratio == 0).tolist()
-    for column in ("torch", "fuadnb", "device", "date", "teacher", "fit_seconds"):
+    for column in ("torch", "fuadnb", "device", "date", "teacher", "fit_seconds",
+                   "images_seen"):
         assert table[column].notna().all(), column
 
 

@@ -3,6 +3,7 @@ runs through papermill at the smoke profile, and injected parameters change the 
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -131,3 +132,18 @@ def test_record_is_read_back_by_the_batch_runner(tmp_path):
     assert notebooks.execute(src, out, {"X": 7}).ok
     assert notebooks.recorded_row(out) == {"x": 7, "nan": None}
     json.dumps(notebooks.recorded_row(out))
+
+
+def test_the_benchmark_chapter_writes_no_number_by_hand():
+    """Chapter 08's prose never names a number its tables do not hold: every measured
+    value in its Markdown is glued from the table (or printed by the generated
+    reading, `evaluate.recovery_reading`), so the only decimals written by hand are
+    the grid's noise ratios, the test's alpha and AUPRO's FPR limit."""
+    allowed = {"0.1", "0.2", "0.05", "0.3"}
+    for cell in _cells(NOTEBOOKS / "08_benchmark.ipynb"):
+        if cell.cell_type != "markdown":
+            continue
+        text = re.sub(r"```.*?```|\$\$.*?\$\$|\$[^$]*\$|`[^`]*`", "", cell.source,
+                      flags=re.S)
+        assert set(re.findall(r"\d+\.\d+", text)) <= allowed, cell.source[:120]
+        assert "TAKEAWAYS" not in cell.source

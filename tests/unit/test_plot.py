@@ -129,3 +129,17 @@ def test_recovery_bars_draw_the_defined_shares_and_say_where_none_is():
     assert [t.get_text() for t in iid.texts] == ["0.1: no damage to repair",
                                                  "0.2: no damage to repair"]
     assert not overlap.texts
+
+
+def test_budget_curves_rescale_each_loss_and_mark_the_steps():
+    hist = pd.DataFrame({"method": ["rd"] * 4 + ["cdd"] * 3,
+                         "record": [1, 2, 3, 4, 1, 2, 3],
+                         "steps_per_record": [7] * 4 + [10] * 3,
+                         "loss": [4.0, 2.0, 1.5, 1.0, 0.5, 0.2, 0.3]})
+    fig = plot.budget_curves(hist, {"rd": {"flattened": 14, "budget": 28}})
+    rd, cdd = fig.axes[:2]
+    x, y = rd.lines[0].get_data()
+    assert list(x) == [7, 14, 21, 28] and np.allclose(y, [1, 1 / 3, 1 / 6, 0])
+    assert np.allclose(cdd.lines[0].get_data()[1], [1, -0.5, 0])
+    assert [t.get_text() for t in rd.get_legend().get_texts()] == [
+        "flattened (14)", "budget (28)"]
