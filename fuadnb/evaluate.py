@@ -180,6 +180,15 @@ def paired(diff: pd.Series, *, alpha: float = 0.05, min_pairs: int = 6
             else "too few pairs" if np.isnan(p) else "no ranking"}
 
 
+def _by_pair(rows: pd.DataFrame, method: str, regime: str, noise: float,
+             column: str) -> pd.Series:
+    """`column` of one method's runs under one regime and noise ratio, indexed by
+    (category, seed): the pairs of `cost` and `recovery`."""
+    at = rows[(rows["method"] == method) & (rows["regime"] == regime)
+              & (rows["noise_ratio"] == noise)]
+    return at.set_index(["category", "seed"])[column]
+
+
 def cost(rows: pd.DataFrame, metric: str, *, reference: str | None = None,
          alpha: float = 0.05, min_pairs: int = 6) -> pd.DataFrame:
     """What contamination costs each method: every contaminated run against the
@@ -195,12 +204,11 @@ def cost(rows: pd.DataFrame, metric: str, *, reference: str | None = None,
         (``delta`` = contaminated - clean, negative = a loss). The clean runs are
         looked up under the same regime (`with_clean` repeats them per regime).
     """
-    keys = ["method", "regime", "category", "seed"]
-    clean = rows[rows["noise_ratio"] == 0].set_index(keys)[reference or metric]
     out = []
-    for (method, regime, noise), group in rows[rows["noise_ratio"] > 0].groupby(
+    for (method, regime, noise), _ in rows[rows["noise_ratio"] > 0].groupby(
             ["method", "regime", "noise_ratio"]):
-        diff = (group.set_index(keys)[metric] - clean).dropna()
+        diff = (_by_pair(rows, method, regime, noise, metric)
+                - _by_pair(rows, method, regime, 0, reference or metric)).dropna()
         out.append({"method": method, "regime": regime, "noise_ratio": noise,
                     **paired(diff, alpha=alpha, min_pairs=min_pairs)})
     return pd.DataFrame(out, columns=["method", "regime", "noise_ratio", *PAIRED])
@@ -257,24 +265,16 @@ def recovery(rows: pd.DataFrame, metric: str, *, baseline: str = "rd",
     there is no damage to repair, and a ratio over a drop of about zero means
     nothing.
     """
-    keys = ["category", "seed"]
     clean_col = reference or metric
-    clean = rows[rows["noise_ratio"] == 0]
     noisy = rows[rows["noise_ratio"] > 0]
-
-    def values(method: str, regime: str, noise: float, column: str) -> pd.Series:
-        table = clean if noise == 0 else noisy[noisy["noise_ratio"] == noise]
-        return table[(table["method"] == method) & (table["regime"] == regime)
-                     ].set_index(keys)[column]
-
     out = []
     for (method, regime, noise), _ in noisy[noisy["method"] != baseline].groupby(
             ["method", "regime", "noise_ratio"]):
         pairs = pd.DataFrame({
-            "m_r": values(method, regime, noise, metric),
-            "b_r": values(baseline, regime, noise, metric),
-            "b_0": values(baseline, regime, 0, clean_col),
-            "m_0": values(method, regime, 0, clean_col)}).dropna()
+            "m_r": _by_pair(rows, method, regime, noise, metric),
+            "b_r": _by_pair(rows, baseline, regime, noise, metric),
+            "b_0": _by_pair(rows, baseline, regime, 0, clean_col),
+            "m_0": _by_pair(rows, method, regime, 0, clean_col)}).dropna()
         gain = pairs["m_r"] - pairs["b_r"]
         damage = pairs["b_0"] - pairs["b_r"]
         harmed = paired(-damage, alpha=alpha, min_pairs=min_pairs)["verdict"]
