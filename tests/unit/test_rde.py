@@ -235,6 +235,7 @@ def test_a_texture_folder_is_checked_and_its_contents_key_the_run(tmp_path, smok
     after = experiment.inputs(rde, split, cfg)
     assert before["train_images"] == after["train_images"]
     assert before["textures"] != after["textures"]
+    assert after["textures"] == runs.fingerprint([folder / "banded_0001.jpg"])
     assert rde.inputs(cfg) == {"textures": [folder / "banded_0001.jpg"]}
     assert rde.inputs(rde.config("smoke")) == {}                  # the bundled bank
     assert set(experiment.inputs(rde, split, rde.config("smoke"))) == {"train_images"}
