@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     tables = []
     for method in args.methods:
-        result = experiment.run(method, dataset="synthetic", root=args.data,
-                                category=args.category, seed=args.seed,
-                                runs_root=args.runs, progress=True,
+        scenario = experiment.Scenario("synthetic", args.data, args.category,
+                                       seed=args.seed)
+        result = experiment.run(method, scenario, runs_root=args.runs, progress=True,
                                 options={"image_size": args.image_size, **LONG[method]})
         table = histories(method, result)
         every = float(table["steps_per_record"].iloc[0])

@@ -158,13 +158,12 @@ def _options(args: argparse.Namespace) -> dict:
     return named
 
 
-def _run_kwargs(args: argparse.Namespace) -> dict:
-    return {"dataset": args.dataset, "root": args.root, "seed": args.seed,
-            "profile": args.profile, "regime": args.regime,
-            "curve_every": args.curve_every,
-            "definition": args.definition, "repeat": args.repeat,
-            "device": args.device, "runs_root": args.runs,
-            "options": _options(args), "progress": not args.quiet}
+def scenario(args: argparse.Namespace, category: str, noise_ratio: float
+             ) -> experiment.Scenario:
+    """The `experiment.Scenario` of a run's options, at `category` and
+    `noise_ratio` (``run`` has one of each, ``demo`` several)."""
+    return experiment.Scenario(args.dataset, args.root, category, noise_ratio,
+                               args.regime, args.definition, args.repeat, args.seed)
 
 
 def _print_table(df: pd.DataFrame) -> None:
@@ -185,8 +184,10 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    result = experiment.run(args.method, category=args.category,
-                            noise_ratio=args.noise, **_run_kwargs(args))
+    result = experiment.run(args.method, scenario(args, args.category, args.noise),
+                            profile=args.profile, device=args.device,
+                            runs_root=args.runs, options=_options(args),
+                            curve_every=args.curve_every, progress=not args.quiet)
     _print_table(pd.DataFrame([result.row]))
     print(f"run folder: {result.dir}")
 
@@ -198,10 +199,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if args.dataset == "synthetic":   # as the cell: any spec already there will do
         synthetic.ensure(args.root, spec=None, categories=args.categories,
                          progress=not args.quiet)
-    for category in args.categories:
+    for category in args.categories:   # what the cell will run, checked here
         experiment.configure(args.method, dataset=args.dataset, category=category,
                              profile=args.profile, seed=args.seed, options=options)
-        data.index(args.dataset, args.root, category)
+        scenario(args, category, 0.0).index()
     out = args.runs / "demo"
     out.mkdir(parents=True, exist_ok=True)
     grid_file = out / "grid.yaml"   # the sweep as a grid file, kept beside its table

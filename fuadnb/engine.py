@@ -123,11 +123,12 @@ def inputs(images: torch.Tensor, idx: torch.Tensor, device: torch.device,
 
 
 @torch.no_grad()
-def teacher_features(teacher: Callable[[torch.Tensor], list[torch.Tensor]],
-                     images: torch.Tensor, *, batch_size: int,
-                     device: torch.device, precision: Precision,
-                     progress: bool = False) -> list[torch.Tensor]:
-    """Run a frozen network (a teacher, or an extractor) once over all images.
+def frozen_features(network: Callable[[torch.Tensor], list[torch.Tensor]],
+                    images: torch.Tensor, *, batch_size: int,
+                    device: torch.device, precision: Precision,
+                    progress: bool = False) -> list[torch.Tensor]:
+    """Run a frozen `network` (RD's and CDD's teacher, FUN-AD's extractor) once over
+    all images.
 
     Returns:
         per scale, one tensor (N, C_i, H_i, W_i) on `device`, in `storage_dtype`
@@ -135,10 +136,10 @@ def teacher_features(teacher: Callable[[torch.Tensor], list[torch.Tensor]],
     """
     store_dtype = storage_dtype(device, precision)
     chunks: list[list[torch.Tensor]] = []
-    for idx in tqdm(list(batches(len(images), batch_size)), desc="teacher features",
+    for idx in tqdm(list(batches(len(images), batch_size)), desc="frozen features",
                     disable=not progress, leave=False):
         with autocast(device, precision):
-            chunks.append([f.to(store_dtype) for f in teacher(
+            chunks.append([f.to(store_dtype) for f in network(
                 inputs(images, idx, device, precision))])
     return [torch.cat(scale) for scale in zip(*chunks, strict=True)]
 

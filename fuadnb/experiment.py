@@ -1,9 +1,11 @@
 """One experiment end to end: index -> contaminate -> load -> fit (or load) ->
 predict -> metrics -> one results row in the run folder.
 
-The CLI's ``run`` command, the benchmark cell (``benchmarks/grids/cell.ipynb``, which
-every sweep runs) and the chapters call `run`; everything it does is a call into the
-layers below, so a notebook can also take the steps one by one.
+A `Scenario` is the data side of a run (dataset, category, contamination, seed); the
+CLI's ``run`` command, the benchmark cell (``benchmarks/grids/cell.ipynb``, which
+every sweep runs) and the chapters build one and pass it to `run`. Everything `run`
+does is a call into the layers below, so a notebook can also take the steps one by
+one (chapter 02 does).
 """
 
 from __future__ import annotations
@@ -14,16 +16,15 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
 from fuadnb import data, engine, evaluate, metrics, models, runs
-from fuadnb.data import anomalies
+from fuadnb.data import synthetic
 from fuadnb.data.contamination import ContaminationError
-from fuadnb.nn import backbones
 from fuadnb.strategies import STRATEGIES
 from fuadnb.utils import Timer, __version__, device_name, git_commit, pick_device
 
@@ -49,6 +50,65 @@ class Result:
     test_scores: np.ndarray
     train_images: torch.Tensor
     train_scores: np.ndarray
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The data a run trains and tests on: one category of a dataset, its training
+    set contaminated at `noise_ratio` under `regime` (`fuadnb.data.contaminate`),
+    and the seed of that draw and of the model.
+
+    Built once, from a chapter's parameters (`fuadnb.nb.scenario`), the benchmark
+    cell's or the command line's, and passed to `run`.
+    """
+
+    dataset: str
+    root: Path
+    category: str
+    noise_ratio: float = 0.0
+    regime: data.contamination.Regime = "iid"
+    definition: Literal["softpatch", "fraction"] = "softpatch"
+    repeat: bool = False
+    seed: int = 111
+
+    def __post_init__(self):   # one value whatever the caller's types
+        for name, kind in (("root", Path), ("noise_ratio", float), ("repeat", bool),
+                           ("seed", int)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+
+    def replace(self, **changes: Any) -> Scenario:
+        """This scenario with some fields changed (e.g. ``noise_ratio=0.0``)."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (``Scenario(**s.as_dict()) == s``)."""
+        return dataclasses.asdict(self) | {"root": str(self.root)}
+
+    def ensure(self, progress: bool = False) -> Scenario:
+        """Generate the synthetic benchmark at `root` on first use (any spec already
+        there will do; `fuadnb.data.synthetic.ensure`); other datasets are read as
+        they are. Returns the scenario."""
+        if self.dataset == "synthetic":
+            synthetic.ensure(self.root, spec=None, categories=[self.category],
+                             progress=progress)
+        return self
+
+    def index(self) -> pd.DataFrame:
+        """Every image of the category (`fuadnb.data.index`)."""
+        return data.index(self.dataset, self.root, self.category)
+
+    def contaminate(self, index: pd.DataFrame) -> data.Split:
+        """The contaminated split of `index` (`fuadnb.data.contaminate`)."""
+        return data.contaminate(index, self.noise_ratio, seed=self.seed,
+                                regime=self.regime, definition=self.definition,
+                                repeat=self.repeat)
+
+    def split(self) -> data.Split:
+        """``contaminate(index())``, refused (`check_split`) when a run could not
+        use it."""
+        split = self.contaminate(self.index())
+        check_split(split, self.root)
+        return split
 
 
 def environment(device: torch.device) -> dict[str, str]:
@@ -99,19 +159,16 @@ def configure(method: str, *, dataset: str, category: str, profile: str = "demo"
     return module, cfg, STRATEGIES[strategy].config(**own) if strategy else None
 
 
-def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
-        noise_ratio: float = 0.0, seed: int = 111, profile: str = "demo",
-        regime: str = "iid", definition: str = "softpatch", repeat: bool = False,
-        device: str = "auto",
-        runs_root: Path | str = "runs", options: dict[str, Any] | None = None,
-        curve_every: int = 0, progress: bool = False) -> Result:
-    """Run `method` on one category at one noise ratio; cached by configuration.
+def run(method: str, scenario: Scenario, *, profile: str = "demo",
+        device: str = "auto", runs_root: Path | str = "runs",
+        options: dict[str, Any] | None = None, curve_every: int = 0,
+        progress: bool = False) -> Result:
+    """Run `method` on `scenario`; cached by configuration.
 
     Args:
         method: a registered method (``rd``), or a strategy around one (``llb-rd``).
-        regime: ``iid``, ``overlap`` or ``recurring`` (`fuadnb.data.contamination`).
-        repeat: inject augmented copies when a ratio asks for more anomalies than
-            exist (SoftPatch+; `fuadnb.data.contaminate`).
+        scenario: the data: dataset, category, contamination and seed (the seed
+            also seeds the model).
         options: overrides of the method's Config fields (e.g. ``{"epochs": 5}``);
             a strategy's as ``"<strategy>.<field>"`` (e.g. ``{"llb.keep": 0.5}``).
             They win over the method's per-category values (``category_options``,
@@ -128,17 +185,16 @@ def run(method: str = "rd", *, dataset: str, root: Path | str, category: str,
     name, _ = parse_method(method)
     strategy = STRATEGIES[name] if name else None
     dev = pick_device(device)
-    module, cfg, strategy_cfg = configure(method, dataset=dataset, category=category,
-                                          profile=profile, seed=seed, options=options)
+    module, cfg, strategy_cfg = configure(method, dataset=scenario.dataset,
+                                          category=scenario.category, profile=profile,
+                                          seed=scenario.seed, options=options)
     cfg = dataclasses.replace(cfg, precision=engine.resolve(cfg.precision, dev))
-    split = data.contaminate(data.index(dataset, root, category), noise_ratio,
-                             seed=seed, regime=regime, definition=definition,
-                             repeat=repeat)
-    check_split(split, root)
+    split = scenario.split()
     runs.check_root(runs_root)
-    spec = runs.RunSpec(method, dataset, category, noise_ratio, regime, seed, profile,
+    spec = runs.RunSpec(method, scenario.dataset, scenario.category,
+                        scenario.noise_ratio, scenario.regime, scenario.seed, profile,
                         cfg, split.manifest, root=runs_root, strategy=strategy_cfg,
-                        inputs=inputs(split, cfg), curve_every=curve_every,
+                        inputs=inputs(module, split, cfg), curve_every=curve_every,
                         evaluation=module.EVALUATION)
     with Timer() as load_timer:
         train_images, _ = data.images.load(split.train, cfg.image_size, masks=False,
@@ -233,16 +289,15 @@ def check_split(split: data.Split, root: Path | str) -> None:
             + (fix or "; the test set has no anomalies"))
 
 
-def inputs(split: data.Split, cfg: Any) -> dict[str, str]:
+def inputs(module: ModuleType, split: data.Split, cfg: Any) -> dict[str, str]:
     """Content fingerprints of what a model is trained from (`runs.RunSpec.inputs`):
-    the training images, in order, and a teacher weights file if one is named."""
+    the training images, in order, and the files the method names (its ``inputs``
+    hook: a teacher weights file, RD-E's texture folder); one file by its hash, a
+    list of files by `runs.fingerprint`."""
     found = {"train_images": runs.fingerprint(split.train["image_path"])}
-    textures = getattr(cfg, "textures", "bundled")       # RD-E's anomaly sources
-    if textures != "bundled":
-        found["textures"] = runs.fingerprint(anomalies.texture_files(textures))
-    weights = str(cfg.weights).removesuffix(backbones.BN_SUFFIX)
-    if weights not in backbones.NAMED_WEIGHTS and Path(weights).is_file():
-        found["teacher_weights"] = runs.file_hash(weights)
+    for name, files in module.inputs(cfg).items():
+        found[name] = (runs.fingerprint(files) if isinstance(files, (list, tuple))
+                       else runs.file_hash(files))
     return found
 
 

@@ -1,4 +1,6 @@
-"""Helpers for the chapter notebooks only: setup, glue, the interactive explorer.
+"""Helpers for the chapter notebooks only: setup (and the runs of a chapter), the
+scenario and the Config options from a chapter's parameters, examples to show,
+glue, the interactive explorer.
 
 Nothing else in fuadnb imports this module (it imports ipywidgets and myst_nb lazily,
 so the package works without the book's dependencies).
@@ -15,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib import colormaps
 from PIL import Image
 
-from fuadnb import plot
+from fuadnb import experiment, plot
 from fuadnb.utils import __version__, device_name, pick_device, seed_everything
 
 RESULT_MIME = "application/vnd.fuadnb.result+json"   # what fuadnb.notebooks reads back
@@ -27,21 +30,70 @@ RESULT_MIME = "application/vnd.fuadnb.result+json"   # what fuadnb.notebooks rea
 
 @dataclass(frozen=True)
 class Env:
-    """What `setup` returns: the device and a one-line description of the machine."""
+    """What `setup` returns: the device, a one-line description of the machine, and
+    the settings every run of the chapter shares (`run`)."""
 
     device: torch.device
     summary: str
+    profile: str = "demo"
+    runs_root: str = "runs"
+
+    def run(self, method: str, scenario: experiment.Scenario, *,
+            options: dict[str, Any] | None = None, curve_every: int = 0,
+            progress: bool = True) -> experiment.Result:
+        """`fuadnb.experiment.run` at the chapter's profile, device and run cache."""
+        return experiment.run(method, scenario, profile=self.profile,
+                              device=str(self.device), runs_root=self.runs_root,
+                              options=options, curve_every=curve_every,
+                              progress=progress)
 
 
-def setup(seed: int = 111, device: str = "auto") -> Env:
-    """Seed everything, pick the device, set the plot style; never downloads."""
+def setup(seed: int = 111, device: str = "auto", *, profile: str = "demo",
+          runs_root: str = "runs") -> Env:
+    """Seed everything, pick the device, set the plot style; never downloads.
+    `profile` and `runs_root` are those of the chapter's runs (`Env.run`)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     seed_everything(seed)
     dev = pick_device(device)
     plot.use_book_style()
     summary = (f"fuadnb {__version__}, torch {torch.__version__}, python "
                f"{platform.python_version()}, {device_name(dev)}")
-    return Env(device=dev, summary=summary)
+    return Env(device=dev, summary=summary, profile=profile, runs_root=runs_root)
+
+
+def scenario(dataset: str, root: str, category: str, noise_ratio: float = 0.0,
+             regime: str = "iid", definition: str = "softpatch", repeat: bool = False,
+             seed: int = 111, *, progress: bool = True) -> experiment.Scenario:
+    """The `fuadnb.experiment.Scenario` of a chapter's parameters (``DATASET,
+    DATA_ROOT, CATEGORY, NOISE_RATIO, REGIME``, ...), its synthetic benchmark
+    generated on first use (`Scenario.ensure`)."""
+    return experiment.Scenario(dataset, root, category, noise_ratio, regime,
+                               definition, repeat, seed).ensure(progress=progress)
+
+
+def options(**parameters: Any) -> dict[str, Any]:
+    """Config overrides from a chapter's parameters, by Config field: those left at
+    "the profile's" (``""`` or ``0``) are left out, so the profile's value holds.
+    E.g. ``options(backbone=BACKBONE, epochs=EPOCHS)``."""
+    return {k: v for k, v in parameters.items()
+            if v is not None and not (isinstance(v, (str, int, float)) and not v)}
+
+
+def examples(rows: pd.DataFrame, *, good: int = 0, anomalous: int = 3,
+             per_defect: bool = True) -> tuple[np.ndarray, list[str]]:
+    """Test images to show: the positions in `rows` (a split's test rows) of the
+    first `good` normal images, then of `anomalous` anomalous ones (with
+    `per_defect`, the first of each defect type), and their titles ("good" or the
+    defect)."""
+    label = rows["label"].to_numpy()
+    bad = label == 1
+    if per_defect:
+        bad &= ~rows["defect"].where(bad).duplicated().to_numpy()
+    picked = np.concatenate([np.flatnonzero(label == 0)[:good],
+                             np.flatnonzero(bad)[:anomalous]])
+    titles = ["good" if label[i] == 0 else str(rows["defect"].iloc[i])
+              for i in picked]
+    return picked, titles
 
 
 def glue(name: str, value, display: bool = False):

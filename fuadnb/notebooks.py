@@ -20,6 +20,7 @@ from typing import Any
 
 import nbformat
 import papermill as pm
+from jupyter_client import AsyncKernelManager
 
 from fuadnb.nb import RESULT_MIME
 from fuadnb.utils import ToolError
@@ -74,6 +75,17 @@ def kernel_pythonpath() -> str:
     return os.pathsep.join([str(PACKAGE_ROOT), *rest])
 
 
+def kernel_manager(env: dict[str, str]) -> type[AsyncKernelManager]:
+    """nbclient's kernel manager class, whose kernels start with the environment
+    `env` (instead of this process's ``os.environ``, which stays as it is)."""
+
+    class KernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:
+            await super().start_kernel(**({"env": env} | kw))
+
+    return KernelManager
+
+
 def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
             progress: bool = False, timeout: int | None = None) -> Outcome:
     """Run `src` with `parameters` into `dst`, in `src`'s folder (so the chapters'
@@ -82,17 +94,19 @@ def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
     The kernel is started in that folder (nbclient's ``resources``) instead of
     papermill's ``cwd``, which changes this process's working directory and so
     cannot run in several threads at once; it imports this process's fuadnb
-    (`kernel_pythonpath`).
+    (`kernel_pythonpath`, given to the kernel alone: this process's environment,
+    shared by its threads, is left as it is).
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
-    os.environ["PYTHONPATH"] = kernel_pythonpath()   # the same value in every thread
+    env = os.environ | {"PYTHONPATH": kernel_pythonpath()}
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(src), str(dst), parameters=parameters,
                             resources={"metadata": {"path": str(src.parent)}},
                             kernel_name="python3", progress_bar=progress,
-                            log_output=False, execution_timeout=timeout)
+                            log_output=False, execution_timeout=timeout,
+                            kernel_manager_class=kernel_manager(env))
     except pm.PapermillExecutionError as err:
         return Outcome(dst, False, time.perf_counter() - start,
                        f"{err.ename}: {err.evalue}")

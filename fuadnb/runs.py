@@ -285,6 +285,12 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], Cached],
     return model.eval(), record | {"loaded": False}
 
 
+def stored_bytes(folder: Path | str) -> int:
+    """What a trained run keeps on disk for its model: the bytes of its weights
+    (without the parts `build` restores exactly, e.g. a pretrained teacher)."""
+    return (Path(folder) / "weights.pt").stat().st_size
+
+
 def load_or_compute(path: Path, compute: Callable[[], dict[str, np.ndarray]]
                     ) -> dict[str, np.ndarray]:
     """Named arrays cached in the ``.npz`` file `path`: loaded if it exists, else

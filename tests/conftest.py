@@ -11,6 +11,7 @@ import yaml
 os.environ["FUADNB_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+from fuadnb import experiment  # noqa: E402
 from fuadnb.data import synthetic  # noqa: E402
 
 TINY_CATEGORIES = ("brick", "washer")
@@ -33,10 +34,10 @@ def tiny_copy(tiny_synth, tmp_path) -> Path:
 
 @pytest.fixture
 def smoke_kw(tiny_synth, tmp_path) -> dict:
-    """`experiment.run` keywords for a smoke run on the tiny brick, private runs."""
-    return {"dataset": "synthetic", "root": tiny_synth, "category": "brick",
-            "noise_ratio": 0.2, "profile": "smoke", "runs_root": tmp_path / "runs",
-            "device": "cpu"}
+    """`experiment.run` keywords for a smoke run on the tiny brick at noise 0.2,
+    private runs."""
+    return {"scenario": experiment.Scenario("synthetic", tiny_synth, "brick", 0.2),
+            "profile": "smoke", "runs_root": tmp_path / "runs", "device": "cpu"}
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,6 +6,7 @@ not in the middle of a run. What every method does the same way (prediction, the
 meaning across methods: ``precision``, ``load_size``) is in `fuadnb.models.base`.
 """
 
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
@@ -61,11 +62,16 @@ class Method(Protocol):
     def budget(self, cfg: Any, n_train: int) -> base.Budget:
         """Optimiser steps and images processed by one fit on `n_train` images."""
 
+    def inputs(self, cfg: Any) -> dict[str, Path | list[Path]]:
+        """The files a fit reads besides the training images, by name: one file or
+        a list (their contents key the run; `base.inputs` names a weights file)."""
+
 
 REQUIRED = ("Config", "PROFILES", "EVALUATION", "MONITOR", "config",
-            "category_options", "build", "fit", "predict", "score_train", "budget")
+            "category_options", "build", "fit", "predict", "score_train", "budget",
+            "inputs")
 CALLABLE = ("config", "category_options", "build", "fit", "predict", "score_train",
-            "budget")
+            "budget", "inputs")
 REGISTRY: dict[str, ModuleType] = {}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -74,6 +75,18 @@ def no_category_options(profile: str, dataset: str, category: str, kind: str
                         ) -> dict[str, Any]:
     """``category_options`` of a method whose settings do not depend on the
     category: none."""
+    return {}
+
+
+def inputs(cfg: Any) -> dict[str, Path | list[Path]]:
+    """The files a model is trained from besides its training images, by name: a
+    teacher weights file when ``cfg.weights`` names one (not ``imagenet``,
+    ``random``...). Their contents key the run (`fuadnb.experiment.inputs`), so a
+    changed file retrains. A method that reads more files (RD-E's texture folder)
+    adds its own to these."""
+    weights = str(getattr(cfg, "weights", "")).removesuffix(backbones.BN_SUFFIX)
+    if weights and weights not in backbones.NAMED_WEIGHTS and Path(weights).is_file():
+        return {"teacher_weights": Path(weights)}
     return {}
 
 

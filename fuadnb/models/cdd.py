@@ -105,6 +105,7 @@ PROFILES: dict[str, dict] = {
 
 config = base.configurator(Config, PROFILES, "CDD")
 category_options = base.no_category_options   # nothing depends on the category
+inputs = base.inputs                           # a weights file, if named
 MONITOR = False
 
 
@@ -237,7 +238,7 @@ def domains(model: CDD, train_images: torch.Tensor) -> torch.Tensor:
     descriptors = None
     if model.cfg.partition == "kmeans":
         device = next(model.parameters()).device
-        descriptors = pooled(engine.teacher_features(
+        descriptors = pooled(engine.frozen_features(
             model.teacher, train_images, batch_size=model.cfg.eval_batch_size,
             device=device, precision=model.cfg.precision))
     return schedule(model.cfg, len(train_images), descriptors)[-1]

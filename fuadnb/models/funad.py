@@ -130,6 +130,7 @@ PROFILES: dict[str, dict] = {
 
 config = base.configurator(Config, PROFILES, "FUN-AD")
 category_options = base.no_category_options   # nothing depends on the category
+inputs = base.inputs                           # a weights file, if named
 MONITOR = True
 
 
@@ -295,10 +296,10 @@ def patch_features(model: FUNAD, images: torch.Tensor, *, device: torch.device,
     """The frozen features of every image once: (N, P, D) on `device` (bf16 for
     bf16 precision), through the same batched pass as the distillation methods'
     teachers."""
-    return engine.teacher_features(lambda x: [model.extractor(x)], images,
-                                   batch_size=model.cfg.eval_batch_size, device=device,
-                                   precision=model.cfg.precision,
-                                   progress=progress)[0]
+    return engine.frozen_features(lambda x: [model.extractor(x)], images,
+                                  batch_size=model.cfg.eval_batch_size, device=device,
+                                  precision=model.cfg.precision,
+                                  progress=progress)[0]
 
 
 @torch.no_grad()

@@ -117,6 +117,7 @@ PROFILES: dict[str, dict] = {
 
 config = base.configurator(Config, PROFILES, "PatchCore")
 category_options = base.no_category_options   # nothing depends on the category
+inputs = base.inputs                           # a weights file, if named
 MONITOR = False
 
 

@@ -88,6 +88,7 @@ PROFILES: dict[str, dict] = {
 
 config = base.configurator(Config, PROFILES, "RD")
 category_options = base.no_category_options   # nothing depends on the category
+inputs = base.inputs                           # a weights file, if named
 MONITOR = True   # `fit` takes a monitor (the learning-bias curve)
 
 
@@ -205,9 +206,9 @@ def teacher_features(model: RD, train_images: torch.Tensor, *, device: torch.dev
         backbones.recalibrate_bn(model.teacher, (
             engine.inputs(train_images, idx, device, cfg.precision)
             for idx in engine.batches(len(train_images), cfg.eval_batch_size)))
-    return engine.teacher_features(model.teacher, train_images, device=device,
-                                   batch_size=cfg.eval_batch_size,
-                                   precision=cfg.precision, progress=progress)
+    return engine.frozen_features(model.teacher, train_images, device=device,
+                                  batch_size=cfg.eval_batch_size,
+                                  precision=cfg.precision, progress=progress)
 
 
 def budget(cfg: Config, n_train: int) -> base.Budget:

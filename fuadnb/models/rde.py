@@ -292,6 +292,15 @@ predict = base.predict
 score_train = base.score_train
 
 
+def inputs(cfg: Config) -> dict[str, Path | list[Path]]:
+    """`base.inputs` and, for a texture folder, its images (their contents key the
+    run); the bundled bank is made from the seed, so it adds nothing."""
+    found = base.inputs(cfg)
+    if cfg.textures != "bundled":
+        found["textures"] = anomalies.texture_files(cfg.textures)
+    return found
+
+
 def texture_source(cfg: Config) -> torch.Tensor:
     """The anomaly sources of ``cfg.textures`` at the model's image size (uint8)."""
     if cfg.textures == "bundled":

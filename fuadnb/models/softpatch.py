@@ -51,13 +51,14 @@ from fuadnb.models.patchcore import (
     budget,
     build,
     category_options,
+    inputs,
     predict,
     score_train,
 )
 
 __all__ = ["Config", "PROFILES", "EVALUATION", "MONITOR", "config", "build", "fit",
-           "predict", "score_train", "budget", "category_options", "anomaly_map",
-           "lof", "nearest_other", "gaussian", "bank_weights"]
+           "predict", "score_train", "budget", "category_options", "inputs",
+           "anomaly_map", "lof", "nearest_other", "gaussian", "bank_weights"]
 
 Discriminator = Literal["lof", "nearest", "gaussian"]
 

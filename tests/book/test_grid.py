@@ -63,8 +63,9 @@ def test_kernels_import_the_fuadnb_of_the_process_that_runs_them(tmp_path,
     out = notebooks.execute(tmp_path / "where.ipynb", tmp_path / "out.ipynb", {})
     assert out.ok, out.error
     assert notebooks.recorded_row(tmp_path / "out.ipynb")["file"] == fuadnb.__file__
-    assert os.environ["PYTHONPATH"].split(os.pathsep) == [
+    assert notebooks.kernel_pythonpath().split(os.pathsep) == [
         str(notebooks.PACKAGE_ROOT), str(decoy.parent)]
+    assert os.environ["PYTHONPATH"] == str(decoy.parent)   # the kernel's alone
 
 
 def _grid(tmp_path, text):

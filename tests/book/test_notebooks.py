@@ -9,12 +9,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from fuadnb import cli
 from fuadnb.data import contamination, synthetic
+from fuadnb.experiment import Scenario
 
 pm = pytest.importorskip("papermill")
 notebooks = pytest.importorskip("fuadnb.notebooks")
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+CELL = NOTEBOOKS.parent / "benchmarks" / "grids" / "cell.ipynb"
 CHAPTERS = [NOTEBOOKS / f"{name}.ipynb" for name in notebooks.CHAPTERS]
 REQUIRED = {"DATASET", "DATA_ROOT", "CATEGORY", "NOISE_RATIO", "REGIME", "SEED"}
 TRAINING = {"PROFILE", "BACKBONE", "WEIGHTS", "IMAGE_SIZE", "DEVICE", "RUNS_ROOT"}
@@ -147,3 +150,40 @@ def test_the_benchmark_chapter_writes_no_number_by_hand():
                       flags=re.S)
         assert set(re.findall(r"\d+\.\d+", text)) <= allowed, cell.source[:120]
         assert "TAKEAWAYS" not in cell.source
+
+
+def _scenario_built_by(notebook: Path, parameters: dict) -> Scenario:
+    """The ``scenario`` a notebook builds from `parameters`: its cells run in this
+    process, parameters first (then the overrides, as papermill injects them), up
+    to the one that builds it."""
+    namespace: dict = {}
+    for cell in _cells(notebook):
+        if cell.cell_type != "code":
+            continue
+        exec(cell.source, namespace)   # the notebook's own code
+        if "parameters" in cell.metadata.get("tags", []):
+            namespace.update(parameters)
+        if "scenario" in namespace:
+            return namespace["scenario"]
+    raise AssertionError(f"{notebook.name} builds no scenario")
+
+
+@pytest.mark.parametrize("path", CHAPTERS[:-1], ids=lambda p: p.stem)
+def test_a_chapter_the_cell_and_the_cli_build_the_same_scenario(path, tiny_synth):
+    given = {"DATASET": "synthetic", "DATA_ROOT": str(tiny_synth),
+             "CATEGORY": "washer", "NOISE_RATIO": 0.1, "REGIME": "overlap",
+             "SEED": 7}
+    expected = Scenario("synthetic", tiny_synth, "washer", 0.1, "overlap", seed=7)
+    args = cli.parser().parse_args([
+        "run", "--root", str(tiny_synth), "--category", "washer", "--noise", "0.1",
+        "--regime", "overlap", "--seed", "7"])
+    assert cli.scenario(args, args.category, args.noise) == expected
+    assert _scenario_built_by(CELL, given) == expected
+    assert _scenario_built_by(path, given) == expected
+    more = {"DEFINITION": "fraction", "REPEAT": True}   # the cell's and the CLI's
+    args = cli.parser().parse_args(["run", "--definition", "fraction", "--repeat",
+                                    "--category", "washer", "--root", str(tiny_synth),
+                                    "--noise", "0.1", "--regime", "overlap",
+                                    "--seed", "7"])
+    assert _scenario_built_by(CELL, given | more) == cli.scenario(
+        args, "washer", 0.1) == expected.replace(definition="fraction", repeat=True)

@@ -86,8 +86,8 @@ def test_target_never_comes_from_the_student_that_saw_the_image():
     imgs = images(n=9)
     model = cdd.fit(cfg, imgs, device=CPU)
     domain = cdd.domains(model, imgs)
-    feats = engine.teacher_features(model.teacher, imgs, batch_size=4, device=CPU,
-                                    precision="fp32")
+    feats = engine.frozen_features(model.teacher, imgs, batch_size=4, device=CPU,
+                                   precision="fp32")
     before = cdd.pseudo_normal(model, feats, domain)
     with torch.no_grad():
         for p in model.domain_students[0].parameters():

@@ -101,6 +101,7 @@ def _bright_module(fits):
         config=lambda profile="demo", **kw: BrightCfg(**{k: v for k, v in kw.items()
                                                          if v is not None}),
         category_options=base.no_category_options,
+        inputs=base.inputs,
         build=lambda cfg: Brightness(), fit=fit, predict=predict,
         score_train=lambda model, images: predict(model, images)[0],
         budget=lambda cfg, n: base.epoch_budget(n, cfg.batch_size, cfg.epochs))
@@ -125,8 +126,8 @@ def test_stage1_scores_and_kept_images_are_the_same_files():
 def test_a_planted_contamination_is_filtered_out(tiny_synth, tmp_path, monkeypatch):
     fits = []
     monkeypatch.setitem(models.REGISTRY, "bright", _bright_module(fits))
-    result = experiment.run("llb-bright", dataset="synthetic", root=tiny_synth,
-                            category="brick", noise_ratio=0.2, profile="smoke",
+    scenario = experiment.Scenario("synthetic", tiny_synth, "brick", 0.2)
+    result = experiment.run("llb-bright", scenario, profile="smoke",
                             runs_root=tmp_path, device="cpu",
                             options={"llb.keep": 0.5, "llb.image_score": "max"})
     train = result.split.train

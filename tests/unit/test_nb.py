@@ -42,3 +42,37 @@ def test_overlay_picture_is_the_image_then_its_heat_map():
 def test_explorer_rejects_mismatched_inputs():
     with pytest.raises(ValueError, match="as many maps and captions"):
         nb.explorer(np.zeros((2, 3, 8, 8), np.uint8), np.zeros((1, 8, 8)), ["a", "b"])
+
+
+def test_options_leave_out_the_parameters_left_at_the_profiles():
+    assert nb.options(backbone="", weights="random", epochs=0, steps=40,
+                      image_size=None, precision="auto", sigma=0.0) == {
+        "weights": "random", "steps": 40, "precision": "auto"}
+
+
+def test_examples_are_the_first_good_images_then_one_anomaly_per_defect():
+    import pandas as pd
+
+    rows = pd.DataFrame({"label": [1, 0, 1, 1, 0, 1, 1, 0],
+                         "defect": ["hole", "good", "hole", "crack", "good", "cut",
+                                    "crack", "good"]})
+    picked, titles = nb.examples(rows, good=2, anomalous=2)
+    assert picked.tolist() == [1, 4, 0, 3] and titles == ["good", "good", "hole",
+                                                          "crack"]
+    by_pandas = rows[rows.label == 1].groupby("defect").head(1).index[:3]
+    assert nb.examples(rows)[0].tolist() == list(by_pandas) == [0, 3, 5]
+    picked, titles = nb.examples(rows, anomalous=3, per_defect=False)
+    assert picked.tolist() == [0, 2, 3] and titles == ["hole", "hole", "crack"]
+
+
+def test_env_runs_at_the_chapters_profile_device_and_cache(monkeypatch):
+    from fuadnb import experiment
+
+    calls = []
+    monkeypatch.setattr(experiment, "run", lambda *a, **kw: calls.append((a, kw)))
+    env = nb.setup(seed=1, device="cpu", profile="smoke", runs_root="elsewhere")
+    scenario = experiment.Scenario("synthetic", "data", "brick", 0.1)
+    env.run("rd", scenario, options={"steps": 3})
+    assert calls == [(("rd", scenario), {
+        "profile": "smoke", "device": "cpu", "runs_root": "elsewhere",
+        "options": {"steps": 3}, "curve_every": 0, "progress": True})]

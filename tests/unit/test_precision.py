@@ -152,11 +152,11 @@ def test_bf16_takes_the_gpu_path_on_the_cpu():
         assert conv(x).dtype == torch.bfloat16
     with engine.autocast(CPU, "fp32"):
         assert conv(x).dtype == torch.float32
-    feats = engine.teacher_features(lambda x: [conv(x)], images, batch_size=3,
-                                    device=CPU, precision="bf16")
+    feats = engine.frozen_features(lambda x: [conv(x)], images, batch_size=3,
+                                   device=CPU, precision="bf16")
     assert feats[0].dtype == torch.bfloat16 and feats[0].shape == (4, 4, 62, 62)
-    assert engine.teacher_features(lambda x: [conv(x)], images, batch_size=3,
-                                   device=CPU, precision="auto")[0].dtype == \
+    assert engine.frozen_features(lambda x: [conv(x)], images, batch_size=3,
+                                  device=CPU, precision="auto")[0].dtype == \
         torch.float32
 
 
@@ -166,8 +166,9 @@ def test_precision_is_in_the_run_key_and_on_the_command_line(smoke_kw, capsys):
     assert auto.row["cfg.precision"] == "fp32"          # auto, resolved on the CPU
     assert experiment.run("patchcore", **smoke_kw, options={"precision": "fp32"}
                           ).dir == auto.dir              # the same run, loaded
-    code = cli.main(["run", "--method", "patchcore", "--root", str(smoke_kw["root"]),
-                     "--category", "brick", "--noise", "0.2", "--profile", "smoke",
+    code = cli.main(["run", "--method", "patchcore", "--root",
+                     str(smoke_kw["scenario"].root), "--category", "brick",
+                     "--noise", "0.2", "--profile", "smoke",
                      "--runs", str(runs), "--device", "cpu", "--quiet",
                      "--precision", "bf16"])
     assert code in (0, None), capsys.readouterr().err

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fuadnb import data, experiment
+from fuadnb import data, experiment, models, runs
 from fuadnb.models import rde
 from fuadnb.nn import blocks
 
@@ -198,7 +198,7 @@ def test_experiment_applies_category_options_below_the_callers(smoke_kw, monkeyp
         raise RuntimeError("stop")
 
     monkeypatch.setattr(rde, "fit", fake_fit)
-    kw = smoke_kw | {"category": "washer"}
+    kw = smoke_kw | {"scenario": smoke_kw["scenario"].replace(category="washer")}
     for options in (None, {"foreground": False}):
         with pytest.raises(RuntimeError, match="stop"):
             experiment.run("rde", **kw, options=options)
@@ -229,11 +229,27 @@ def test_a_texture_folder_is_checked_and_its_contents_key_the_run(tmp_path, smok
     Image.fromarray(rgb).save(folder / "banded_0001.jpg")
     cfg = rde.config("smoke", textures=str(tmp_path / "dtd"))
     assert rde.texture_source(cfg).shape == (1, 3, cfg.image_size, cfg.image_size)
-    split = data.contaminate(data.index("synthetic", smoke_kw["root"], "brick"), 0.0,
-                             seed=1)
-    before = experiment.inputs(split, cfg)
+    split = smoke_kw["scenario"].replace(noise_ratio=0.0, seed=1).split()
+    before = experiment.inputs(rde, split, cfg)
     Image.fromarray(rgb + 200).save(folder / "banded_0001.jpg")    # same name
-    after = experiment.inputs(split, cfg)
+    after = experiment.inputs(rde, split, cfg)
     assert before["train_images"] == after["train_images"]
     assert before["textures"] != after["textures"]
-    assert "textures" not in experiment.inputs(split, rde.config("smoke"))
+    assert after["textures"] == runs.fingerprint([folder / "banded_0001.jpg"])
+    assert rde.inputs(cfg) == {"textures": [folder / "banded_0001.jpg"]}
+    assert rde.inputs(rde.config("smoke")) == {}                  # the bundled bank
+    assert set(experiment.inputs(rde, split, rde.config("smoke"))) == {"train_images"}
+
+
+def test_a_weights_file_keys_the_run_of_every_method_as_before(tmp_path, smoke_kw):
+    """The run key's inputs are what the methods name (`inputs`), with the keys that
+    experiment.inputs gave before the hook: a weights file by its sha1."""
+    weights = tmp_path / "teacher.pth"
+    weights.write_bytes(b"weights")
+    split = smoke_kw["scenario"].split()
+    for module in models.REGISTRY.values():
+        cfg = module.config("smoke", weights=str(weights))
+        found = experiment.inputs(module, split, cfg)
+        assert found["teacher_weights"] == runs.file_hash(weights), module
+        assert "teacher_weights" not in experiment.inputs(
+            module, split, module.config("smoke"))

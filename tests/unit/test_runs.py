@@ -47,6 +47,7 @@ def test_second_call_loads_instead_of_training(tmp_path):
     assert rec2["history"] == [0.5, 0.25]
     saved = torch.load(s.dir / "weights.pt", weights_only=True)
     assert set(saved) == {"head.weight", "head.bias"}     # frozen part not stored
+    assert runs.stored_bytes(s.dir) == (s.dir / "weights.pt").stat().st_size > 0
     assert json.loads((s.dir / "config.json").read_text())["cfg"] == {"epochs": 2}
     assert sorted(p.name for p in s.dir.iterdir()) == [
         "config.json", "fit.json", "split.json", "weights.pt"]

@@ -64,7 +64,8 @@ def test_the_learning_bias_curve_has_its_length_and_changes_nothing(smoke_kw):
     assert json.loads((curved.dir / "curve.json").read_text()) == curve
     again = experiment.run("rd", **kw, curve_every=2)     # from the cache
     assert again.model.curve == curve and again.dir == curved.dir != plain.dir
-    overlap = experiment.run("rd", **kw | {"regime": "overlap"}, curve_every=3)
+    overlap = experiment.run("rd", **kw | {"scenario": kw["scenario"].replace(
+        regime="overlap")}, curve_every=3)
     assert {"image_auroc_seen", "image_auroc_unseen"} <= set(overlap.model.curve[0])
     assert not np.isnan(overlap.row["image_auroc_seen"])
     with pytest.raises(ValueError, match="learning-bias curve"):

@@ -1,0 +1,55 @@
+"""The Scenario: the data side of a run, one value from any caller's types, a JSON
+round trip, and the same split as the data layer's steps."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fuadnb import data, experiment
+from fuadnb.experiment import Scenario
+
+
+def test_a_scenario_is_one_value_whatever_the_callers_types(tmp_path):
+    a = Scenario("synthetic", str(tmp_path), "brick", 0, "overlap", seed="7")
+    b = Scenario("synthetic", tmp_path, "brick", 0.0, "overlap", seed=7)
+    assert a == b and hash(a) == hash(b)
+    assert isinstance(a.root, Path) and isinstance(a.noise_ratio, float)
+    assert Scenario(**json.loads(json.dumps(a.as_dict()))) == a
+    assert a.replace(noise_ratio=0.2) == Scenario("synthetic", tmp_path, "brick", 0.2,
+                                                  "overlap", seed=7)
+    assert a.noise_ratio == 0.0                                    # frozen
+
+
+def test_the_split_is_the_data_layers_steps(tiny_synth):
+    s = Scenario("synthetic", tiny_synth, "brick", 0.2, "overlap", seed=3)
+    index = data.index("synthetic", tiny_synth, "brick")
+    by_hand = data.contaminate(index, 0.2, seed=3, regime="overlap")
+    assert s.index().equals(index)
+    assert s.split().manifest == s.contaminate(index).manifest == by_hand.manifest
+    assert s.split().train.equals(by_hand.train)
+    at = {d: s.replace(noise_ratio=0.3, definition=d).split().manifest
+          for d in ("softpatch", "fraction")}
+    assert (at["softpatch"]["n_injected"], at["fraction"]["n_injected"]) == (3, 4)
+
+
+def test_a_split_no_run_could_use_is_refused(tiny_copy):
+    scenario = Scenario("synthetic", tiny_copy, "brick")
+    for png in (tiny_copy / "brick" / "train" / "good").glob("*.png"):
+        png.unlink()
+    assert not len(scenario.contaminate(scenario.index()).train)   # the bare draw
+    with pytest.raises(data.DatasetError, match="no training images"):
+        scenario.split()
+
+
+def test_ensure_generates_the_synthetic_benchmark_on_first_use(tiny_synth,
+                                                                monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiment.synthetic, "ensure",
+                        lambda root, **kw: calls.append((root, kw)))
+    s = Scenario("synthetic", tiny_synth, "washer")
+    assert s.ensure() is s
+    assert calls == [(tiny_synth, {"spec": None, "categories": ["washer"],
+                                   "progress": False})]
+    Scenario("mvtec_ad", tiny_synth, "washer").ensure()
+    assert len(calls) == 1                      # other datasets are read as they are
