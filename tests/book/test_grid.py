@@ -298,6 +298,48 @@ def test_the_committed_demo_table_is_the_whole_demo_grid():
         assert table[column].notna().all(), column
 
 
+def test_chapter_08_takeaways_hold_for_the_committed_demo_table():
+    """The claims chapter 08's takeaways make in words (its numbers are glued): only
+    overlap costs RD; the order of the recoveries on all test anomalies, none of
+    whose gains the six-pair test supports; on the seen anomalies CDD, LLB around
+    PatchCore and SoftPatch repair with all pairs agreeing, PatchCore and RD-E do
+    not; nobody gains on the unseen ones, FUN-AD and LLB(RD) lose there; the clean
+    price; FUN-AD better contaminated than clean."""
+    from fuadnb import evaluate
+
+    rows = evaluate.with_clean(pd.read_csv(RESULTS / "benchmark_demo.csv"))
+    own = evaluate.cost(rows, "image_auroc").set_index(["method", "regime",
+                                                         "noise_ratio"])
+    assert (own.loc[("rd", "overlap")].verdict == "lower").all()
+    assert (own.loc[("rd", "iid")].verdict == "no ranking").all()
+    assert (own.loc[("rd", "recurring")].verdict == "no ranking").all()
+    rec = {m: evaluate.recovery(rows, m).set_index(["method", "regime", "noise_ratio"])
+           for m in ("image_auroc", "image_auroc_seen", "image_auroc_unseen")}
+    at = rec["image_auroc"].xs(("overlap", 0.2), level=["regime", "noise_ratio"])
+    ranked = at.recovery.sort_values(ascending=False).index.tolist()
+    assert ranked == ["softpatch", "cdd", "llb-patchcore", "funad", "llb-rd",
+                      "patchcore", "rde"]
+    assert at.recovery.rde < 0 and (at.verdict == "no ranking").all()
+    assert rec["image_auroc"].recovery.isna().loc[:, ["iid", "recurring"], :].all()
+    seen = rec["image_auroc_seen"].xs(("overlap", 0.2), level=["regime",
+                                                               "noise_ratio"])
+    assert set(seen.index[seen.verdict == "higher"]) == {"cdd", "llb-patchcore",
+                                                         "softpatch"}
+    assert seen.recovery.patchcore < 0.1 and seen.recovery.rde < 0
+    unseen = rec["image_auroc_unseen"]
+    assert not (unseen.verdict == "higher").any()
+    low = unseen.xs(("overlap", 0.2), level=["regime", "noise_ratio"])
+    assert set(low.index[low.verdict == "lower"]) == {"funad", "llb-rd"}
+    gap = at.clean_gap
+    assert gap.funad < gap.cdd < min(gap["llb-rd"], gap["llb-patchcore"]) < 0
+    assert abs(gap.softpatch) < 0.01 and abs(gap.rde) < 0.01
+    summary = evaluate.seed_summary(rows, ["image_auroc"], ["method", "regime",
+                                                           "noise_ratio"]
+                                    ).set_index(["method", "regime", "noise_ratio"])
+    assert summary.image_auroc[("funad", "iid", 0.2)] > \
+        summary.image_auroc[("funad", "iid", 0.0)]
+
+
 def test_the_committed_regimes_table_is_the_whole_rd_regimes_grid():
     """What chapter 02 renders: every point of benchmarks/grids/rd_regimes.yaml once,
     ok, from one clean commit, RD at the demo profile with the same optimiser steps
