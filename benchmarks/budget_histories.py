@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{method}: {result.row['steps']} steps in "
               f"{result.row['fit_seconds']:.0f} s, 90 % of the loss fall by step "
               f"{evaluate.flattened(table['loss'], every=every):.0f} "
-              f"(3-record mean: {evaluate.flattened(table['loss'], every=every, window=3):.0f})")
+              "(3-record mean: "
+              f"{evaluate.flattened(table['loss'], every=every, window=3):.0f})")
         tables.append(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pd.concat(tables, ignore_index=True).to_csv(args.out, index=False)

@@ -66,8 +66,9 @@ def load_grid(path: Path, overrides: dict[str, Any] | None = None
                         "name -> list of values, or a list of such mappings); "
                         "optional 'fixed' (a mapping)")
     overrides = overrides or {}
-    fixed = (spec.get("fixed") or {}) | {k: v for k, v in overrides.items()   # names:
-                                         if not any(k in g for g in grids)}   # as before
+    # an override the grids do not vary is fixed, so the points keep their names
+    fixed = (spec.get("fixed") or {}) | {k: v for k, v in overrides.items()
+                                         if not any(k in g for g in grids)}
     bad = sorted({k for g in grids for k, v in g.items()
                   if not isinstance(v, list) or not v})
     if bad:

@@ -226,7 +226,8 @@ def report(method: ModuleType, cfg: Any, model: base.Model,
     fits = [method.budget(cfg, int(n)) for n in sizes]
     fits.append(method.budget(cfg, found["n_kept"]))
     seconds = float(model.trace["seconds"] + model.trace["stage2_seconds"])
-    return base.Budget(*(sum(parts) for parts in zip(*fits, strict=True))), seconds, found
+    budget = base.Budget(*(sum(parts) for parts in zip(*fits, strict=True)))
+    return budget, seconds, found
 
 
 def filter_metrics(trace: dict[str, np.ndarray], is_injected: np.ndarray

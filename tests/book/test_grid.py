@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from fuadnb import cli, experiment, models
-from fuadnb.data import mvtec, synthetic, visa
+from fuadnb.data import mvtec, visa
 
 grids = pytest.importorskip("fuadnb.grid")
 notebooks = pytest.importorskip("fuadnb.notebooks")
@@ -109,7 +109,8 @@ def test_bad_grid_files_get_one_clear_error(toy_notebook, tmp_path, text, messag
 def test_overrides_set_every_point_under_the_same_names(toy_notebook, tmp_path):
     """``--device cuda``: the same points and names with the override's value, and
     none of them counts as done by a run with the file's values."""
-    grid = _grid(tmp_path, "notebook: toy.ipynb\nfixed: {NAME: b}\ngrid:\n  X: [2, 3]\n")
+    grid = _grid(tmp_path,
+                 "notebook: toy.ipynb\nfixed: {NAME: b}\ngrid:\n  X: [2, 3]\n")
     plain = grids.named_points(grid)
     over = grids.named_points(grid, {"NAME": "z"})
     assert [n for n, _ in over] == [n for n, _ in plain] == ["X-2", "X-3"]
@@ -258,11 +259,13 @@ def test_the_book_grids_cover_what_the_benchmark_promises():
     for dataset, module in (("mvtec_ad", mvtec), ("visa", visa)):
         assert set(cells[cells.DATASET == dataset].CATEGORY) == set(module.CATEGORIES)
     assert set(cells.METHOD) == methods
-    real = {("iid", 0.0), ("iid", 0.1), ("iid", 0.2), ("overlap", 0.1), ("overlap", 0.2)}
+    real = {("iid", 0.0), ("iid", 0.1), ("iid", 0.2), ("overlap", 0.1),
+            ("overlap", 0.2)}
     assert set(zip(cells.REGIME, cells.NOISE_RATIO, strict=True)) == real
     assert len(cells) == (15 + 12) * len(methods) * len(real) * 3
     assert not cells.duplicated(["DATASET", *keys]).any()
-    assert (cells.REPEAT.fillna(False) == (cells.REGIME == "overlap")).all()  # SoftPatch+
+    repeat = cells.REPEAT.fillna(False)                       # SoftPatch+ rule
+    assert (repeat == (cells.REGIME == "overlap")).all()
     rde_options = cells[cells.METHOD == "rde"].OPTIONS             # DTD, as the paper
     assert len(rde_options) == (15 + 12) * len(real) * 3
     dtd = {"textures": "../../data/dtd/images"}       # data/dtd, from the grid's folder
