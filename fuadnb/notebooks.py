@@ -6,7 +6,9 @@ The only module that imports papermill; nothing in fuadnb imports this one but
 
 * where the chapters are: `repo_root` (the checkout) and `CHAPTERS` (the book's order);
 * what a notebook takes: `declared_parameters`, `only_declared`;
-* running one: `execute` (returns an `Outcome`, never raises for a failed cell);
+* running one: `execute` (returns an `Outcome`, never raises for a failed cell), with
+  environment variables for its kernel alone (`execute`'s ``env``: a grid gives each
+  concurrent kernel its own GPU);
 * what it recorded: `recorded_row` (the row a chapter output with `fuadnb.nb.record`).
 """
 
@@ -74,25 +76,42 @@ def kernel_pythonpath() -> str:
     return os.pathsep.join([str(PACKAGE_ROOT), *rest])
 
 
+def kernel_manager(env: dict[str, str]) -> type:
+    """A jupyter_client kernel manager class whose kernels start with `env` on top
+    of this process's environment (read when the kernel starts); this process's own
+    environment is left alone, so threads can start kernels with different values."""
+    from jupyter_client import AsyncKernelManager, KernelManager
+
+    class EnvKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:
+            kw["env"] = {**kw.get("env", os.environ), **env}
+            await KernelManager._async_start_kernel(self, **kw)
+
+    return EnvKernelManager
+
+
 def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
-            progress: bool = False, timeout: int | None = None) -> Outcome:
+            progress: bool = False, timeout: int | None = None,
+            env: dict[str, str] | None = None) -> Outcome:
     """Run `src` with `parameters` into `dst`, in `src`'s folder (so the chapters'
     relative paths hold). A failed notebook is still written, with its error.
 
     The kernel is started in that folder (nbclient's ``resources``) instead of
     papermill's ``cwd``, which changes this process's working directory and so
     cannot run in several threads at once; it imports this process's fuadnb
-    (`kernel_pythonpath`).
+    (`kernel_pythonpath`). `env`: variables set for this kernel only
+    (`kernel_manager`), e.g. its ``CUDA_VISIBLE_DEVICES``.
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
     os.environ["PYTHONPATH"] = kernel_pythonpath()   # the same value in every thread
     start = time.perf_counter()
+    extra = {"kernel_manager_class": kernel_manager(env)} if env else {}
     try:
         pm.execute_notebook(str(src), str(dst), parameters=parameters,
                             resources={"metadata": {"path": str(src.parent)}},
                             kernel_name="python3", progress_bar=progress,
-                            log_output=False, execution_timeout=timeout)
+                            log_output=False, execution_timeout=timeout, **extra)
     except pm.PapermillExecutionError as err:
         return Outcome(dst, False, time.perf_counter() - start,
                        f"{err.ename}: {err.evalue}")
