@@ -305,8 +305,9 @@ def cmd_grid(args: argparse.Namespace) -> None:
         table = cluster.run_grid(args.grid, out, address, jobs=args.jobs,
                                  overrides=overrides)
     else:
-        table = grid.run_grid(args.grid, out, jobs=args.jobs or 1,
-                              progress=not args.quiet, overrides=overrides)
+        jobs = 1 if args.jobs is None else args.jobs
+        table = grid.run_grid(args.grid, out, jobs=jobs, progress=not args.quiet,
+                              overrides=overrides)
     ok = int((table["status"] == "ok").sum())
     print(f"{ok} grid points ok, {len(table) - ok} failed; executed "
           f"notebooks and {out / 'grid_results.csv'} in {out}")
