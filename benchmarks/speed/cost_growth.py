@@ -19,7 +19,8 @@ fit_seconds``, ``peak_rss_mib`` (the process's peak resident memory, data and
 imports included), ``fit_rss_mib`` (how much the fit raised that peak),
 ``peak_cuda_mib`` (CUDA only), ``steps, images_seen`` (the schedule), and per
 method and sweep the exponents ``seconds_exponent``, ``memory_exponent`` (slope of
-log fit_seconds, log peak_rss_mib on log n_images or log image_size: 1 = linear).
+log fit_seconds, log fit_rss_mib on log n_images or log image_size: 1 = linear;
+the memory the fit adds, not the process's, which imports dominate at small sizes).
 The book's "time and memory" section (book/running.md) includes --page, which this
 script rewrites with the curves (--figure) and the exponents.
 """
@@ -27,6 +28,7 @@ script rewrites with the curves (--figure) and the exponents.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -54,14 +56,17 @@ def measure(method: str, n_images: int, image_size: int, profile: str, device: s
     """One fit of `method` on `n_images` random images of `image_size` px, here."""
     import torch
 
-    from fuadnb import experiment
+    from fuadnb import experiment, models
     from fuadnb.strategies import llb
     from fuadnb.utils import pick_device
 
     dev = pick_device(device)
+    fields = {f.name for f in dataclasses.fields(
+        models.get(experiment.parse_method(method)[1]).Config)}
     module, cfg, strategy = experiment.configure(
         method, dataset="synthetic", category="grass", profile=profile,
-        options=options | {"image_size": image_size})
+        options={k: v for k, v in options.items() if k in fields}
+        | {"image_size": image_size})
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n_images, 3, image_size, image_size),
                            generator=g, dtype=torch.uint8).to(dev)
@@ -125,7 +130,7 @@ def with_exponents(table: pd.DataFrame) -> pd.DataFrame:
     for (_, sweep), rows in table.groupby(["method", "sweep"]):
         x = rows["n_images" if sweep == "images" else "image_size"]
         table.loc[rows.index, "seconds_exponent"] = exponent(x, rows.fit_seconds)
-        table.loc[rows.index, "memory_exponent"] = exponent(x, rows.peak_rss_mib)
+        table.loc[rows.index, "memory_exponent"] = exponent(x, rows.fit_rss_mib)
     return table
 
 
@@ -135,19 +140,26 @@ def draw(table: pd.DataFrame, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), constrained_layout=True)
     for col, (sweep, x) in enumerate((("images", "n_images"),
                                       ("image_size", "image_size"))):
         for row, (y, label) in enumerate((("fit_seconds", "fit seconds"),
-                                          ("peak_rss_mib", "peak memory (MiB)"))):
+                                          ("fit_rss_mib", "memory the fit adds "
+                                           "(MiB)"))):
             ax = axes[row, col]
             for method, rows in table[table.sweep == sweep].groupby("method"):
                 rows = rows.sort_values(x)
                 ax.plot(rows[x], rows[y], marker="o", label=method)
             ax.set(xscale="log", yscale="log", ylabel=label,
                    xlabel="training images" if sweep == "images" else "image side (px)")
-    axes[0, 0].legend(fontsize="small")
+            ax.set_xticks(sorted(table[table.sweep == sweep][x].unique()))
+            for axis in (ax.xaxis, ax.yaxis):     # plain numbers, not 10^k
+                axis.set_major_formatter(ticker.ScalarFormatter())
+                axis.set_minor_formatter(ticker.NullFormatter())
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize="small")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
@@ -174,7 +186,8 @@ def page(table: pd.DataFrame, figure: Path, page_path: Path, args) -> None:
         f"{int(table.threads.dropna().iloc[0])} threads, {time.strftime('%Y-%m-%d')} "
         f"(profile `{args.profile}`, device `{args.device}`; the table is "
         f"`{args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}`"
-        f"):\n\n```{{figure}} {rel}\n:width: 100%\n\nFit seconds and peak memory "
+        f"):\n\n```{{figure}} {rel}\n:width: 100%\n\nFit seconds and the peak memory "
+        f"the fit adds to the process "
         f"(log-log) against the number of training images at {args.count_size} px "
         f"(left) and the image side at {args.size_count} images (right).\n```\n\n"
         "The exponent a of each curve (least squares on log-log; 1 = linear):\n\n"
@@ -193,8 +206,9 @@ def main() -> None:
     p.add_argument("--profile", default="demo")
     p.add_argument("--device", default="cpu")
     p.add_argument("--option", nargs=2, action="append", default=[],
-                   metavar=("NAME", "VALUE"), help="a Config value for every point, "
-                   "e.g. --option weights random; values read as YAML")
+                   metavar=("NAME", "VALUE"), help="a Config value for every method "
+                   "that has the field, e.g. --option weights random, --option "
+                   "epochs 1; values read as YAML")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per point")
     p.add_argument("--out", type=Path,
                    default=REPO / "benchmarks" / "results" / "cost_growth_cpu.csv")
