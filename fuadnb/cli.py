@@ -300,8 +300,15 @@ def cmd_grid(args: argparse.Namespace) -> None:
         print("\n".join(todo) + ("\n" if todo else "")
               + f"{len(todo)} grid point(s) to run into {out}")
         return
-    table = grid.run_grid(args.grid, out, jobs=args.jobs, progress=not args.quiet,
-                          overrides=overrides)
+    address = args.scheduler or args.cluster
+    if address:
+        from fuadnb import cluster
+        table = cluster.run_grid(args.grid, out, address, jobs=args.jobs,
+                                 overrides=overrides)
+    else:
+        jobs = 1 if args.jobs is None else args.jobs
+        table = grid.run_grid(args.grid, out, jobs=jobs, progress=not args.quiet,
+                              overrides=overrides)
     ok = int((table["status"] == "ok").sum())
     print(f"{ok} grid points ok, {len(table) - ok} failed; executed "
           f"notebooks and {out / 'grid_results.csv'} in {out}")
@@ -389,9 +396,19 @@ def parser() -> argparse.ArgumentParser:
     gr.add_argument("grid", type=Path, help="the grid file")
     gr.add_argument("--out", type=Path, help="folder for the executed notebooks and "
                     "grid_results.csv (default: runs/notebooks/<grid file name>)")
-    gr.add_argument("--jobs", type=int, default=1, help="notebooks run at once; "
-                    "each gets cores / jobs compute threads unless OMP_NUM_THREADS "
-                    "is set (default: %(default)s)")
+    gr.add_argument("--jobs", type=int, help="notebooks run at once; each gets "
+                    "cores / jobs compute threads unless OMP_NUM_THREADS is set, and "
+                    "with several GPUs its own GPU (default: 1; with --scheduler the "
+                    "cluster's worker threads, with --cluster local 2 workers)")
+    where = gr.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="run the points on a "
+                       "running Dask cluster, e.g. tcp://host:8786 (dask-scheduler, "
+                       "or a dask-jobqueue SLURM/PBS cluster; needs the distributed "
+                       "extra and the checkout and data at the same paths on the "
+                       "workers); notebooks and table are still written here")
+    where.add_argument("--cluster", choices=["local"], help="run the points on a "
+                       "Dask LocalCluster of --jobs worker processes on this "
+                       "machine")
     gr.add_argument("--table", type=Path, help="also write the results table here "
                     "when the grid is done, e.g. benchmarks/results/"
                     "benchmark_demo.csv for the benchmark chapter")

@@ -15,8 +15,10 @@ the GPU's numerics; ``auto`` is bf16 on CUDA and fp32 elsewhere (`resolve`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import Literal, Protocol
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -81,6 +83,61 @@ def batches(n: int, batch_size: int, *, generator: torch.Generator | None = None
     order = torch.randperm(n, generator=generator) if generator is not None \
         else torch.arange(n)
     yield from order.split(batch_size)
+
+
+T = TypeVar("T")
+
+
+class _Raised:
+    """The producer's exception, passed to the consumer."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """`items`, produced up to `depth` ahead by a background thread: a data pipeline
+    (e.g. RD-E's synthetic anomalies) off the training step's critical path.
+
+    The same items in the same order as iterating `items` directly, so seeded
+    generators used only by `items` draw the same values. The producer's exception
+    is raised here, at the item it failed on; closing the iterator early (a
+    ``break``, an error in the loop) stops the producer.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop, end = threading.Event(), object()
+
+    def put(item) -> bool:             # False once the consumer has gone
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as err:   # handed to the consumer, raised there
+            put(_Raised(err))
+            return
+        put(end)
+
+    worker = threading.Thread(target=produce, name="prefetch", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not end:
+            if isinstance(item, _Raised):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def schedule(n: int, batch_size: int, *, epochs: int, steps: int | None = None,

@@ -4,7 +4,13 @@ a failed point is recorded without stopping the others.
 
 Every sweep of the project is a grid file (``benchmarks/grids/``): the benchmark, the
 chapters' tables, the teacher comparison; the CLI's ``grid`` and ``demo`` commands run
-them with `run_grid`. Nothing else in fuadnb imports this module.
+them with `run_grid`. Nothing else in fuadnb imports this module but `fuadnb.cluster`,
+which runs the same grid's points on a Dask cluster (its `runner`).
+
+On a machine with several GPUs, ``jobs > 1`` gives each concurrent kernel its own GPU
+(`gpu_devices`: worker slot k gets GPU k mod count through its kernel's
+``CUDA_VISIBLE_DEVICES``), so ``--jobs 4 --device cuda`` on four GPUs trains four
+points at once, one per GPU.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -201,9 +208,32 @@ def _threads_per_kernel(jobs: int):
         del os.environ["OMP_NUM_THREADS"]
 
 
+def gpu_devices() -> list[str]:
+    """The CUDA devices this process sees, as ``CUDA_VISIBLE_DEVICES`` values for its
+    kernels: the entries of its own ``CUDA_VISIBLE_DEVICES`` when set (ids or UUIDs),
+    else ``0 .. count - 1``; [] without CUDA (``torch.cuda.device_count()``, which
+    does not initialise CUDA)."""
+    import torch
+
+    count = torch.cuda.device_count()
+    if count < 1:
+        return []
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+               if d.strip()]
+    return (visible or [str(i) for i in range(count)])[:count]
+
+
+# One grid point's executor: (notebook, executed notebook to write, parameters) ->
+# its Outcome, the executed notebook written at the second path (unless it failed
+# before one existed). `run_grid`'s default runs a local kernel; `fuadnb.cluster`'s
+# runs it on a Dask worker.
+Runner = Callable[[Path, Path, dict[str, Any]], Outcome]
+
+
 def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True,
              overrides: dict[str, Any] | None = None,
-             log: Callable[[str], None] = print) -> pd.DataFrame:
+             log: Callable[[str], None] = print,
+             runner: Runner | None = None) -> pd.DataFrame:
     """Run a grid; ``out/<name>.ipynb`` per point and ``out/grid_results.csv``.
 
     A point whose results row says ``ok`` with the same `point_key` (notebook code
@@ -217,7 +247,12 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
         overrides: parameters set for every point (`load_grid`).
         jobs: notebooks executed at once. The first point to run runs alone (it may
             prepare what the others share, e.g. generate the synthetic benchmark);
-            each kernel then gets cores // jobs threads (see `_threads_per_kernel`).
+            each kernel then gets cores // jobs threads (see `_threads_per_kernel`)
+            and, with CUDA devices and ``jobs > 1``, worker slot k's kernels get
+            GPU k mod count as their only visible device (`gpu_devices`).
+        runner: executes one point elsewhere (`Runner`, e.g. on a Dask cluster:
+            `fuadnb.cluster.run_grid`); this process still decides what to skip and
+            writes every notebook and row. Default: a local kernel.
     """
     if jobs < 1:
         raise BookError(f"jobs must be >= 1, got {jobs}")
@@ -225,6 +260,10 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
     out.mkdir(parents=True, exist_ok=True)
     table, order = out / "grid_results.csv", [name for name, _ in named]
     todo, lock = [], threading.Lock()
+    gpus = gpu_devices() if jobs > 1 and runner is None else []
+    slots: queue.SimpleQueue[int] = queue.SimpleQueue()   # free worker slots
+    for slot in range(jobs):
+        slots.put(slot)
 
     def say(line: str) -> None:   # one line at a time from the worker threads
         with lock:
@@ -236,11 +275,21 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
         else:
             todo.append((f"[{k}/{len(named)}] {name}", name, point))
 
+    def local(src: Path, dst: Path, point: dict[str, Any], gpu: str | None) -> Outcome:
+        return execute(src, dst, point, progress=progress and jobs == 1,
+                       env={"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else None)
+
     def execute_point(item):
         label, name, point = item
-        say(f"{label}: running")
-        return item, execute(notebook, out / f"{name}.ipynb", point,
-                             progress=progress and jobs == 1)   # never raises
+        slot = slots.get()
+        gpu = gpus[slot % len(gpus)] if gpus else None
+        try:
+            say(f"{label}: running" + (f" on GPU {gpu}" if gpu is not None else ""))
+            dst = out / f"{name}.ipynb"
+            return item, (runner(notebook, dst, point) if runner is not None
+                          else local(notebook, dst, point, gpu))   # never raise
+        finally:
+            slots.put(slot)
 
     def record(item, outcome: Outcome) -> None:   # only ever in this thread
         label, name, point = item
@@ -255,7 +304,7 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
         say(f"{label}: {row['status']} in {outcome.seconds:.0f} s"
             + (f": {outcome.error}" if outcome.error else ""))
 
-    with _threads_per_kernel(jobs):
+    with _threads_per_kernel(jobs if runner is None else 1):
         if todo:
             record(*execute_point(todo[0]))
         with ThreadPoolExecutor(max_workers=jobs) as pool:

@@ -6,7 +6,9 @@ The only module that imports papermill; nothing in fuadnb imports this one but
 
 * where the chapters are: `repo_root` (the checkout) and `CHAPTERS` (the book's order);
 * what a notebook takes: `declared_parameters`, `only_declared`;
-* running one: `execute` (returns an `Outcome`, never raises for a failed cell);
+* running one: `execute` (returns an `Outcome`, never raises for a failed cell), with
+  environment variables for its kernel alone (`execute`'s ``env``: a grid gives each
+  concurrent kernel its own GPU);
 * what it recorded: `recorded_row` (the row a chapter output with `fuadnb.nb.record`).
 """
 
@@ -87,26 +89,28 @@ def kernel_manager(env: dict[str, str]) -> type[AsyncKernelManager]:
 
 
 def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
-            progress: bool = False, timeout: int | None = None) -> Outcome:
+            progress: bool = False, timeout: int | None = None,
+            env: dict[str, str] | None = None) -> Outcome:
     """Run `src` with `parameters` into `dst`, in `src`'s folder (so the chapters'
     relative paths hold). A failed notebook is still written, with its error.
 
     The kernel is started in that folder (nbclient's ``resources``) instead of
     papermill's ``cwd``, which changes this process's working directory and so
     cannot run in several threads at once; it imports this process's fuadnb
-    (`kernel_pythonpath`, given to the kernel alone: this process's environment,
-    shared by its threads, is left as it is).
+    (`kernel_pythonpath`). `env`: variables set for this kernel only, e.g. its
+    ``CUDA_VISIBLE_DEVICES``; this process's environment, shared by its threads, is
+    left as it is (`kernel_manager`).
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"PYTHONPATH": kernel_pythonpath()}
+    kernel_env = os.environ | {"PYTHONPATH": kernel_pythonpath()} | (env or {})
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(src), str(dst), parameters=parameters,
                             resources={"metadata": {"path": str(src.parent)}},
                             kernel_name="python3", progress_bar=progress,
                             log_output=False, execution_timeout=timeout,
-                            kernel_manager_class=kernel_manager(env))
+                            kernel_manager_class=kernel_manager(kernel_env))
     except pm.PapermillExecutionError as err:
         return Outcome(dst, False, time.perf_counter() - start,
                        f"{err.ename}: {err.evalue}")

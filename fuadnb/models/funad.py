@@ -209,15 +209,18 @@ def bank_images(image_scores: torch.Tensor, cfg: Config, generator: torch.Genera
     return confident, bank.sort().values
 
 
-def nearest(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest(queries: torch.Tensor, keys: torch.Tensor, k: int, chunk: int, *,
+            block: int = 1 << 24) -> tuple[torch.Tensor, torch.Tensor]:
     """The `k` smallest squared L2 distances of each query row to the key rows, and
-    their indices, ascending; exact, in blocks of `chunk` queries (memory
-    ``chunk x len(keys)``)."""
+    their indices, ascending; exact, in blocks of at most `chunk` queries and at most
+    `block` distances (64 MiB of float32), so memory stays bounded however many keys
+    the bank holds (with a fixed `chunk` alone it grew with the bank: 4096 queries x
+    a paper-size bank of 200k patches is 3 GiB per block)."""
     dists, idx = [], []
     keys = keys.float()
-    for q in queries.float().split(chunk):
-        d = torch.cdist(q, keys).square()
+    rows = max(1, min(chunk, block // max(1, len(keys))))
+    for q in queries.float().split(rows):
+        d = torch.cdist(q, keys).square_()
         top = d.topk(min(k, len(keys)), dim=1, largest=False)
         dists.append(top.values)
         idx.append(top.indices)

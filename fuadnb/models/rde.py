@@ -59,6 +59,7 @@ Deliberate deviations:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -326,14 +327,39 @@ def budget(cfg: Config, n_train: int) -> base.Budget:
     return base.Budget(total, total * cfg.batch_size)
 
 
+def training_batches(cfg: Config, train_images: torch.Tensor, textures: torch.Tensor,
+                     total: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The `total` training batches of a fit, in order: (images, their synthetic-
+    anomaly copies, the masks), uint8 (B, 3, S, S) twice and bool (B, 1, S, S), on
+    the CPU. Batches are drawn epoch by epoch in an order seeded by ``cfg.seed``;
+    each batch's anomalies come from one generator seeded by ``cfg.seed + 1``, used
+    by nothing else, so the batches are the same wherever they are produced."""
+    n = len(train_images)
+    order_gen = torch.Generator().manual_seed(cfg.seed)
+    synth_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    step = 0
+    while step < total:
+        for idx in engine.batches(n, cfg.batch_size, generator=order_gen):
+            cpu_images = train_images[idx.to(train_images.device)].cpu()
+            aug, mask = anomalies.synthesize(cpu_images, textures, synth_gen,
+                                             restrict_to_foreground=cfg.foreground)
+            yield cpu_images, aug, mask
+            step += 1
+            if step == total:
+                return
+
+
 def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
-        progress: bool = False) -> RDE:
+        progress: bool = False, prefetch: bool = True) -> RDE:
     """Train RD-E on uint8 images (N, 3, S, S) for `steps` iterations (``iterations``
     rounded up to whole epochs, as train.py); returns the last iteration's model, in
     eval mode.
 
-    Batches are drawn epoch by epoch in a seeded order; each batch gets freshly
-    synthesised anomalies from its own seeded generator.
+    The batches and their synthetic anomalies are `training_batches`; with
+    `prefetch` (the default) a background thread makes the next two while the
+    networks train on this one (`fuadnb.engine.prefetch`: the same batches, so the
+    same model, only sooner; benchmarks/speed/rde_synthesis.py measures the share
+    of a step the synthesis takes).
     """
     n = len(train_images)
     model = engine.prepare(build(cfg), device, cfg.precision)
@@ -342,33 +368,27 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
                              betas=cfg.betas)
     opt_s = torch.optim.Adam(model.student.parameters(), lr=cfg.lr_student,
                              betas=cfg.betas)
-    order_gen = torch.Generator().manual_seed(cfg.seed)
-    synth_gen = torch.Generator().manual_seed(cfg.seed + 1)
     per_epoch = math.ceil(n / cfg.batch_size)
     total = steps(cfg, n)
+    batches = training_batches(cfg, train_images, textures, total)
     model.train()
     bar = tqdm(total=total, desc=f"RD-E {cfg.backbone}", disable=not progress)
     step, losses_s, losses_t = 0, [], []
-    while step < total:
-        for idx in engine.batches(n, cfg.batch_size, generator=order_gen):
-            cpu_images = train_images[idx.to(train_images.device)].cpu()
-            aug, mask = anomalies.synthesize(cpu_images, textures, synth_gen,
-                                             restrict_to_foreground=cfg.foreground)
-            x = engine.inputs(cpu_images, torch.arange(len(idx)), device, cfg.precision)
-            x_a = engine.inputs(aug, torch.arange(len(idx)), device, cfg.precision)
-            lt, ls = _step(model, opt_t, opt_s, x, x_a, mask.to(device), cfg)
-            losses_t.append(lt)
-            losses_s.append(ls)
-            step += 1
-            bar.update()
-            if step % per_epoch == 0 or step == total:
-                model.history.append(float(np.mean(losses_s)))
-                model.teacher_history.append(float(np.mean(losses_t)))
-                losses_s, losses_t = [], []
-                bar.set_postfix(student=f"{model.history[-1]:.4f}",
-                                teacher=f"{model.teacher_history[-1]:.4f}")
-            if step == total:
-                break
+    for cpu_images, aug, mask in engine.prefetch(batches) if prefetch else batches:
+        every = torch.arange(len(cpu_images))
+        x = engine.inputs(cpu_images, every, device, cfg.precision)
+        x_a = engine.inputs(aug, every, device, cfg.precision)
+        lt, ls = _step(model, opt_t, opt_s, x, x_a, mask.to(device), cfg)
+        losses_t.append(lt)
+        losses_s.append(ls)
+        step += 1
+        bar.update()
+        if step % per_epoch == 0 or step == total:
+            model.history.append(float(np.mean(losses_s)))
+            model.teacher_history.append(float(np.mean(losses_t)))
+            losses_s, losses_t = [], []
+            bar.set_postfix(student=f"{model.history[-1]:.4f}",
+                            teacher=f"{model.teacher_history[-1]:.4f}")
     bar.close()
     return model.eval()
 

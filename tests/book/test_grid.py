@@ -539,3 +539,58 @@ def test_demo_is_a_grid_of_the_benchmark_cell(tiny_synth, tmp_path, capsys):
     assert cli.main([str(a) for a in args[:-3]] + ["--option", "epochs=0"]) == 2
     assert "epochs must be >= 1" in capsys.readouterr().err   # before any notebook
 
+
+
+def test_gpu_devices_are_the_visible_ones(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert grids.gpu_devices() == []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert grids.gpu_devices() == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-a, GPU-b,GPU-c")
+    assert grids.gpu_devices() == ["GPU-a", "GPU-b"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert grids.gpu_devices() == ["0", "1"]
+
+
+@pytest.fixture
+def gpu_notebook(tmp_path):
+    """Records the CUDA_VISIBLE_DEVICES its kernel saw ("unset" if none)."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("X: int = 1  # a number", metadata={
+            "tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import os\nfrom fuadnb import nb\nnb.record({"
+                                  "'gpu': os.environ.get('CUDA_VISIBLE_DEVICES', "
+                                  "'unset')})")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, tmp_path / "gpu.ipynb")
+    return _grid(tmp_path, "notebook: gpu.ipynb\ngrid:\n  X: [1, 2, 3]\n")
+
+
+def test_each_job_gets_its_own_gpu_in_its_kernel_only(gpu_notebook, tmp_path,
+                                                      monkeypatch):
+    """--jobs 2 on (a faked) two GPUs 5 and 7: the first point alone on slot 0's GPU,
+    then two kernels at once, one per GPU; this process's environment untouched."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    logged = []
+    table = grids.run_grid(gpu_notebook, tmp_path / "two", jobs=2, progress=False,
+                           log=logged.append)
+    assert (table.status == "ok").all(), table.error.tolist()
+    assert table.gpu.astype(str).iloc[0] == "5"
+    assert sorted(table.gpu.astype(str).iloc[1:]) == ["5", "7"]   # both at once
+    assert logged[0] == "[1/3] X-1: running on GPU 5"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "5,7"
+    one = grids.run_grid(gpu_notebook, tmp_path / "one", jobs=1, progress=False,
+                         log=lambda _: None)
+    assert (one.gpu.astype(str) == "5,7").all()      # one job: the process's own
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    cpu = grids.run_grid(gpu_notebook, tmp_path / "cpu", jobs=2, progress=False,
+                         log=lambda _: None)
+    assert (cpu.gpu == "unset").all()                # no GPU: nothing set

@@ -263,3 +263,25 @@ def test_knn_baseline_matches_brute_force_numpy():
     # float32 cdist: |a|^2 + |b|^2 - 2ab leaves ~1e-6 of |a|^2 ~ 1e3 on a self-match
     np.testing.assert_allclose(got, d.max(1), rtol=1e-4, atol=1e-2)
     assert got[0] < 1e-2 < 1 < got[1:].min()
+
+
+def test_nearest_blocks_are_bounded_however_many_keys(monkeypatch):
+    """At most `block` distances at once (not `chunk` x all keys), same result."""
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(size=(40, 5)).astype(np.float32))
+    keys = torch.from_numpy(rng.normal(size=(25, 5)).astype(np.float32))
+    whole = funad.nearest(x, keys, 2, 4096)
+    sizes, cdist = [], torch.cdist
+
+    def counted(a, b):
+        sizes.append(len(a) * len(b))
+        return cdist(a, b)
+
+    monkeypatch.setattr(funad.torch, "cdist", counted)
+    blocked = funad.nearest(x, keys, 2, 4096, block=100)
+    assert max(sizes) <= 100 and len(sizes) == 10            # 4 queries x 25 keys
+    assert torch.equal(blocked[1], whole[1])
+    torch.testing.assert_close(blocked[0], whole[0])
+    sizes.clear()
+    funad.nearest(x, keys, 2, 4096, block=1)                  # at least one row
+    assert sizes == [25] * 40

@@ -108,3 +108,30 @@ def test_sigma_follows_the_image_size_unless_given():
     assert patchcore.config("paper").sigma == funad.config("paper").sigma == 4.0
     assert patchcore.config("demo").sigma == pytest.approx(4 * 128 / 224) == \
         funad.config("demo").sigma
+
+
+def test_prefetch_gives_the_same_items_in_order_and_raises_where_it_failed():
+    import threading
+
+    items = [torch.randn(3, generator=torch.Generator().manual_seed(k))
+             for k in range(7)]
+    assert [x.tolist() for x in engine.prefetch(iter(items), depth=2)] == \
+        [x.tolist() for x in items]
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("bad item")
+
+    got = []
+    with pytest.raises(ValueError, match="bad item"):
+        for x in engine.prefetch(failing()):
+            got.append(x)
+    assert got == [1, 2]
+    before = threading.active_count()
+    endless = engine.prefetch(iter(range(10**9)), depth=1)
+    assert next(endless) == 0
+    endless.close()                                   # the producer stops
+    assert threading.active_count() == before
+    with pytest.raises(ValueError, match="depth"):
+        next(engine.prefetch([], depth=0))

@@ -1,0 +1,258 @@
+"""How each method's cost grows: fit seconds and peak memory against the number of
+training images and against the image size, with the log-log exponent of each.
+
+Two sweeps per method, every point in a fresh subprocess (so that its peak memory is
+its own): the number of training images (--counts, at --count-size px) and the image
+side (--sizes, at --size-count images). Random uint8 images (cost does not depend on
+content), the method's --profile settings (schedule, backbone, weights) with the
+point's image size; LLB (``llb-rd``, ``llb-patchcore``) is its stage 1 (K sub-models,
+each scoring every image) plus stage 2 on the kept images.
+
+    python benchmarks/speed/cost_growth.py             # every method, CPU, demo
+    python benchmarks/speed/cost_growth.py --methods rd patchcore --counts 50 100 \\
+        --sizes 64 128 --profile smoke --out /tmp/cost.csv --page ''   # a quick look
+    python benchmarks/speed/cost_growth.py --device cuda --profile paper \\
+        --option weights=random --out benchmarks/results/cost_growth_cuda.csv --page ''
+
+Columns: ``method, sweep`` (images | image_size), ``n_images, image_size,
+fit_seconds``, ``peak_rss_mib`` (the process's peak resident memory, data and
+imports included), ``fit_rss_mib`` (how much the fit raised that peak),
+``peak_cuda_mib`` (CUDA only), ``steps, images_seen`` (the schedule), and per
+method and sweep the exponents ``seconds_exponent``, ``memory_exponent`` (slope of
+log fit_seconds, log fit_rss_mib on log n_images or log image_size: 1 = linear;
+the memory the fit adds, not the process's, which imports dominate at small sizes).
+The book's "time and memory" section (book/running.md) includes --page, which this
+script rewrites with the curves (--figure) and the exponents.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[2]
+METHODS = ("rd", "rde", "cdd", "funad", "patchcore", "softpatch", "llb-rd",
+           "llb-patchcore")
+
+
+def _rss_mib() -> float:
+    """This process's peak resident memory so far (Linux: KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(method: str, n_images: int, image_size: int, profile: str, device: str,
+            options: dict) -> dict:
+    """One fit of `method` on `n_images` random images of `image_size` px, here."""
+    import torch
+
+    from fuadnb import experiment, models
+    from fuadnb.strategies import llb
+    from fuadnb.utils import pick_device
+
+    dev = pick_device(device)
+    fields = {f.name for f in dataclasses.fields(
+        models.get(experiment.parse_method(method)[1]).Config)}
+    module, cfg, strategy = experiment.configure(
+        method, dataset="synthetic", category="grass", profile=profile,
+        options={k: v for k, v in options.items() if k in fields}
+        | {"image_size": image_size})
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n_images, 3, image_size, image_size),
+                           generator=g, dtype=torch.uint8).to(dev)
+    budget = module.budget(cfg, n_images)
+    before = _rss_mib()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+        torch.cuda.synchronize(dev)
+    start = time.perf_counter()
+    if strategy is None:
+        module.fit(cfg, images, device=dev)
+    else:                                            # LLB: stage 1, then stage 2
+        ids = np.arange(n_images).astype(str)
+        record = llb.stage1(module, cfg, images, ids, strategy, seed=cfg.seed,
+                            device=dev)
+        kept = np.isin(ids, llb.purify(record.ids, record.scores, strategy.keep))
+        keep = torch.from_numpy(np.flatnonzero(kept)).to(dev)
+        module.fit(cfg, images[keep], device=dev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - start
+    peak = _rss_mib()
+    return {"method": method, "n_images": n_images, "image_size": image_size,
+            "fit_seconds": seconds, "peak_rss_mib": peak, "fit_rss_mib": peak - before,
+            "peak_cuda_mib": torch.cuda.max_memory_allocated(dev) / 2**20
+            if dev.type == "cuda" else np.nan,
+            "steps": budget.steps, "images_seen": budget.images_seen,
+            "threads": torch.get_num_threads()}
+
+
+def run_point(method: str, n_images: int, image_size: int, args) -> dict:
+    """`measure` in a fresh interpreter; a failed point is a row with its error."""
+    point = {"method": method, "n_images": n_images, "image_size": image_size,
+             "profile": args.profile, "device": args.device,
+             "options": dict(args.option)}
+    cmd = [sys.executable, __file__, "--point", json.dumps(point)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                              timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {**point, "error": f"timeout after {args.timeout} s"}
+    if done.returncode:
+        return {**point, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def exponent(x: pd.Series, y: pd.Series) -> float:
+    """Least-squares slope of log y on log x (NaN with fewer than two points)."""
+    ok = (x > 0) & (y > 0)
+    if ok.sum() < 2 or x[ok].nunique() < 2:
+        return np.nan
+    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+
+
+def with_exponents(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with ``seconds_exponent`` and ``memory_exponent`` per method and
+    sweep."""
+    table = table.copy()
+    for (_, sweep), rows in table.groupby(["method", "sweep"]):
+        x = rows["n_images" if sweep == "images" else "image_size"]
+        table.loc[rows.index, "seconds_exponent"] = exponent(x, rows.fit_seconds)
+        table.loc[rows.index, "memory_exponent"] = exponent(x, rows.fit_rss_mib)
+    return table
+
+
+def draw(table: pd.DataFrame, path: Path) -> None:
+    """Four log-log panels: seconds and peak memory against images and image size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), constrained_layout=True)
+    for col, (sweep, x) in enumerate((("images", "n_images"),
+                                      ("image_size", "image_size"))):
+        for row, (y, label) in enumerate((("fit_seconds", "fit seconds"),
+                                          ("fit_rss_mib", "memory the fit adds "
+                                           "(MiB)"))):
+            ax = axes[row, col]
+            for method, rows in table[table.sweep == sweep].groupby("method"):
+                rows = rows.sort_values(x)
+                ax.plot(rows[x], rows[y], marker="o", label=method)
+            ax.set(xscale="log", yscale="log", ylabel=label,
+                   xlabel="training images" if sweep == "images" else "image side (px)")
+            ax.set_xticks(sorted(table[table.sweep == sweep][x].unique()))
+            for axis in (ax.xaxis, ax.yaxis):     # plain numbers, not 10^k
+                axis.set_major_formatter(ticker.ScalarFormatter())
+                axis.set_minor_formatter(ticker.NullFormatter())
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize="small")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def page(table: pd.DataFrame, figure: Path, page_path: Path, args) -> None:
+    """The book's include: the figure, the exponents and how they were measured."""
+    wide = table.drop_duplicates(["method", "sweep"]).pivot(
+        index="method", columns="sweep", values=["seconds_exponent",
+                                                 "memory_exponent"])
+    lines = ["| method | seconds ~ images^a | memory ~ images^a | seconds ~ side^a "
+             "| memory ~ side^a |", "|---|---|---|---|---|"]
+    for method in dict.fromkeys(table.method):
+        cells = [wide.loc[method].get((m, s), np.nan)
+                 for s in ("images", "image_size")
+                 for m in ("seconds_exponent", "memory_exponent")]
+        lines.append(f"| {method} | " + " | ".join(
+            "" if pd.isna(v) else f"{v:.2f}" for v in cells) + " |")
+    rel = os.path.relpath(figure, page_path.parent)
+    command = " ".join(["python benchmarks/speed/cost_growth.py", *sys.argv[1:]])
+    page_path.write_text(
+        f"Measured by `{command}` "
+        f"on {platform.processor() or platform.machine()}, "
+        f"{int(table.threads.dropna().iloc[0])} threads, {time.strftime('%Y-%m-%d')} "
+        f"(profile `{args.profile}`, device `{args.device}`; the table is "
+        f"`{args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}`"
+        f"):\n\n```{{figure}} {rel}\n:width: 100%\n\nFit seconds and the peak memory "
+        f"the fit adds to the process "
+        f"(log-log) against the number of training images at {args.count_size} px "
+        f"(left) and the image side at {args.size_count} images (right).\n```\n\n"
+        "The exponent a of each curve (least squares on log-log; 1 = linear):\n\n"
+        + "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--counts", type=int, nargs="+", default=[50, 100, 200, 400])
+    p.add_argument("--count-size", type=int, default=64, help="image side of the "
+                   "images sweep (default: %(default)s)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    p.add_argument("--size-count", type=int, default=100, help="images of the "
+                   "image-size sweep (default: %(default)s)")
+    p.add_argument("--profile", default="demo")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--option", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"), help="a Config value for every method "
+                   "that has the field, e.g. --option weights random, --option "
+                   "epochs 1; values read as YAML")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per point")
+    p.add_argument("--out", type=Path,
+                   default=REPO / "benchmarks" / "results" / "cost_growth_cpu.csv")
+    p.add_argument("--figure", type=Path,
+                   default=REPO / "book" / "figures" / "cost_growth_cpu.svg")
+    p.add_argument("--page", default=str(REPO / "book" / "cost_growth.md"),
+                   help="the book's include to rewrite ('' for none)")
+    p.add_argument("--point", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.point:                                   # the child: one measurement
+        point = json.loads(args.point)
+        print(json.dumps(measure(**point)))
+        return
+    import yaml
+
+    args.option = [(k, yaml.safe_load(v)) for k, v in args.option]
+    rows = []
+    plan = [("images", n, args.count_size) for n in args.counts] + \
+        [("image_size", args.size_count, s) for s in args.sizes]
+    for method in args.methods:
+        for sweep, n, size in plan:
+            row = {"sweep": sweep, **run_point(method, n, size, args)}
+            rows.append(row)
+            print(f"{method:14s} {sweep:10s} n={n:4d} {size:4d}px: " + (
+                f"{row['fit_seconds']:8.1f} s, peak {row['peak_rss_mib']:7.0f} MiB "
+                f"(fit +{row['fit_rss_mib']:.0f})" if "error" not in row
+                else f"failed: {row['error']}"), flush=True)
+    columns = ["fit_seconds", "peak_rss_mib", "threads", "error"]
+    table = pd.DataFrame(rows)
+    table = with_exponents(table.reindex(columns=[*table.columns, *(
+        c for c in columns if c not in table.columns)]))
+    ok = table[table.error.isna()]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.drop(columns=["options", "profile", "device"], errors="ignore").to_csv(
+        args.out, index=False)
+    print(f"table: {args.out}")
+    summary = table.drop_duplicates(["method", "sweep"])[
+        ["method", "sweep", "seconds_exponent", "memory_exponent"]]
+    print(summary.round(2).to_string(index=False))
+    if args.page and len(ok):
+        draw(ok, args.figure)
+        page(ok, args.figure, Path(args.page), args)
+        print(f"figure: {args.figure}\nbook include: {args.page}")
+
+
+if __name__ == "__main__":
+    main()
