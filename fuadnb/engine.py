@@ -2,8 +2,9 @@
 
 Images arrive as one uint8 tensor (N, 3, H, W) already on the device; this module
 normalises them batch by batch there, caches a frozen teacher's features once per
-image, shuffles batches with a seeded generator, and turns a method's map function into
-image scores and full-size maps.
+image, shuffles batches with a seeded generator, makes batches ahead in a background
+thread when they cost something to make (`prefetch`), and turns a method's map
+function into image scores and full-size maps.
 
 Numerics follow one setting, the Config field ``precision`` of every method, on any
 device: ``fp32`` computes in float32 with the standard memory layout; ``bf16`` runs

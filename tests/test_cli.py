@@ -38,7 +38,7 @@ def test_help_explains_every_option(capsys):
                              "book": ["--parameter", "--no-execute", "--profile",
                                       "--dataset", "--root", "--device", "--runs"],
                              "grid": ["--out", "--jobs", "--table", "--dry-run",
-                                      "--quiet"],
+                                      "--quiet", "--scheduler", "--cluster"],
                              "results": ["--csv", "--runs"]}.items():
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
