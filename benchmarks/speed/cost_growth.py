@@ -225,12 +225,29 @@ def main() -> None:
     import yaml
 
     args.option = [(k, yaml.safe_load(v)) for k, v in args.option]
-    rows = []
     plan = [("images", n, args.count_size) for n in args.counts] + \
         [("image_size", args.size_count, s) for s in args.sizes]
+    # every measured point goes to a side file at once, so that an interrupted sweep
+    # resumes where it stopped (a point measured with other settings is measured again)
+    partial = args.out.with_suffix(".partial.jsonl")
+    settings = {"profile": args.profile, "device": args.device,
+                "options": dict(args.option)}
+    done = {}
+    if partial.exists():
+        for line in partial.read_text().splitlines():
+            row = json.loads(line)
+            if {k: row.get(k) for k in settings} == settings and "error" not in row:
+                done[row["method"], row["sweep"], row["n_images"],
+                     row["image_size"]] = row
+    rows = []
     for method in args.methods:
         for sweep, n, size in plan:
-            row = {"sweep": sweep, **run_point(method, n, size, args)}
+            row = done.get((method, sweep, n, size))
+            if row is None:
+                row = {"sweep": sweep, **run_point(method, n, size, args)}
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                with partial.open("a") as f:
+                    f.write(json.dumps({**row, **settings}) + "\n")
             rows.append(row)
             print(f"{method:14s} {sweep:10s} n={n:4d} {size:4d}px: " + (
                 f"{row['fit_seconds']:8.1f} s, peak {row['peak_rss_mib']:7.0f} MiB "
@@ -244,6 +261,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.drop(columns=["options", "profile", "device"], errors="ignore").to_csv(
         args.out, index=False)
+    if not table.error.notna().any():
+        partial.unlink(missing_ok=True)
     print(f"table: {args.out}")
     summary = table.drop_duplicates(["method", "sweep"])[
         ["method", "sweep", "seconds_exponent", "memory_exponent"]]
