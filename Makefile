@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup tools book demo benchmark regimes test lint clean
+.PHONY: setup tools book demo benchmark regimes speed test lint clean
 
 # one stamp per extra: `make book` installs what the book needs (the `book` extra),
 # `make test` adds the test tools (the `dev` extra: pytest, ruff, timm, playwright)
@@ -42,6 +42,31 @@ regimes: $(VENV)/.installed-book
 	$(PY) -m fuadnb grid benchmarks/grids/rd_regimes.yaml --jobs 2 \
 	  --out runs/grids/rd_regimes \
 	  --table benchmarks/results/rd_regimes_demo.csv
+
+## the speed tables of benchmarks/speed/ on DEVICE, each from one run: how every
+## method's cost grows (cost_growth), our RD beside anomalib's (vs_anomalib, from the
+## `peers` extra in a venv of its own, $(VENV)-peers) and RD-E's synthesis share.
+## `make speed` (cpu): the committed CPU tables and the book's time-and-memory page,
+## about two hours on 2 cores; `make speed DEVICE=cuda` on a GPU: the CUDA tests
+## first, then the same tables for CUDA (the book's page untouched)
+DEVICE ?= cpu
+speed: $(VENV)/.installed-dev $(VENV)-peers/.installed
+ifeq ($(DEVICE),cuda)
+	FUADNB_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m gpu
+	$(PY) benchmarks/speed/cost_growth.py --device cuda --page '' \
+	  --out benchmarks/results/cost_growth_cuda.csv
+else
+	$(PY) benchmarks/speed/cost_growth.py --device $(DEVICE)
+endif
+	$(VENV)-peers/bin/python benchmarks/speed/vs_anomalib.py --device $(DEVICE) \
+	  --explain --csv benchmarks/results/vs_anomalib_$(DEVICE).csv
+	$(PY) benchmarks/speed/rde_synthesis.py --device $(DEVICE) --steps 16 --images 32 \
+	  --foreground
+
+$(VENV)-peers/.installed: pyproject.toml
+	@[ -x $(VENV)-peers/bin/python ] || $(PYTHON) -m venv $(VENV)-peers
+	$(VENV)-peers/bin/python -m pip install -q -e '.[peers]'
+	touch $@
 
 ## the whole test suite (CPU; never downloads weights; builds the book at the smoke
 ## profile and checks it in headless Chromium)

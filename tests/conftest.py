@@ -40,6 +40,27 @@ def smoke_kw(tiny_synth, tmp_path) -> dict:
             "profile": "smoke", "runs_root": tmp_path / "runs", "device": "cpu"}
 
 
+
+@pytest.fixture
+def write_notebook():
+    """``write(path, parameters, *code)``: a Python 3 notebook at `path` whose first
+    cell, when `parameters` is not None, is papermill's tagged parameters cell, then
+    one code cell per `code`. Returns `path`."""
+    nbformat = pytest.importorskip("nbformat")
+
+    def write(path: Path, parameters: str | None, *code: str) -> Path:
+        cells = [nbformat.v4.new_code_cell(c) for c in code]
+        if parameters is not None:
+            cells.insert(0, nbformat.v4.new_code_cell(
+                parameters, metadata={"tags": ["parameters"]}))
+        nb = nbformat.v4.new_notebook(cells=cells)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nbformat.write(nb, path)
+        return path
+    return write
+
+
 REPO = Path(__file__).resolve().parents[1]
 BOOK_FILES = ("notebooks", "book", "benchmarks", "_config.yml", "package.json",
               "package-lock.json")

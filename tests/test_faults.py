@@ -125,17 +125,12 @@ def test_fingerprints_are_cached_per_file_and_follow_contents(tmp_path):
 # 2. the grid keys every parameter --------------------------------------------------
 
 @pytest.fixture
-def toy_grid(tmp_path):
+def toy_grid(write_notebook, tmp_path):
     """A one-cell notebook that fails when X is negative, and a grid file over it."""
-    nbformat = pytest.importorskip("nbformat")
     pytest.importorskip("fuadnb.grid")
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("X: int = 1  # a number\nEPOCHS: int = 30  # fixed",
-                                  metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("assert X >= 0, 'X must not be negative'")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbformat.write(nb, tmp_path / "toy.ipynb")
+    write_notebook(tmp_path / "toy.ipynb",
+                   "X: int = 1  # a number\nEPOCHS: int = 30  # fixed",
+                   "assert X >= 0, 'X must not be negative'")
 
     def write(fixed, values):
         path = tmp_path / "grid.yaml"

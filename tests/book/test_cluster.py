@@ -5,7 +5,6 @@ LocalCluster when ``distributed`` (the ``distributed`` extra) is installed."""
 
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 
@@ -37,24 +36,21 @@ class _Client:
         return _Future(fn, args, self.error)
 
 
-def _toy(tmp_path) -> Path:
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("X: int = 1  # a number",
-                                  metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import os\nfrom fuadnb import nb\n"
-                                  "assert X >= 0, 'X must not be negative'\n"
-                                  "nb.record({'square': X * X, 'pid': os.getpid()})")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbformat.write(nb, tmp_path / "toy.ipynb")
+@pytest.fixture
+def toy(write_notebook, tmp_path) -> Path:
+    """A grid file over a notebook that fails when X is negative (X = 2, -1, 3)."""
+    write_notebook(tmp_path / "toy.ipynb", "X: int = 1  # a number",
+                   "import os\nfrom fuadnb import nb\n"
+                   "assert X >= 0, 'X must not be negative'\n"
+                   "nb.record({'square': X * X, 'pid': os.getpid()})")
     grid = tmp_path / "grid.yaml"
     grid.write_text("notebook: toy.ipynb\ngrid:\n  X: [2, -1, 3]\n")
     return grid
 
 
 def test_the_runner_writes_the_workers_notebook_here_and_records_a_lost_worker(
-        tmp_path):
-    grid, out = _toy(tmp_path), tmp_path / "out"
+        toy, tmp_path):
+    grid, out = toy, tmp_path / "out"
     fake = _Client()
     table = grids.run_grid(grid, out, jobs=2, progress=False, log=lambda _: None,
                            runner=cluster.runner(fake))
@@ -72,9 +68,9 @@ def test_the_runner_writes_the_workers_notebook_here_and_records_a_lost_worker(
     assert not outcome.ok and "not on worker" in outcome.error and text == ""
 
 
-def test_a_missing_engine_or_scheduler_is_one_clear_error(tmp_path, capsys,
+def test_a_missing_engine_or_scheduler_is_one_clear_error(toy, tmp_path, capsys,
                                                          monkeypatch):
-    grid = _toy(tmp_path)
+    grid = toy
     pytest.importorskip("distributed")
     args = ["grid", str(grid), "--out", str(tmp_path / "out"), "--scheduler",
             "tcp://127.0.0.1:9"]
@@ -82,9 +78,9 @@ def test_a_missing_engine_or_scheduler_is_one_clear_error(tmp_path, capsys,
     assert "no Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
 
 
-def test_a_toy_grid_on_a_local_cluster_records_failures_and_resumes(tmp_path):
+def test_a_toy_grid_on_a_local_cluster_records_failures_and_resumes(toy, tmp_path):
     pytest.importorskip("distributed")
-    grid, out = _toy(tmp_path), tmp_path / "out"
+    grid, out = toy, tmp_path / "out"
     logged = []
     table = cluster.run_grid(grid, out, "local", jobs=2, log=logged.append)
     assert logged[0].startswith("Dask cluster tcp://") and "2 worker(s)" in logged[0]

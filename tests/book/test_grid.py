@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,24 +27,18 @@ GRIDS, RESULTS = REPO / "benchmarks" / "grids", REPO / "benchmarks" / "results"
 
 
 @pytest.fixture
-def toy_notebook(tmp_path):
+def toy_notebook(write_notebook, tmp_path):
     """A two-cell chapter: fails when X is negative, else records a row."""
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("X: int = 1  # a number\nNAME: str = 'a'  # a name",
-                                  metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import os\nfrom fuadnb import nb\n"
-                                  "assert X >= 0, 'X must not be negative'\n"
-                                  "nb.record({'square': X * X, 'name': NAME, "
-                                  "'cwd': os.getcwd()})")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    path = tmp_path / "toy.ipynb"
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(tmp_path / "toy.ipynb",
+                          "X: int = 1  # a number\nNAME: str = 'a'  # a name",
+                          "import os\nfrom fuadnb import nb\n"
+                          "assert X >= 0, 'X must not be negative'\n"
+                          "nb.record({'square': X * X, 'name': NAME, "
+                          "'cwd': os.getcwd()})")
 
 
-def test_kernels_import_the_fuadnb_of_the_process_that_runs_them(tmp_path,
-                                                                 monkeypatch):
+def test_kernels_import_the_fuadnb_of_the_process_that_runs_them(write_notebook,
+                                                                 tmp_path, monkeypatch):
     """A grid run from another checkout must run that checkout's code: a kernel
     starts in the notebook's folder, where a decoy (here: on PYTHONPATH; in practice
     an editable install of another checkout) would otherwise win."""
@@ -55,11 +48,8 @@ def test_kernels_import_the_fuadnb_of_the_process_that_runs_them(tmp_path,
     decoy.mkdir(parents=True)
     (decoy / "__init__.py").write_text("DECOY = True\n")
     monkeypatch.setenv("PYTHONPATH", str(decoy.parent))
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "import fuadnb\nfrom fuadnb import nb\nnb.record({'file': fuadnb.__file__})")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbformat.write(nb, tmp_path / "where.ipynb")
+    write_notebook(tmp_path / "where.ipynb", None, "import fuadnb\nfrom fuadnb "
+                   "import nb\nnb.record({'file': fuadnb.__file__})")
     out = notebooks.execute(tmp_path / "where.ipynb", tmp_path / "out.ipynb", {})
     assert out.ok, out.error
     assert notebooks.recorded_row(tmp_path / "out.ipynb")["file"] == fuadnb.__file__
@@ -136,17 +126,12 @@ def test_point_names_are_file_safe():
 
 
 @pytest.mark.parametrize("jobs, before", [(1, ["X-1"]), (2, ["X-1", "X-3"])])
-def test_grid_killed_mid_cell_resumes_without_lost_or_repeated_rows(tmp_path, capsys,
+def test_grid_killed_mid_cell_resumes_without_lost_or_repeated_rows(write_notebook,
+                                                                    tmp_path, capsys,
                                                                     jobs, before):
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("X: int = 1  # a number", metadata={
-            "tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import time\nfrom fuadnb import nb\n"
-                                  "time.sleep(30 if X == 2 else 0)\n"
-                                  "nb.record({'square': X * X})")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbformat.write(nb, tmp_path / "slow.ipynb")
+    code = ("import time\nfrom fuadnb import nb\ntime.sleep(30 if X == 2 else 0)\n"
+            "nb.record({'square': X * X})")
+    write_notebook(tmp_path / "slow.ipynb", "X: int = 1  # a number", code)
     grid = _grid(tmp_path, "notebook: slow.ipynb\ngrid:\n  X: [1, 2, 3]\n")
     out, table = tmp_path / "out", tmp_path / "out" / "grid_results.csv"
     proc = subprocess.Popen([sys.executable, "-m", "fuadnb", "grid", str(grid),
@@ -166,8 +151,8 @@ def test_grid_killed_mid_cell_resumes_without_lost_or_repeated_rows(tmp_path, ca
     todo = sorted({"X-1", "X-2", "X-3"} - set(before))
     assert capsys.readouterr().out.splitlines()[:len(todo)] == todo
     assert grids.pending(grid, out) == todo
-    nb.cells[1].source = nb.cells[1].source.replace("30 if", "0 if")   # now quick
-    nbformat.write(nb, tmp_path / "slow.ipynb")
+    write_notebook(tmp_path / "slow.ipynb", "X: int = 1  # a number",
+                   code.replace("30 if", "0 if"))                    # now quick
     result = grids.run_grid(grid, out, jobs=jobs, progress=False, log=lambda _: None)
     assert result.point.tolist() == ["X-1", "X-2", "X-3"]
     assert (result.status == "ok").all() and result.square.tolist() == [1, 4, 9]
@@ -556,17 +541,11 @@ def test_gpu_devices_are_the_visible_ones(monkeypatch):
 
 
 @pytest.fixture
-def gpu_notebook(tmp_path):
+def gpu_notebook(write_notebook, tmp_path):
     """Records the CUDA_VISIBLE_DEVICES its kernel saw ("unset" if none)."""
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("X: int = 1  # a number", metadata={
-            "tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import os\nfrom fuadnb import nb\nnb.record({"
-                                  "'gpu': os.environ.get('CUDA_VISIBLE_DEVICES', "
-                                  "'unset')})")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nbformat.write(nb, tmp_path / "gpu.ipynb")
+    write_notebook(tmp_path / "gpu.ipynb", "X: int = 1  # a number",
+                   "import os\nfrom fuadnb import nb\nnb.record({'gpu': "
+                   "os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
     return _grid(tmp_path, "notebook: gpu.ipynb\ngrid:\n  X: [1, 2, 3]\n")
 
 

@@ -123,15 +123,10 @@ def test_injected_noise_ratio_changes_the_manifest(smoke_book, tiny_synth, tmp_p
     assert counts[0.2] != counts[0.5]
 
 
-def test_record_is_read_back_by_the_batch_runner(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("X: int = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("from fuadnb import nb\nnb.record({'x': X, "
-                                  "'nan': float('nan')})")])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+def test_record_is_read_back_by_the_batch_runner(write_notebook, tmp_path):
     src, out = tmp_path / "t.ipynb", tmp_path / "out.ipynb"
-    nbformat.write(nb, src)
+    write_notebook(src, "X: int = 1", "from fuadnb import nb\nnb.record({'x': X, "
+                   "'nan': float('nan')})")
     assert notebooks.execute(src, out, {"X": 7}).ok
     assert notebooks.recorded_row(out) == {"x": 7, "nan": None}
     json.dumps(notebooks.recorded_row(out))

@@ -69,12 +69,12 @@ class Outcome:
     metrics: dict[str, float]
 
 
-def fit_predict(name: str, precision: str) -> Outcome:
+def fit_predict(name: str, precision: str, device: torch.device = CPU) -> Outcome:
     method = models.get(name)
     options, contaminated = SETTINGS.get(name, ({}, 0))
     train, test, masks, labels = planted_squares(contaminated=contaminated)
     cfg = method.config("smoke", precision=precision, **options)
-    model = method.fit(cfg, train, device=CPU)
+    model = method.fit(cfg, train, device=device)
     scores, maps = method.predict(model, test)
     return Outcome(scores, maps, method.score_train(model, train),
                    {"image_auroc": metrics.image_auroc(labels, scores),
@@ -122,6 +122,17 @@ def test_bf16_on_the_cpu_stays_close_to_fp32(name):
     assert not np.array_equal(ref.scores, run.scores), "bf16 did not take effect"
     assert numerics_problems(ref, run) == []
     assert run.maps.dtype == np.float32 and run.scores.dtype == np.float64
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", sorted(models.REGISTRY))
+def test_bf16_on_cuda_stays_close_to_fp32_on_the_cpu(name):
+    """The CUDA path itself (device-side noise and masks, pinned transfers, bf16
+    autocast on the GPU), held to the same check as the CPU's bf16 (``make speed
+    DEVICE=cuda`` runs it first)."""
+    run = fit_predict(name, "bf16", device=torch.device("cuda"))
+    assert numerics_problems(outcome(name, "fp32"), run) == []
 
 
 def test_the_check_fails_on_a_planted_bf16_sigmoid(monkeypatch):

@@ -340,6 +340,27 @@ def test_recurring_copies_share_prototypes_within_a_category_only(tiny, manifest
         assert len(set(found)) == len(found), defect     # never across categories
 
 
+def test_a_prototype_near_the_smallest_area_still_recurs():
+    """Seed 3's tiny coin prototype of ``missing`` has 14 pixels (the minimum is 12):
+    in each of the 64 jittered draws its copy on recurring file 1 loses pixels off
+    the coin's edge. The copy is then the first draw that keeps at least half the
+    prototype (recorded as ``short_copy``), still the prototype moved a little;
+    files that fit in the normal draws are untouched (seed 0's dataset, above)."""
+    spec = synthetic.Spec.tiny(seed=3)
+    proto = synthetic.samples._prototype(spec, "coin", "missing", 0)[0].mask > 0
+    copy = synthetic.render("coin", "recurring", "missing", 1, spec)
+    area = int((copy.mask > 0).sum())
+    assert copy.params["short_copy"] is True and copy.params["prototype"] == 0
+    assert proto.sum() / 2 <= area < synthetic.min_area(spec.size)
+    assert area == copy.params["mask_area"]
+    overlap = max(np.logical_and(np.roll(proto, (dy, dx), (0, 1)), copy.mask > 0).sum()
+                  for dy in range(-4, 5) for dx in range(-4, 5))
+    assert overlap >= area / 2
+    fits = synthetic.render("coin", "recurring", "missing", 0, spec)
+    assert "short_copy" not in fits.params
+    assert synthetic.min_area(spec.size) <= fits.params["mask_area"]
+
+
 def test_the_test_set_is_identical_at_every_ratio_in_iid_and_recurring(tiny):
     from fuadnb import data
     for regime in ("iid", "recurring"):

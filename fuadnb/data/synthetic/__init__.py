@@ -30,7 +30,10 @@ Deliberate deviations:
   over RGB); smaller changes are reverted, so outside the mask an anomalous image
   equals its clean base image exactly (`render_base`).
 - A defect whose mask is smaller than `min_area` (or larger than `max_area`) is
-  redrawn with ``attempt + 1``; DRAEM instead labels an empty mask as normal.
+  redrawn with ``attempt + 1``; DRAEM instead labels an empty mask as normal. A
+  recurring copy of a prototype barely above `min_area` that loses pixels off the
+  object's edge in every draw is admitted once it keeps half of the prototype
+  (``short_copy`` in the manifest; none in the default or the tiny dataset).
 - DRAEM's mask covers the whole image; ours is confined to a random disc, so that a
   defect is never a large share of the image.
 - Image sizes are powers of two (32 to 2048): the real textures are cropped from a

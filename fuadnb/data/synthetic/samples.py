@@ -163,14 +163,16 @@ def _fresh(spec: Spec, category: str, split: str, defect: str, index: int) -> Sa
 
 
 def _admit(spec: Spec, out: np.ndarray, base: np.ndarray, allowed: np.ndarray,
-           info: dict, **extra) -> Sample | None:
+           info: dict, smallest: int | None = None, **extra) -> Sample | None:
     """`out` as a sample of `base` with its exact mask (pixels that changed by at
     least `MIN_CHANGE` where a defect is allowed, the rest reverted), or None when
-    the mask's area is not admissible."""
+    the mask's area is not admissible (below `smallest`, by default `min_area`, or
+    above `max_area`)."""
     change = np.abs(out.astype(np.int16) - base).max(axis=-1)
     mask = (change >= MIN_CHANGE) & allowed
     area = int(mask.sum())
-    if not min_area(spec.size) <= area <= max_area(spec.size):
+    lowest = min_area(spec.size) if smallest is None else smallest
+    if not lowest <= area <= max_area(spec.size):
         return None
     out = np.where(mask[..., None], out, base)
     params = {k: v for k, v in info.items() if k != "base"}
@@ -198,7 +200,13 @@ def _recurring(spec: Spec, category: str, split: str, defect: str, index: int,
                p: int) -> Sample:
     """Prototype `p`'s defect pixels pasted onto this file's own base image with a
     small random rotation (±3°) and shift (±3 % of the side), as a structural defect
-    recurs in production; for objects, moved with the object's centre."""
+    recurs in production; for objects, moved with the object's centre.
+
+    A prototype barely above `min_area` can lose a few pixels off the object's edge
+    in every one of the `MAX_ATTEMPTS` draws; only then are the draws repeated,
+    admitting the first copy that keeps at least half of the prototype's pixels
+    (recorded as ``short_copy``), so that every file that fits as before is
+    unchanged."""
     proto, proto_fg = _prototype(spec, category, defect, p)
     b = _base(spec, category, split, defect, index)
     base = _quantize(b.img, b.noise)
@@ -206,8 +214,13 @@ def _recurring(spec: Spec, category: str, split: str, defect: str, index: int,
     src = proto.mask > 0
     centre = _centroid(src.astype(float))
     move = (_centroid(b.fg) - _centroid(proto_fg)) if b.bg is not None else 0.0
-    for attempt in range(MAX_ATTEMPTS):
-        rng = _rng(spec.seed, category, split, defect, index, "jitter", attempt)
+    half = -(-int(src.sum()) // 2)
+    for attempt in range(2 * MAX_ATTEMPTS):
+        short = attempt >= MAX_ATTEMPTS
+        if short and half >= min_area(spec.size):
+            break                                   # a large prototype: no rescue
+        rng = _rng(spec.seed, category, split, defect, index, "jitter",
+                   attempt % MAX_ATTEMPTS)
         angle = rng.uniform(-3, 3)
         shift = rng.uniform(-0.03, 0.03, size=2) * spec.size
         t = np.deg2rad(angle)
@@ -222,9 +235,11 @@ def _recurring(spec: Spec, category: str, split: str, defect: str, index: int,
                                       cval=0.0) > 0.5
         out = np.where(inside[..., None], np.clip(np.rint(warped), 0, 255),
                        base).astype(np.uint8)
-        sample = _admit(spec, out, base, allowed, {"base": b.info}, type=defect,
-                        prototype=p, angle=angle, dy=shift[0], dx=shift[1],
-                        attempt=attempt)
+        sample = _admit(spec, out, base, allowed, {"base": b.info},
+                        smallest=half if short else None, type=defect, prototype=p,
+                        angle=angle, dy=shift[0], dx=shift[1],
+                        attempt=attempt % MAX_ATTEMPTS,
+                        **({"short_copy": True} if short else {}))
         if sample is not None:
             return sample
     raise RuntimeError(f"{category}/{split}/{defect}/{index}: prototype {p} does "
