@@ -12,7 +12,7 @@ each scoring every image) plus stage 2 on the kept images.
     python benchmarks/speed/cost_growth.py --methods rd patchcore --counts 50 100 \\
         --sizes 64 128 --profile smoke --out /tmp/cost.csv --page ''   # a quick look
     python benchmarks/speed/cost_growth.py --device cuda --profile paper \\
-        --option weights=random --out benchmarks/results/cost_growth_cuda.csv --page ''
+        --option weights random --out benchmarks/results/cost_growth_cuda.csv --page ''
 
 Columns: ``method, sweep`` (images | image_size), ``n_images, image_size,
 fit_seconds``, ``peak_rss_mib`` (the process's peak resident memory, data and
@@ -70,7 +70,6 @@ def measure(method: str, n_images: int, image_size: int, profile: str, device: s
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n_images, 3, image_size, image_size),
                            generator=g, dtype=torch.uint8).to(dev)
-    budget = module.budget(cfg, n_images)
     before = _rss_mib()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -78,6 +77,7 @@ def measure(method: str, n_images: int, image_size: int, profile: str, device: s
     start = time.perf_counter()
     if strategy is None:
         module.fit(cfg, images, device=dev)
+        budget = module.budget(cfg, n_images)
     else:                                            # LLB: stage 1, then stage 2
         ids = np.arange(n_images).astype(str)
         record = llb.stage1(module, cfg, images, ids, strategy, seed=cfg.seed,
@@ -85,6 +85,7 @@ def measure(method: str, n_images: int, image_size: int, profile: str, device: s
         kept = np.isin(ids, llb.purify(record.ids, record.scores, strategy.keep))
         keep = torch.from_numpy(np.flatnonzero(kept)).to(dev)
         module.fit(cfg, images[keep], device=dev)
+        budget = llb.budget(module, cfg, record.subset, int(kept.sum()))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start

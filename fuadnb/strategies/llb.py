@@ -222,12 +222,17 @@ def report(method: ModuleType, cfg: Any, model: base.Model,
     subset, plus stage 2 on the kept images), the seconds of both stages (stage 1's
     as computed, also when its cache was reused) and `filter_metrics`."""
     found = filter_metrics(model.trace, train_injected)
-    sizes = np.bincount(np.asarray(model.trace["subset"]))
-    fits = [method.budget(cfg, int(n)) for n in sizes]
-    fits.append(method.budget(cfg, found["n_kept"]))
     seconds = float(model.trace["seconds"] + model.trace["stage2_seconds"])
-    budget = base.Budget(*(sum(parts) for parts in zip(*fits, strict=True)))
-    return budget, seconds, found
+    return budget(method, cfg, model.trace["subset"], found["n_kept"]), seconds, found
+
+
+def budget(method: ModuleType, cfg: Any, subset: np.ndarray, n_kept: int
+           ) -> base.Budget:
+    """The whole schedule of LLB around `method`: one sub-model fit per stage-1
+    subset (`subset`: (N,) subset of each image) plus stage 2 on `n_kept` images."""
+    fits = [method.budget(cfg, int(n)) for n in np.bincount(np.asarray(subset))]
+    fits.append(method.budget(cfg, int(n_kept)))
+    return base.Budget(*(sum(parts) for parts in zip(*fits, strict=True)))
 
 
 def filter_metrics(trace: dict[str, np.ndarray], is_injected: np.ndarray
