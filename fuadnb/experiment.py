@@ -195,7 +195,9 @@ def run(method: str, scenario: Scenario, *, profile: str = "demo",
                         scenario.noise_ratio, scenario.regime, scenario.seed, profile,
                         cfg, split.manifest, root=runs_root, strategy=strategy_cfg,
                         inputs=inputs(module, split, cfg), curve_every=curve_every,
-                        evaluation=module.EVALUATION)
+                        # a strategy trains on what its stage-1 scores pick, so
+                        # the method's scoring settings are training settings there
+                        evaluation=() if strategy else module.EVALUATION)
     with Timer() as load_timer:
         train_images, _ = data.images.load(split.train, cfg.image_size, masks=False,
                                            load_size=cfg.load_size, progress=progress)

@@ -200,12 +200,14 @@ def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
 def teacher_features(model: RD, train_images: torch.Tensor, *, device: torch.device,
                      progress: bool = False) -> list[torch.Tensor]:
     """The frozen teacher's features of every training image, computed once (after
-    re-estimating its BatchNorm statistics on them for ``*-bnstats`` weights)."""
+    re-estimating its BatchNorm statistics on them for ``*-bnstats`` weights, in
+    training batches: the statistics depend on the batch size, which is part of the
+    run key, while ``eval_batch_size`` is not)."""
     cfg = model.cfg
     if backbones.wants_bn_stats(cfg.weights):
         backbones.recalibrate_bn(model.teacher, (
             engine.inputs(train_images, idx, device, cfg.precision)
-            for idx in engine.batches(len(train_images), cfg.eval_batch_size)))
+            for idx in engine.batches(len(train_images), cfg.batch_size)))
     return engine.frozen_features(model.teacher, train_images, device=device,
                                   batch_size=cfg.eval_batch_size,
                                   precision=cfg.precision, progress=progress)

@@ -1,5 +1,7 @@
 """Reverse Distillation: shapes, loss and map against numpy/scipy, training."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -94,17 +96,23 @@ def test_fit_computes_teacher_features_once_and_keeps_teacher_frozen(monkeypatch
                         lambda self, x: calls.append(len(x)) or original(self, x))
     imgs = images(n=6)
     model = rd.fit(cfg, imgs, device=CPU)
-    # shape probe in build, one pass to re-estimate the BatchNorm statistics, then ONE
-    # pass for the features over the 6 images, whatever the number of epochs
-    assert calls == [1, 4, 2, 4, 2]
+    # shape probe in build, one pass in training batches to re-estimate the BatchNorm
+    # statistics, then ONE pass for the features over the 6 images in evaluation
+    # batches, whatever the number of epochs
+    assert calls == [1, 2, 2, 2, 4, 2]
     assert len(model.history) == 3 and all(np.isfinite(model.history))
     fresh = rd.build(cfg)
     assert torch.equal(model.teacher.body.layer1[0].conv1.weight,
                        fresh.teacher.body.layer1[0].conv1.weight)
     assert not model.teacher.training and not model.training
-    # BatchNorm statistics were re-estimated on the training images
+    # BatchNorm statistics were re-estimated on the training images, the same whatever
+    # eval_batch_size (an evaluation-only setting, not in the run key)
     assert not torch.equal(model.teacher.body.stem[1].running_mean,
                            fresh.teacher.body.stem[1].running_mean)
+    other = rd.fit(dataclasses.replace(cfg, eval_batch_size=5, epochs=1), imgs,
+                   device=CPU)
+    for name, buffer in model.teacher.named_buffers():
+        assert torch.equal(buffer, other.teacher.get_buffer(name)), name
 
 
 def test_fit_is_deterministic_and_seeded():

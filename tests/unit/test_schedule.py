@@ -99,6 +99,18 @@ def test_changing_an_evaluation_setting_rescores_without_retraining(smoke_kw,
     assert fits == [1]                                      # training settings retrain
 
 
+def test_under_llb_a_scoring_setting_is_a_training_setting(smoke_kw):
+    """LLB's stage 1 keeps the images its smoothed, fused scores rank lowest, so
+    sigma changes what stage 2 trains on: another sigma is another run (stage 1
+    too), never the cached model of the first."""
+    first = experiment.run("llb-rd", **smoke_kw | {"options": {"sigma": 0.5}})
+    second = experiment.run("llb-rd", **smoke_kw | {"options": {"sigma": 3.0}})
+    assert second.dir != first.dir
+    assert len(list(smoke_kw["runs_root"].rglob("stage1.npz"))) == 2
+    assert not np.array_equal(first.model.trace["scores"],
+                              second.model.trace["scores"])
+
+
 def test_sigma_follows_the_image_size_unless_given():
     from fuadnb.models import funad, patchcore
     assert rd.config("paper").sigma == 4.0                       # RD4AD at 256 px
