@@ -321,10 +321,12 @@ def steps(cfg: Config, n_train: int) -> int:
 
 
 def budget(cfg: Config, n_train: int) -> base.Budget:
-    """`steps`, and ``steps x batch_size`` images processed (the synthetic-anomaly
-    copies not counted)."""
+    """`steps`, and the images they process (each epoch's short last batch counted
+    short, as `training_batches` draws it; the synthetic-anomaly copies not
+    counted)."""
     total = steps(cfg, n_train)
-    return base.Budget(total, total * cfg.batch_size)
+    return base.Budget(total, engine.images_seen(n_train, cfg.batch_size, epochs=0,
+                                                 steps=total))
 
 
 def training_batches(cfg: Config, train_images: torch.Tensor, textures: torch.Tensor,

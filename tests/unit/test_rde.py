@@ -255,6 +255,21 @@ def test_a_weights_file_keys_the_run_of_every_method_as_before(tmp_path, smoke_k
             module, split, module.config("smoke"))
 
 
+@pytest.mark.parametrize("iterations, whole", [(3, True), (5, False)])
+def test_the_budget_counts_the_images_the_batches_carry(iterations, whole):
+    """6 images in batches of 4: each epoch is 4 + 2 images, so 4 steps see 12
+    images, not 4 x 4; 5 steps without whole epochs see 4 + 2 + 4 + 2 + 4."""
+    gen = torch.Generator().manual_seed(0)
+    images = (torch.rand(6, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
+    cfg = rde.config("smoke", image_size=64, iterations=iterations, batch_size=4,
+                     whole_epochs=whole)
+    budget = rde.budget(cfg, 6)
+    batches = list(rde.training_batches(cfg, images, rde.texture_source(cfg),
+                                        budget.steps))
+    assert budget.images_seen == sum(len(b[0]) for b in batches) == (12 if whole
+                                                                      else 16)
+
+
 def test_prefetched_synthesis_gives_the_same_anomalies_and_the_same_model():
     """RD-E's batches and synthetic anomalies made ahead in a background thread
     (the default) or inline: the same seed gives the same batches, the same
