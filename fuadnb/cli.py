@@ -26,7 +26,7 @@ from fuadnb.data.contamination import ContaminationError
 from fuadnb.data.index import DatasetError
 from fuadnb.nn.backbones import WeightsNotFoundError
 from fuadnb.nn.patches import PATCH_BACKBONES
-from fuadnb.utils import DeviceError, ToolError, pick_device
+from fuadnb.utils import DeviceError, ToolError, parse_device, pick_device
 
 EXPECTED_ERRORS = (DatasetError, ContaminationError, WeightsNotFoundError, DeviceError,
                    ToolError, ValueError, FileExistsError)
@@ -295,12 +295,15 @@ def cmd_grid(args: argparse.Namespace) -> None:
     _, _, grid = _papermill()
     out = args.out or Path("runs") / "notebooks" / args.grid.stem
     overrides = {"DEVICE": args.device} if args.device else None
+    address = args.scheduler or args.cluster
+    if args.device:     # one clear error before any kernel starts; a cluster's
+        # workers may have GPUs this machine lacks: there only the name is checked
+        (parse_device if address or args.dry_run else pick_device)(args.device)
     if args.dry_run:
         todo = grid.pending(args.grid, out, overrides)
         print("\n".join(todo) + ("\n" if todo else "")
               + f"{len(todo)} grid point(s) to run into {out}")
         return
-    address = args.scheduler or args.cluster
     if address:
         from fuadnb import cluster
         table = cluster.run_grid(args.grid, out, address, jobs=args.jobs,
@@ -402,7 +405,7 @@ def parser() -> argparse.ArgumentParser:
                     "cluster's worker threads, with --cluster local 2 workers)")
     where = gr.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="run the points on a "
-                       "running Dask cluster, e.g. tcp://host:8786 (dask-scheduler, "
+                       "running Dask cluster, e.g. tcp://host:8786 (`dask scheduler`, "
                        "or a dask-jobqueue SLURM/PBS cluster; needs the distributed "
                        "extra and the checkout and data at the same paths on the "
                        "workers); notebooks and table are still written here")

@@ -13,7 +13,7 @@ runs for minutes to hours) and needs no shared objects, actors or collective
 communication, only "run this function somewhere and give me its result"; Dask does
 that with a pure-Python, pip-installable package (a few MB; Ray's wheels are hundreds
 of MB and for fewer platforms), the same ``Client`` talks to a `LocalCluster` (tests,
-one big machine), to ``dask-scheduler``/``dask-worker`` started by hand, and to
+one big machine), to ``dask scheduler`` / ``dask worker`` started by hand, and to
 dask-jobqueue's ``SLURMCluster``/``PBSCluster``/``SGECluster``/``LSFCluster``,
 which submit the workers as batch jobs (each job one worker; give it one GPU with the
 queue's own option, e.g. ``job_extra_directives=["--gres=gpu:1"]``), and
@@ -115,7 +115,7 @@ def client(address: str, *, workers: int = 2) -> Iterator[Any]:
         c = distributed.Client(address, timeout="30s")
     except OSError as err:
         raise BookError(f"no Dask scheduler at {address} ({err}); start one with "
-                        "dask-scheduler (or a dask-jobqueue cluster) and pass its "
+                        "`dask scheduler` (or a dask-jobqueue cluster) and pass its "
                         "address, or use --cluster local") from err
     with c:
         yield c

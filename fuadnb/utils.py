@@ -33,14 +33,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """Resolve ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` to a torch device.
+def parse_device(name: str) -> torch.device | None:
+    """The device `name` names (None for ``auto``), whether or not this machine has
+    it (a cluster's workers may have GPUs that its coordinator lacks).
 
     Raises:
-        DeviceError: CUDA was asked for on a machine without it.
+        DeviceError: not ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     try:
         device = torch.device(name)
     except RuntimeError as err:
@@ -49,6 +50,18 @@ def pick_device(name: str = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise DeviceError(f"--device {name}: fuadnb runs on cpu or cuda only; use "
                           "auto, cpu, cuda or cuda:N")
+    return device
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """Resolve ``auto`` / ``cpu`` / ``cuda`` / ``cuda:N`` to a torch device.
+
+    Raises:
+        DeviceError: CUDA was asked for on a machine without it.
+    """
+    device = parse_device(name)
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError(f"--device {name} asked for CUDA, but torch sees no CUDA "

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from fuadnb import cli, experiment, models
@@ -118,6 +119,31 @@ def test_overrides_set_every_point_under_the_same_names(toy_notebook, tmp_path):
 def test_grid_command_reports_a_bad_file(tmp_path, capsys):
     assert cli.main(["grid", str(_grid(tmp_path, "grid: {}\n"))]) == 2
     assert "fuadnb: error:" in capsys.readouterr().err
+
+
+def test_a_bad_grid_device_is_one_error_before_any_kernel(write_notebook, tmp_path,
+                                                          capsys):
+    """``grid --device gpu`` (not a device) and, on a machine without CUDA,
+    ``--device cuda`` fail at once, nothing written; with a cluster only the name is
+    checked (its workers may have the GPU): the error is then the scheduler's."""
+    write_notebook(tmp_path / "dev.ipynb", "DEVICE: str = 'cpu'  # a device",
+                   "pass")
+    grid, out = _grid(tmp_path, "notebook: dev.ipynb\ngrid:\n  DEVICE: [cpu]\n"), \
+        tmp_path / "out"
+    bad = [("gpu", "not a device name")]
+    if not torch.cuda.is_available():
+        bad.append(("cuda", "no CUDA"))
+    for device, message in bad:
+        assert cli.main(["grid", str(grid), "--out", str(out), "--device",
+                         device]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("fuadnb: error: --device"), err
+        assert message in err[0]
+        assert not out.exists()
+    pytest.importorskip("distributed")
+    assert cli.main(["grid", str(grid), "--out", str(out), "--device", "cuda",
+                     "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert "no Dask scheduler" in capsys.readouterr().err
 
 
 def test_point_names_are_file_safe():
