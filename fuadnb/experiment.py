@@ -72,6 +72,11 @@ class Scenario:
     seed: int = 111
 
     def __post_init__(self):   # one value whatever the caller's types
+        repeat, seed = self.repeat, self.seed
+        if not isinstance(repeat, (bool, np.bool_)) and repeat not in (0, 1):
+            raise ValueError(f"repeat must be true or false, got {repeat!r}")
+        if isinstance(seed, (bool, np.bool_)) or not float(seed).is_integer():
+            raise ValueError(f"seed must be a whole number, got {seed!r}")
         for name, kind in (("root", Path), ("noise_ratio", float), ("repeat", bool),
                            ("seed", int)):
             object.__setattr__(self, name, kind(getattr(self, name)))

@@ -73,10 +73,12 @@ def scenario(dataset: str, root: str, category: str, noise_ratio: float = 0.0,
 
 def options(**parameters: Any) -> dict[str, Any]:
     """Config overrides from a chapter's parameters, by Config field: those left at
-    "the profile's" (``""`` or ``0``) are left out, so the profile's value holds.
-    E.g. ``options(backbone=BACKBONE, epochs=EPOCHS)``."""
+    "the profile's" (``""``, ``0`` or None) are left out, so the profile's value
+    holds; a boolean (``False`` too) is always a choice. E.g. ``options(
+    backbone=BACKBONE, epochs=EPOCHS)``."""
     return {k: v for k, v in parameters.items()
-            if v is not None and not (isinstance(v, (str, int, float)) and not v)}
+            if isinstance(v, bool) or not (v is None or (
+                isinstance(v, (str, int, float)) and not v))}
 
 
 def examples(rows: pd.DataFrame, *, good: int = 0, anomalous: int = 3,

@@ -3,6 +3,7 @@ resumes as `fuadnb.grid.run_grid`, with the points executed by the workers and e
 file written by the coordinating process. The cluster tests run on Dask's
 LocalCluster when ``distributed`` (the ``distributed`` extra) is installed."""
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -76,6 +77,12 @@ def test_a_missing_engine_or_scheduler_is_one_clear_error(toy, tmp_path, capsys,
             "tcp://127.0.0.1:9"]
     assert cli.main(args) == 2
     assert "no Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "distributed", None)      # not installed
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fuadnb: error: "), err
+    assert "pip install -e '.[distributed]'" in err[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_toy_grid_on_a_local_cluster_records_failures_and_resumes(toy, tmp_path):

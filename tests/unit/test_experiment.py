@@ -1,6 +1,7 @@
 """The Scenario: the data side of a run, one value from any caller's types, a JSON
 round trip, and the same split as the data layer's steps."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,7 +19,13 @@ def test_a_scenario_is_one_value_whatever_the_callers_types(tmp_path):
     assert Scenario(**json.loads(json.dumps(a.as_dict()))) == a
     assert a.replace(noise_ratio=0.2) == Scenario("synthetic", tmp_path, "brick", 0.2,
                                                   "overlap", seed=7)
-    assert a.noise_ratio == 0.0                                    # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.noise_ratio = 0.2
+    assert Scenario("synthetic", tmp_path, "brick", repeat=1).repeat is True
+    with pytest.raises(ValueError, match="repeat must be true or false"):
+        Scenario("synthetic", tmp_path, "brick", repeat="false")   # would be True
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        Scenario("synthetic", tmp_path, "brick", seed=7.9)         # would be 7
 
 
 def test_the_split_is_the_data_layers_steps(tiny_synth):

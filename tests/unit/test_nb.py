@@ -48,6 +48,8 @@ def test_options_leave_out_the_parameters_left_at_the_profiles():
     assert nb.options(backbone="", weights="random", epochs=0, steps=40,
                       image_size=None, precision="auto", sigma=0.0) == {
         "weights": "random", "steps": 40, "precision": "auto"}
+    assert nb.options(foreground=False, perturb=True, epochs=0) == {
+        "foreground": False, "perturb": True}                 # a bool is a choice
 
 
 def test_examples_are_the_first_good_images_then_one_anomaly_per_defect():
