@@ -1,0 +1,82 @@
+"""The speed scripts of `benchmarks/speed/` at toy sizes: what they compute (the
+exponents, the resumable sweep, the book's include) is checked, never how fast
+anything is (speed is printed by the scripts, not asserted in tests)."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SPEED = REPO / "benchmarks" / "speed"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SPEED / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_exponent_is_the_log_log_slope():
+    cost = _script("cost_growth")
+    x = pd.Series([50, 100, 200, 400])
+    assert cost.exponent(x, 3.0 * x ** 1.5) == pytest.approx(1.5)
+    y = pd.Series([2.0, 2.9, 4.4, 6.0])
+    assert cost.exponent(x, y) == pytest.approx(np.polyfit(np.log(x), np.log(y), 1)[0])
+    assert np.isnan(cost.exponent(x[:1], y[:1]))               # one point: none
+    assert np.isnan(cost.exponent(pd.Series([64, 64]), pd.Series([1.0, 2.0])))
+    table = pd.DataFrame({"method": ["a"] * 4 + ["a"] * 2,
+                          "sweep": ["images"] * 4 + ["image_size"] * 2,
+                          "n_images": [50, 100, 200, 400, 100, 100],
+                          "image_size": [64] * 4 + [64, 128],
+                          "fit_seconds": [1, 2, 4, 8, 1, 4.0],
+                          "fit_rss_mib": [10, 10, 10, 10, 10, 40.0]})
+    out = cost.with_exponents(table)
+    assert out.seconds_exponent.tolist() == pytest.approx([1] * 4 + [2] * 2)
+    assert out.memory_exponent.tolist() == pytest.approx([0] * 4 + [2] * 2)
+
+
+def test_the_cost_sweep_measures_writes_its_page_and_resumes(tmp_path):
+    """Two points of PatchCore (smoke profile), each in its own process; a rerun
+    measures nothing again while the side file holds its points."""
+    out, page = tmp_path / "cost.csv", tmp_path / "cost.md"
+    cmd = [sys.executable, str(SPEED / "cost_growth.py"), "--methods", "patchcore",
+           "--counts", "8", "16", "--sizes", "64", "--size-count", "8",
+           "--profile", "smoke", "--out", str(out), "--page", str(page),
+           "--figure", str(tmp_path / "cost.svg")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(out)
+    assert table[["sweep", "n_images", "image_size"]].values.tolist() == [
+        ["images", 8, 64], ["images", 16, 64], ["image_size", 8, 64]]
+    assert (table.fit_seconds > 0).all() and (table.peak_rss_mib > 0).all()
+    assert table.error.isna().all() and not out.with_suffix(".partial.jsonl").exists()
+    text = page.read_text()
+    assert "cost.svg" in text and "| patchcore |" in text
+    assert (tmp_path / "cost.svg").stat().st_size > 0
+    # an interrupted sweep: its side file holds the first point, so a rerun
+    # measures only the other two (here: a planted, recognisable first point)
+    first = {**table.iloc[0].dropna().to_dict(), "fit_seconds": 123.0,
+             "profile": "smoke", "device": "cpu", "options": {}}
+    out.with_suffix(".partial.jsonl").write_text(json.dumps(first) + "\n")
+    done = subprocess.run(cmd + ["--page", ""], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    again = pd.read_csv(out)
+    assert again.fit_seconds.iloc[0] == 123.0 and again.fit_seconds.iloc[1] != 123.0
+
+
+def test_the_rde_synthesis_script_runs_at_a_toy_size():
+    done = subprocess.run(
+        [sys.executable, str(SPEED / "rde_synthesis.py"), "--profile", "smoke",
+         "--image-size", "64", "--steps", "1", "--images", "4", "--batch-size", "2"],
+        capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert "synthesis share" in done.stdout and "prefetching saves" in done.stdout
+    assert done.stdout.count("best of") == 2
