@@ -214,6 +214,25 @@ def cost(rows: pd.DataFrame, metric: str, *, reference: str | None = None,
     return pd.DataFrame(out, columns=["method", "regime", "noise_ratio", *PAIRED])
 
 
+def one_dataset(rows: pd.DataFrame, dataset: str = "", *, source: str = "the table"
+                ) -> tuple[pd.DataFrame, str]:
+    """The rows of one dataset and its name: `dataset`, or (empty) the table's only
+    one. Summaries are per dataset, never pooled across datasets.
+
+    Raises:
+        ValueError: `dataset` is empty and `rows` hold several, or is not in them.
+    """
+    found = sorted(set(rows["dataset"]))
+    if not dataset and len(found) > 1:
+        raise ValueError(f"{source} holds the datasets {found}: read it once per "
+                         f"dataset, e.g. DATASET = {found[0]!r}")
+    dataset = dataset or (found[0] if found else "")
+    if dataset not in found:
+        raise ValueError(f"{source} holds no rows of dataset {dataset!r} (it holds "
+                         f"{found})")
+    return rows[rows["dataset"] == dataset], dataset
+
+
 def with_clean(rows: pd.DataFrame, regimes: Sequence[str] = ("iid", "overlap",
                                                              "recurring")
                ) -> pd.DataFrame:

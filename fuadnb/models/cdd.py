@@ -95,7 +95,7 @@ EVALUATION = ("fusion", "sigma", "eval_batch_size")
 
 PROFILES: dict[str, dict] = {
     "paper": {},
-    # 128 px as RD-E's demo: K + 1 students cost ~3x RD per epoch on 2 CPU cores
+    # 128 px: K + 1 students cost ~3x RD per epoch on 2 CPU cores
     "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
              "image_size": 128, "epochs": 20},
     "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",

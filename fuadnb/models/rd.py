@@ -78,7 +78,7 @@ PROFILES: dict[str, dict] = {
     # 600 optimiser steps at 96 px whatever the noise ratio (measured: on grass and
     # brick the test AUROC, overall and on the trained-on anomalies, has levelled
     # off by 500-600 steps; the loss still falls slowly). ``epochs`` is used where a
-    # caller gives epochs explicitly (chapters 04-07 compare at 128 px, 20 epochs).
+    # caller gives epochs without steps (chapter 05 gives RD CDD's epochs).
     "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
              "image_size": 96, "steps": 600, "epochs": 20},
     "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",

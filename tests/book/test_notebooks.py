@@ -2,11 +2,13 @@
 runs through papermill at the smoke profile, and injected parameters change the run."""
 
 import ast
+import functools
 import json
 import re
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from fuadnb import cli
@@ -104,6 +106,27 @@ def test_rd_chapter_records_its_results_row(smoke_book):
     assert row["teacher"] == "efficientnet_lite2/imagenet"
     assert 0 <= row["image_auroc"] <= 1 and 0 <= row["detection_auroc"] <= 1
     assert (smoke_book / "runs" / "rd").is_dir()
+
+
+@pytest.mark.book
+def test_the_benchmark_chapter_reads_one_dataset_never_pooled(smoke_book, smoke_grid,
+                                                              tmp_path):
+    """A table of two datasets (the paper grid's MVTec AD and VisA) is read one
+    dataset at a time: without DATASET the chapter stops with the fix, with it every
+    summary holds that dataset's rows alone."""
+    src = smoke_book / "notebooks" / "08_benchmark.ipynb"
+    table = pd.read_csv(smoke_grid / "grid_results.csv")
+    other = table.assign(dataset="visa", image_auroc=0.0)
+    pooled = tmp_path / "pooled.csv"
+    pd.concat([table, other]).to_csv(pooled, index=False)
+    run = functools.partial(pm.execute_notebook, str(src), cwd=str(src.parent),
+                            kernel_name="python3", progress_bar=False)
+    with pytest.raises(pm.PapermillExecutionError, match="once per dataset"):
+        run(str(tmp_path / "both.ipynb"), parameters={"BENCHMARK": str(pooled)})
+    for dataset in ("synthetic", "visa"):
+        out = tmp_path / f"{dataset}.ipynb"
+        run(str(out), parameters={"BENCHMARK": str(pooled), "DATASET": dataset})
+        assert _glued(out, "bm_rows") == len(table)
 
 
 @pytest.mark.book

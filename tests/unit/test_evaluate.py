@@ -292,3 +292,15 @@ def test_the_recovery_reading_names_only_numbers_its_table_holds():
     named = re.findall(r"\d+\.\d+", text.replace("**overlap, 0.2**", "")
                        .replace("**iid, 0.1**", ""))
     assert named and set(named) <= held
+
+
+def test_one_dataset_is_read_at_a_time_never_pooled():
+    rows = pd.DataFrame({"dataset": ["mvtec_ad", "visa", "visa"], "x": [1, 2, 3]})
+    with pytest.raises(ValueError, match=r"holds the datasets \['mvtec_ad', 'visa'\]"):
+        evaluate.one_dataset(rows, source="paper.csv")
+    visa, name = evaluate.one_dataset(rows, "visa")
+    assert name == "visa" and visa.x.tolist() == [2, 3]
+    only, name = evaluate.one_dataset(rows[rows.dataset == "visa"])
+    assert name == "visa" and len(only) == 2
+    with pytest.raises(ValueError, match="no rows of dataset 'mpdd'"):
+        evaluate.one_dataset(rows, "mpdd")
