@@ -60,13 +60,19 @@ def _images(n: int, size: int) -> torch.Tensor:
     return torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
 
 
-def _loop(images, batch_size, epochs, device, prepare, step) -> dict:
-    """Shuffled epochs; `prepare(idx)` -> batch (timed as data), `step(batch)`
-    (timed as step); the first batch is a warm-up, not counted."""
+def _loop(images, batch_size, epochs, device, make) -> dict:
+    """Shuffled epochs of a model from `make()` -> (prepare, step, trained
+    parameters): `prepare(idx)` -> batch (timed as data), `step(batch)` (timed as
+    step). A throwaway model from `make()` first takes one step (the process's
+    one-time costs: kernels, allocator); the timed model's first step, which also
+    creates its optimiser state, counts, as it does in `rd.fit`."""
     from fuadnb import engine
 
+    warm = make()
+    warm[1](warm[0](torch.arange(min(batch_size, len(images)))))   # warm-up
+    del warm                               # freed before the timed model is built
+    prepare, step, params = make()
     gen = torch.Generator().manual_seed(111)
-    step(prepare(torch.arange(min(batch_size, len(images)))))      # warm-up
     data = compute = 0.0
     for _ in range(epochs):
         for idx in engine.batches(len(images), batch_size, generator=gen):
@@ -79,7 +85,7 @@ def _loop(images, batch_size, epochs, device, prepare, step) -> dict:
             _sync(device)
             data, compute = data + t1 - t0, compute + time.perf_counter() - t1
     return {"data_seconds": data, "step_seconds": compute,
-            "train_seconds": data + compute}
+            "train_seconds": data + compute, "trained_params": params}
 
 
 def run_anomalib(images, backbone, device, batch_size, epochs) -> dict:
@@ -89,31 +95,31 @@ def run_anomalib(images, backbone, device, batch_size, epochs) -> dict:
     )
 
     size = images.shape[-1]
-    model = ReverseDistillationModel(backbone, (size, size),
-                                     ["layer1", "layer2", "layer3"], "add",
-                                     pre_trained=False).to(device)
-    loss_fn = ReverseDistillationLoss()
-    # lightning_model.py configure_optimizers
-    opt = torch.optim.Adam(list(model.decoder.parameters())
-                           + list(model.bottleneck.parameters()), lr=0.005,
-                           betas=(0.5, 0.99))
     mean = torch.tensor([0.485, 0.456, 0.406], device=device)[:, None, None]
     std = torch.tensor([0.229, 0.224, 0.225], device=device)[:, None, None]
-    model.train()
 
-    def prepare(idx):   # the pre-processor's normalisation (images already sized)
-        return (images[idx].to(device).float() / 255 - mean) / std
+    def make():
+        model = ReverseDistillationModel(backbone, (size, size),
+                                         ["layer1", "layer2", "layer3"], "add",
+                                         pre_trained=False).to(device)
+        loss_fn = ReverseDistillationLoss()
+        trained = [*model.decoder.parameters(), *model.bottleneck.parameters()]
+        # lightning_model.py configure_optimizers
+        opt = torch.optim.Adam(trained, lr=0.005, betas=(0.5, 0.99))
+        model.train()
 
-    def step(x):        # lightning_model.py training_step + Lightning's optimiser
-        loss = loss_fn(*model(x))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        def prepare(idx):   # the pre-processor's normalisation (images already sized)
+            return (images[idx].to(device).float() / 255 - mean) / std
 
-    params = sum(p.numel() for p in [*model.decoder.parameters(),
-                                      *model.bottleneck.parameters()])
-    return _loop(images, batch_size, epochs, device, prepare, step) | {
-        "trained_params": params}
+        def step(x):        # lightning_model.py training_step + Lightning's optimiser
+            loss = loss_fn(*model(x))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        return prepare, step, sum(p.numel() for p in trained)
+
+    return _loop(images, batch_size, epochs, device, make)
 
 
 def _ours_config(backbone, size, batch_size, epochs):
@@ -158,24 +164,28 @@ def run_fuadnb_nocache(images, backbone, device, batch_size, epochs) -> dict:
     from fuadnb.models import rd
 
     cfg = _ours_config(backbone, images.shape[-1], batch_size, epochs)
-    model = rd.build(cfg).to(device)
-    opt = torch.optim.Adam(model.student.parameters(), lr=cfg.lr, betas=cfg.betas)
     images = images.to(device)
-    model.train()
 
-    def prepare(idx):
-        return engine.inputs(images, idx, device, cfg.precision)
+    def make():
+        model = rd.build(cfg).to(device)
+        opt = torch.optim.Adam(model.student.parameters(), lr=cfg.lr,
+                               betas=cfg.betas)
+        model.train()
 
-    def step(x):
-        with torch.no_grad():
-            feats = model.teacher(x)
-        loss = rd.loss(feats, model.student(feats), cfg.loss)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        def prepare(idx):
+            return engine.inputs(images, idx, device, cfg.precision)
 
-    return _loop(images, batch_size, epochs, device, prepare, step) | {
-        "trained_params": sum(p.numel() for p in model.student.parameters())}
+        def step(x):
+            with torch.no_grad():
+                feats = model.teacher(x)
+            loss = rd.loss(feats, model.student(feats), cfg.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return prepare, step, sum(p.numel() for p in model.student.parameters())
+
+    return _loop(images, batch_size, epochs, device, make)
 
 
 def child(point: dict) -> dict:
