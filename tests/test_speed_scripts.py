@@ -80,3 +80,25 @@ def test_the_rde_synthesis_script_runs_at_a_toy_size():
     assert done.returncode == 0, done.stderr
     assert "synthesis share" in done.stdout and "prefetching saves" in done.stdout
     assert done.stdout.count("best of") == 2
+
+
+def test_the_committed_cost_table_holds_what_the_book_says_of_it():
+    """book/running.md's reading of benchmarks/results/cost_growth_cpu.csv."""
+    table = pd.read_csv(REPO / "benchmarks" / "results" / "cost_growth_cpu.csv")
+    assert table.error.isna().all()
+    a = table.drop_duplicates(["method", "sweep"]).set_index(["method", "sweep"])
+    time, memory = a.seconds_exponent, a.memory_exponent
+    for method in ("rd", "rde", "llb-rd"):                      # fixed steps
+        assert abs(time[method, "images"]) < 0.2 and abs(memory[method, "images"]) < 0.2
+    assert 0.7 < time["cdd", "images"] < 1.2                     # fixed epochs
+    assert time["funad", "images"] > 1.3                         # all pairs
+    for method in ("patchcore", "softpatch"):
+        assert 0.7 < time[method, "images"] < 1.2
+        assert 3.5 < time[method, "image_size"] < 4.5             # bank x picks
+        assert time["llb-patchcore", "image_size"] < time[method, "image_size"]
+    for method in ("rd", "rde", "cdd", "llb-rd"):
+        assert time[method, "image_size"] < 2
+    assert (memory.xs("image_size", level="sweep") < 2).all()
+    assert set(table.method) == set(_script("cost_growth").METHODS)
+    assert (book := (REPO / "book" / "cost_growth.md").read_text()).count("| ") > 8
+    assert "cost_growth_cpu.svg" in book and "cost_growth_cpu.csv" in book
