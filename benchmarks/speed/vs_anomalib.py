@@ -209,7 +209,15 @@ def child(point: dict) -> dict:
             runs.append(run_fuadnb_nocache(*args))
     out = min(runs, key=lambda r: r["train_seconds"]) | {
         "train_seconds_all": [round(r["train_seconds"], 3) for r in runs]}
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        peer = version("anomalib")
+    except PackageNotFoundError:
+        peer = None
     return point | out | {
+        "torch": torch.__version__, "anomalib": peer,
+        "date": time.strftime("%Y-%m-%d"),
         "images_per_second": point["epochs"] * point["images"] / out["train_seconds"],
         "peak_rss_mib": _peak_mib(), "rss_before_mib": before,
         "peak_cuda_mib": torch.cuda.max_memory_allocated(device) / 2**20

@@ -352,17 +352,21 @@ def training_batches(cfg: Config, train_images: torch.Tensor, textures: torch.Te
 
 
 def fit(cfg: Config, train_images: torch.Tensor, *, device: torch.device,
-        progress: bool = False, prefetch: bool = True) -> RDE:
+        progress: bool = False, prefetch: bool | None = None) -> RDE:
     """Train RD-E on uint8 images (N, 3, S, S) for `steps` iterations (``iterations``
     rounded up to whole epochs, as train.py); returns the last iteration's model, in
     eval mode.
 
     The batches and their synthetic anomalies are `training_batches`; with
-    `prefetch` (the default) a background thread makes the next two while the
-    networks train on this one (`fuadnb.engine.prefetch`: the same batches, so the
-    same model, only sooner; benchmarks/speed/rde_synthesis.py measures the share
-    of a step the synthesis takes).
+    `prefetch` a background thread makes the next two while the networks train on
+    this one (`fuadnb.engine.prefetch`: the same batches, so the same model, only
+    sooner). By default only on a GPU, where the synthesis (on the CPU) then
+    overlaps the step: on a CPU both compete for the same cores, and two threads
+    running torch's parallel kernels at once slowed a 2-core fit by 69 % where the
+    synthesis takes 3.6 % of a step (benchmarks/speed/rde_synthesis.py).
     """
+    if prefetch is None:
+        prefetch = device.type == "cuda"
     n = len(train_images)
     model = engine.prepare(build(cfg), device, cfg.precision)
     textures = texture_source(cfg)

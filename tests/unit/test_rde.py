@@ -270,7 +270,8 @@ def test_the_budget_counts_the_images_the_batches_carry(iterations, whole):
                                                                       else 16)
 
 
-def test_prefetched_synthesis_gives_the_same_anomalies_and_the_same_model():
+def test_prefetched_synthesis_gives_the_same_anomalies_and_the_same_model(
+        monkeypatch):
     """RD-E's batches and synthetic anomalies made ahead in a background thread
     (the default) or inline: the same seed gives the same batches, the same
     anomalies and so the same trained model."""
@@ -287,8 +288,14 @@ def test_prefetched_synthesis_gives_the_same_anomalies_and_the_same_model():
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not torch.equal(inline[0][1], inline[2][1])       # fresh every batch
     cpu = torch.device("cpu")
-    fast, slow = (rde.fit(cfg, images, device=cpu, prefetch=p) for p in (True, False))
-    assert fast.history == slow.history
+    threads = []
+    real = engine.prefetch
+    monkeypatch.setattr(engine, "prefetch", lambda items: threads.append(1) or
+                        real(items))
+    fast, slow, auto = (rde.fit(cfg, images, device=cpu, prefetch=p)
+                        for p in (True, False, None))
+    assert threads == [1]          # by default no thread on a CPU: it slows the step
+    assert fast.history == slow.history == auto.history
     assert fast.teacher_history == slow.teacher_history
     for (name, a), b in zip(fast.state_dict().items(), slow.state_dict().values(),
                             strict=True):
