@@ -99,6 +99,9 @@ def test_the_committed_cost_table_holds_what_the_book_says_of_it():
     for method in ("rd", "rde", "cdd", "llb-rd"):
         assert time[method, "image_size"] < 2
     assert (memory.xs("image_size", level="sweep") < 2).all()
+    pc = table[(table.method == "patchcore") & (table.sweep == "image_size")
+               ].set_index("image_size").fit_seconds
+    assert round(pc[256] / pc[128]) == 45                  # "45-fold", > 16 x
     assert set(table.method) == set(_script("cost_growth").METHODS)
     assert (book := (REPO / "book" / "cost_growth.md").read_text()).count("| ") > 8
     assert "cost_growth_cpu.svg" in book and "cost_growth_cpu.csv" in book
