@@ -156,8 +156,9 @@ def draw(table: pd.DataFrame, path: Path) -> None:
             ax.set(xscale="log", yscale="log", ylabel=label,
                    xlabel="training images" if sweep == "images" else "image side (px)")
             ax.set_xticks(sorted(table[table.sweep == sweep][x].unique()))
+            ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
             for axis in (ax.xaxis, ax.yaxis):     # plain numbers, not 10^k
-                axis.set_major_formatter(ticker.ScalarFormatter())
+                axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
                 axis.set_minor_formatter(ticker.NullFormatter())
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize="small")
