@@ -203,10 +203,9 @@ def _recurring(spec: Spec, category: str, split: str, defect: str, index: int,
     recurs in production; for objects, moved with the object's centre.
 
     A prototype barely above `min_area` can lose a few pixels off the object's edge
-    in every one of the `MAX_ATTEMPTS` draws; only then are the draws repeated,
-    admitting the first copy that keeps at least half of the prototype's pixels
-    (recorded as ``short_copy``), so that every file that fits as before is
-    unchanged."""
+    in every one of the `MAX_ATTEMPTS` draws; only then is the first draw that keeps
+    at least half of the prototype's pixels admitted (recorded as ``short_copy``),
+    so that every file that fits as before is unchanged."""
     proto, proto_fg = _prototype(spec, category, defect, p)
     b = _base(spec, category, split, defect, index)
     base = _quantize(b.img, b.noise)
@@ -215,12 +214,9 @@ def _recurring(spec: Spec, category: str, split: str, defect: str, index: int,
     centre = _centroid(src.astype(float))
     move = (_centroid(b.fg) - _centroid(proto_fg)) if b.bg is not None else 0.0
     half = -(-int(src.sum()) // 2)
-    for attempt in range(2 * MAX_ATTEMPTS):
-        short = attempt >= MAX_ATTEMPTS
-        if short and half >= min_area(spec.size):
-            break                                   # a large prototype: no rescue
-        rng = _rng(spec.seed, category, split, defect, index, "jitter",
-                   attempt % MAX_ATTEMPTS)
+    short = None                     # the first short copy, if no draw fits
+    for attempt in range(MAX_ATTEMPTS):
+        rng = _rng(spec.seed, category, split, defect, index, "jitter", attempt)
         angle = rng.uniform(-3, 3)
         shift = rng.uniform(-0.03, 0.03, size=2) * spec.size
         t = np.deg2rad(angle)
@@ -235,12 +231,15 @@ def _recurring(spec: Spec, category: str, split: str, defect: str, index: int,
                                       cval=0.0) > 0.5
         out = np.where(inside[..., None], np.clip(np.rint(warped), 0, 255),
                        base).astype(np.uint8)
-        sample = _admit(spec, out, base, allowed, {"base": b.info},
-                        smallest=half if short else None, type=defect, prototype=p,
-                        angle=angle, dy=shift[0], dx=shift[1],
-                        attempt=attempt % MAX_ATTEMPTS,
-                        **({"short_copy": True} if short else {}))
+        draw = {"type": defect, "prototype": p, "angle": angle, "dy": shift[0],
+                "dx": shift[1], "attempt": attempt}
+        sample = _admit(spec, out, base, allowed, {"base": b.info}, **draw)
         if sample is not None:
             return sample
+        if short is None and half < min_area(spec.size):
+            short = _admit(spec, out, base, allowed, {"base": b.info}, smallest=half,
+                           **draw, short_copy=True)
+    if short is not None:
+        return short
     raise RuntimeError(f"{category}/{split}/{defect}/{index}: prototype {p} does "
                        f"not fit in {MAX_ATTEMPTS} attempts (seed {spec.seed})")
