@@ -19,7 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fuadnb.notebooks import CHAPTERS, BookError, execute, only_declared, repo_root
+from fuadnb.experiment import check_parameters
+from fuadnb.notebooks import (
+    CHAPTERS,
+    BookError,
+    check_names,
+    execute,
+    only_declared,
+    repo_root,
+    with_defaults,
+)
 
 # (npm package, files in it, the part of their path dropped, folder in book/_vendor):
 # what the offline book serves itself instead of loading from CDNs
@@ -88,18 +97,36 @@ def jupyter_book(root: Path) -> Path:
     return root / "_build" / "html" / "index.html"
 
 
+def preflight(root: Path, parameters: dict[str, Any]) -> None:
+    """Refuse, before any kernel starts, a parameter no chapter declares (with a
+    close match) and a value a chapter could not run with
+    (`fuadnb.experiment.check_parameters`: names, paths, the learning-bias curve's
+    interval against the run's steps)."""
+    sources = [root / "notebooks" / f"{name}.ipynb" for name in CHAPTERS]
+    check_names(sources, parameters, "book -p")
+    for src in sources:
+        try:
+            check_parameters(with_defaults(src, parameters), src.parent)
+        except ValueError as err:
+            raise BookError(f"chapter {src.stem}: {err}") from None
+
+
 def build_book(parameters: dict[str, Any], *, root: Path | None = None,
                execute_chapters: bool = True, progress: bool = True,
                log: Callable[[str], None] = print) -> Path:
     """Execute every chapter with `parameters` (each gets those it declares) into
     ``book/chapters/``, then build the HTML. Returns the path of ``index.html``.
 
+    Every parameter is checked before the first kernel starts (`preflight`).
+
     Raises:
-        BookError: a chapter failed (its executed notebook, with the error, is kept
-            for inspection and the HTML is not built), or a tool is missing.
+        BookError: a parameter no chapter declares or a bad value, a chapter
+            failed (its executed notebook, with the error, is kept for inspection
+            and the HTML is not built), or a tool is missing.
     """
     root = root or repo_root()
     if execute_chapters:
+        preflight(root, parameters)
         for name in CHAPTERS:
             src = root / "notebooks" / f"{name}.ipynb"
             params = only_declared(src, parameters)

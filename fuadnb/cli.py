@@ -38,6 +38,46 @@ DEMO_NOISE = (0.0, 0.1, 0.2)
 RUN, DATA, WHERE = "method and profile", "data and contamination", "where and how"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the package's one error line: ``fuadnb: error: ...`` naming the
+    option, and exit status 2 (argparse's own usage block would be several)."""
+
+    def error(self, message: str):
+        self.exit(2, f"fuadnb: error: {message} (see {self.prog} --help)\n")
+
+
+def _seed(text: str) -> int:
+    """A seed option: a whole number from 0 to 2**32 - 1 (numpy's range)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to "
+                                         f"4294967295, got {text!r}")
+    return value
+
+
+def _output_file(path: Path, option: str, inputs: tuple[Path, ...] = ()) -> Path:
+    """An output file's path, resolved: not a folder, and never inside an input
+    folder (a dataset root), which a run only reads; else one ValueError naming
+    `option`."""
+    resolved = path.resolve()
+    if resolved.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name, e.g. "
+                         f"{path / 'results.csv'}")
+    _outside(resolved, option, inputs)
+    return resolved
+
+
+def _outside(resolved: Path, option: str, inputs: tuple[Path, ...]) -> None:
+    for folder in inputs:
+        folder = folder.resolve()
+        if resolved == folder or folder in resolved.parents:
+            raise ValueError(f"{option} {resolved} lies inside the dataset folder "
+                             f"{folder}, which fuadnb only reads; write it elsewhere")
+
+
 def _shared_options() -> dict[str, argparse.ArgumentParser]:
     """Every option more than one command takes, declared once: one parent parser
     per option (and one for those of a run), whose groups name the sections of each
@@ -130,7 +170,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "more anomalies than exist, inject each again with a small random "
                    "rotation and shift (SoftPatch+; e.g. --regime overlap at 0.2 on "
                    "MVTec AD hazelnut); the rows count the copies (n_repeated)")
-    g.add_argument("--seed", type=int, default=111, help="seeds the contamination draw "
+    g.add_argument("--seed", type=_seed, default=111, help="seeds the contamination "
+                   "draw "
                    "and the model (default: %(default)s, RD4AD's)")
 
 
@@ -229,18 +270,34 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_results(args: argparse.Namespace) -> None:
+    csv = _output_file(args.csv, "--csv") if args.csv else None
     df = runs.collect(args.runs)
-    if df.empty:
-        print(f"no finished runs under {args.runs}")
+    if not df.empty:   # does each row still describe the data on disk?
+        df.insert(0, "inputs", [experiment.current(row)
+                                for row in df.to_dict("records")])
+    stale = df["inputs"].str.startswith(("changed", "missing")) if len(df) else []
+    shown = df if args.all or df.empty else df[~stale]
+    if shown.empty:
+        print(f"no finished runs under {args.runs}" + (" of the data as it is now"
+                                                       if len(df) else ""))
     else:
-        _print_table(df)
-        if args.csv:
-            print(f"written: {runs.write_table(df, args.csv)}")
+        _print_table(shown)
+        if csv:
+            print(f"written: {runs.write_table(shown, csv)}")
+    if len(shown) < len(df):
+        print(f"\n{len(df) - len(shown)} run(s) hidden: their data, masks, weights or "
+              "settings changed or no longer exist, so their rows no longer hold; "
+              "--all lists them with why (column inputs)")
     left = runs.incomplete(args.runs)
     if left:
         print(f"\n{len(left)} incomplete run folder(s), not in the table:")
         for folder, why in left:
             print(f"  {folder}: {why}")
+    bad = [(folder, why) for folder, why in left if why.startswith(runs.MALFORMED)]
+    if bad:
+        raise runs.RunCacheError(f"{len(bad)} run folder(s) with a malformed "
+                                 f"metrics.json (listed above), first: {bad[0][0]}: "
+                                 f"{bad[0][1]}")
 
 
 def _papermill():
@@ -264,12 +321,21 @@ def _parameter(text: str) -> tuple[str, object]:
     name, sep, value = text.partition("=")
     if not sep or not name.isidentifier():
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    return name, yaml.safe_load(value)
+    try:
+        return name, yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise argparse.ArgumentTypeError(
+            f"{name}: the value {value!r} is not valid YAML ({err.problem}); quote "
+            f"text, e.g. -p '{name}=\"{value}\"'") from None
 
 
 def cmd_book(args: argparse.Namespace) -> None:
     notebooks, book, _ = _papermill()
     root = notebooks.repo_root()
+    if args.dataset != "synthetic" and not args.root.is_dir():   # as given
+        raise data.DatasetError(f"--root {args.root} does not exist or is not a "
+                                f"folder; pass the folder that holds the "
+                                f"{args.dataset} categories")
     parameters = {"PROFILE": args.profile, "DATASET": args.dataset,
                   "DATA_ROOT": _notebook_path(args.root, root),
                   "RUNS_ROOT": _notebook_path(args.runs, root), "DEVICE": args.device,
@@ -295,37 +361,51 @@ def cmd_grid(args: argparse.Namespace) -> None:
     _, _, grid = _papermill()
     out = args.out or Path("runs") / "notebooks" / args.grid.stem
     overrides = {"DEVICE": args.device} if args.device else None
+    notebook, _, points = grid.load_grid(args.grid, overrides)   # checked up front
+    roots = tuple({(notebook.parent / p["DATA_ROOT"]).resolve() for p in points
+                   if isinstance(p.get("DATA_ROOT"), str) and p["DATA_ROOT"]})
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the executed "
+                         "notebooks and grid_results.csv")
+    _outside(out.resolve(), "--out", roots)
+    table = _output_file(args.table, "--table", roots) if args.table else None
     address = args.scheduler or args.cluster
     if args.device:     # one clear error before any kernel starts; a cluster's
         # workers may have GPUs this machine lacks: there only the name is checked
         (parse_device if address or args.dry_run else pick_device)(args.device)
     if args.dry_run:
-        todo = grid.pending(args.grid, out, overrides)
+        todo = grid.pending(args.grid, out, overrides, resume=table)
         print("\n".join(todo) + ("\n" if todo else "")
               + f"{len(todo)} grid point(s) to run into {out}")
         return
-    if address:
-        from fuadnb import cluster
-        table = cluster.run_grid(args.grid, out, address, jobs=args.jobs,
-                                 overrides=overrides)
-    else:
-        jobs = 1 if args.jobs is None else args.jobs
-        table = grid.run_grid(args.grid, out, jobs=jobs, progress=not args.quiet,
-                              overrides=overrides)
-    ok = int((table["status"] == "ok").sum())
-    print(f"{ok} grid points ok, {len(table) - ok} failed; executed "
+    try:
+        if address:
+            from fuadnb import cluster
+            rows = cluster.run_grid(args.grid, out, address, jobs=args.jobs,
+                                    overrides=overrides, resume=table)
+        else:
+            jobs = 1 if args.jobs is None else args.jobs
+            rows = grid.run_grid(args.grid, out, jobs=jobs, progress=not args.quiet,
+                                 overrides=overrides, resume=table)
+    except grid.GridInterrupted as stopped:   # the finished points' rows kept
+        if table and len(stopped.table):
+            print(f"table (the finished points): "
+                  f"{runs.write_table(stopped.table, table)}")
+        raise
+    ok = int((rows["status"] == "ok").sum())
+    print(f"{ok} grid points ok, {len(rows) - ok} failed; executed "
           f"notebooks and {out / 'grid_results.csv'} in {out}")
-    wide = grid.summary(table)
+    wide = grid.summary(rows)
     if wide is not None:
         print(f"\nimage AUROC by category:\n{wide.round(3).to_string()}")
-    if args.table:
-        print(f"table: {runs.write_table(table, args.table)}")
-    _raise_failed(table, out)
+    if table:
+        print(f"table: {runs.write_table(rows, table)}")
+    _raise_failed(rows, out)
 
 
 def parser() -> argparse.ArgumentParser:
     """The ``fuadnb`` argument parser."""
-    p = argparse.ArgumentParser(prog="python -m fuadnb", description=(
+    p = Parser(prog="python -m fuadnb", description=(
         "Fully unsupervised anomaly detection: generate the synthetic benchmark, run "
         "a method on a contaminated training set, collect results."))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -342,7 +422,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--size", type=int, help="image side in pixels, a power of two "
                    "(default: 256; 64 with --tiny)")
     g.add_argument("--tiny", action="store_true", help="the tiny test-sized variant")
-    g.add_argument("--seed", type=int, default=0, help="generator seed "
+    g.add_argument("--seed", type=_seed, default=0, help="generator seed "
                    "(default: %(default)s)")
     g.add_argument("--categories", nargs="+", choices=sorted(synthetic.CATEGORIES),
                    help="only these categories (default: all)")
@@ -423,8 +503,17 @@ def parser() -> argparse.ArgumentParser:
                     "to run (never run, failed or interrupted) and run nothing")
     gr.set_defaults(func=cmd_grid)
 
-    s = command("results", ("runs",), help="list the finished runs as a table")
-    s.add_argument("--csv", type=Path, help="also write the full table to this CSV")
+    s = command("results", ("runs",), help="list the finished runs as a table",
+                description="List every finished run under --runs as one table. "
+                "Each row is checked against the data on disk (column inputs: "
+                "current, changed: <which inputs>, missing: <why>, unknown for rows "
+                "older than this check); rows whose data or settings changed are "
+                "hidden unless --all. Incomplete and malformed run folders are "
+                "listed after the table, each on its own line; a malformed "
+                "metrics.json makes the exit status 2.")
+    s.add_argument("--csv", type=Path, help="also write the table shown to this CSV")
+    s.add_argument("--all", action="store_true", help="also list the runs whose "
+                   "inputs no longer match the data on disk, with why")
     s.set_defaults(func=cmd_results)
     return p
 

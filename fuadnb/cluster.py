@@ -128,13 +128,15 @@ def slots(c) -> int:
 
 def run_grid(grid_file: Path, out: Path, address: str, *, jobs: int | None = None,
              overrides: dict[str, Any] | None = None,
-             log: Callable[[str], None] = print) -> pd.DataFrame:
+             log: Callable[[str], None] = print,
+             resume: Path | None = None) -> pd.DataFrame:
     """`fuadnb.grid.run_grid` with every point executed on a Dask cluster.
 
     Args:
         address: ``"local"`` (a `LocalCluster` of `jobs` workers, default 2) or a
             scheduler's address.
         jobs: points in flight at once (default: the cluster's worker threads).
+        resume: a committed table of the grid (`fuadnb.grid.run_grid`).
     """
     if jobs is not None and jobs < 1:
         raise BookError(f"jobs must be >= 1, got {jobs}")
@@ -143,4 +145,5 @@ def run_grid(grid_file: Path, out: Path, address: str, *, jobs: int | None = Non
         log(f"Dask cluster {c.scheduler.address}: {len(c.nthreads())} worker(s), "
             f"{in_flight} point(s) at once")
         return grid.run_grid(grid_file, out, jobs=in_flight, progress=False,
-                             overrides=overrides, log=log, runner=runner(c))
+                             overrides=overrides, log=log, runner=runner(c),
+                             resume=resume)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
+import math
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -21,12 +24,23 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
-from fuadnb import data, engine, evaluate, metrics, models, runs
+from fuadnb import config, data, engine, evaluate, metrics, models, runs
 from fuadnb.data import synthetic
-from fuadnb.data.contamination import ContaminationError
+from fuadnb.data.contamination import REGIMES, ContaminationError
 from fuadnb.strategies import STRATEGIES
-from fuadnb.utils import Timer, __version__, device_name, git_commit, pick_device
+from fuadnb.utils import (
+    Timer,
+    __version__,
+    check_name,
+    device_name,
+    git_commit,
+    parse_device,
+    pick_device,
+)
+
+DEFINITIONS = ("softpatch", "fraction")
 
 
 @dataclass
@@ -71,15 +85,36 @@ class Scenario:
     repeat: bool = False
     seed: int = 111
 
-    def __post_init__(self):   # one value whatever the caller's types
-        repeat, seed = self.repeat, self.seed
+    def __post_init__(self):   # every field checked, one value whatever the types
+        if self.dataset not in data.DATASETS:
+            raise _field("dataset", f"must be one of {list(data.DATASETS)}, got "
+                         f"{self.dataset!r}")
+        if not isinstance(self.root, (str, Path)) or not str(self.root).strip():
+            raise _field("root", f"must be a dataset folder (a path), got "
+                         f"{self.root!r}")
+        try:
+            check_name(self.category, "it")
+        except ValueError as err:
+            raise _field("category", str(err).removeprefix("it ")) from None
+        ratio = _number(self.noise_ratio)
+        if ratio is None or not math.isfinite(ratio) or ratio < 0:
+            raise _field("noise_ratio", f"must be a finite number >= 0, got "
+                         f"{self.noise_ratio!r}")
+        if self.regime not in REGIMES:
+            raise _field("regime", f"must be one of {list(REGIMES)}, got "
+                         f"{self.regime!r}")
+        if self.definition not in DEFINITIONS:
+            raise _field("definition", f"must be one of {list(DEFINITIONS)}, got "
+                         f"{self.definition!r}")
+        repeat, seed = self.repeat, _number(self.seed)
         if not isinstance(repeat, (bool, np.bool_)) and repeat not in (0, 1):
-            raise ValueError(f"repeat must be true or false, got {repeat!r}")
-        if isinstance(seed, (bool, np.bool_)) or not float(seed).is_integer():
-            raise ValueError(f"seed must be a whole number, got {seed!r}")
-        for name, kind in (("root", Path), ("noise_ratio", float), ("repeat", bool),
-                           ("seed", int)):
-            object.__setattr__(self, name, kind(getattr(self, name)))
+            raise _field("repeat", f"must be true or false, got {repeat!r}")
+        if seed is None or not seed.is_integer() or not 0 <= seed < 2**32:
+            raise _field("seed", f"must be a whole number from 0 to 2**32 - 1, got "
+                         f"{self.seed!r}")
+        for name, value in (("root", Path(self.root)), ("noise_ratio", ratio),
+                            ("repeat", bool(repeat)), ("seed", int(seed))):
+            object.__setattr__(self, name, value)
 
     def replace(self, **changes: Any) -> Scenario:
         """This scenario with some fields changed (e.g. ``noise_ratio=0.0``)."""
@@ -114,6 +149,38 @@ class Scenario:
         split = self.contaminate(self.index())
         check_split(split, self.root)
         return split
+
+
+# a Scenario field -> the CLI option and the notebook parameter that set it
+FIELDS = {"dataset": ("--dataset", "DATASET"), "root": ("--root", "DATA_ROOT"),
+          "category": ("--category", "CATEGORY"),
+          "noise_ratio": ("--noise", "NOISE_RATIO"), "regime": ("--regime", "REGIME"),
+          "definition": ("--definition", "DEFINITION"),
+          "repeat": ("--repeat", "REPEAT"), "seed": ("--seed", "SEED")}
+
+
+def _field(name: str, what: str) -> ValueError:
+    """A bad Scenario field, named as the API, the CLI and the notebooks name it."""
+    option, parameter = FIELDS[name]
+    return ValueError(f"{name.replace('_', ' ')} (Scenario {name}, {option}, "
+                      f"{parameter}) {what}")
+
+
+def _number(value: Any) -> float | None:
+    """`value` as a float: a number (not a bool) or a text that reads as one (a
+    grid file's ``"7"``); None for anything else."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return float(value) if _is_number(value) else None
+
+
+def _is_number(value: Any) -> bool:
+    """A real number that is not a bool (``True`` is no noise ratio or seed)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not \
+        isinstance(value, (bool, np.bool_))
 
 
 def environment(device: torch.device) -> dict[str, str]:
@@ -164,6 +231,133 @@ def configure(method: str, *, dataset: str, category: str, profile: str = "demo"
     return module, cfg, STRATEGIES[strategy].config(**own) if strategy else None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What `run` will compute, decided before any image is loaded (`plan`).
+
+    Attributes:
+        module: the method's module; strategy: its strategy's module, or None.
+        cfg: the method's Config, ``precision`` resolved for the device.
+        spec: the run's `runs.RunSpec`: its ``key`` names the trained model, its
+            ``inputs_key`` everything the results row depends on.
+        recipe: JSON-ready arguments that `plan` turns into the same spec again
+            on any machine (`current`), stored in every row.
+    """
+
+    module: ModuleType
+    strategy: ModuleType | None
+    cfg: Any
+    split: data.Split
+    spec: runs.RunSpec
+    recipe: dict[str, Any]
+
+
+def plan(method: str, scenario: Scenario, *, profile: str = "demo",
+         device: str | torch.device = "auto", runs_root: Path | str = "runs",
+         options: dict[str, Any] | None = None, curve_every: int = 0) -> Plan:
+    """The one definition of a run's inputs: method, settings, the contaminated
+    split and the contents of every file the row depends on (training and test
+    images, masks, weights, textures), as `run` uses them; reads the dataset's
+    index and hashes its files, trains nothing.
+
+    Raises:
+        ValueError: a bad argument, naming it (DatasetError / ContaminationError
+            for the data).
+    """
+    if not isinstance(method, str):
+        raise ValueError(f"method must be a method name such as 'rd', got {method!r}")
+    if not isinstance(scenario, Scenario):
+        raise ValueError("scenario must be a fuadnb.experiment.Scenario, got "
+                         f"{type(scenario).__name__}")
+    if profile not in config.PROFILES:
+        raise ValueError(f"profile must be one of {list(config.PROFILES)}, got "
+                         f"{profile!r}")
+    if options is not None and not isinstance(options, Mapping):
+        raise ValueError(f"options must be a mapping of Config field -> value, got "
+                         f"{options!r}")
+    if not _is_number(curve_every) or curve_every < 0 or curve_every != int(
+            curve_every):
+        raise ValueError(f"curve_every must be a whole number >= 0, got "
+                         f"{curve_every!r}")
+    name, _ = parse_method(method)
+    dev = pick_device(device) if isinstance(device, str) else device
+    module, cfg, strategy_cfg = configure(method, dataset=scenario.dataset,
+                                          category=scenario.category, profile=profile,
+                                          seed=scenario.seed, options=options)
+    cfg = dataclasses.replace(cfg, precision=engine.resolve(cfg.precision, dev))
+    split = scenario.split()
+    if curve_every:
+        _check_curve(method, module, name, cfg, len(split.train), curve_every)
+    spec = runs.RunSpec(method, scenario.dataset, scenario.category,
+                        scenario.noise_ratio, scenario.regime, scenario.seed, profile,
+                        cfg, split.manifest, root=runs_root, strategy=strategy_cfg,
+                        inputs=inputs(module, split, cfg), curve_every=curve_every,
+                        # a strategy trains on what its stage-1 scores pick, so
+                        # the method's scoring settings are training settings there
+                        evaluation=() if name else module.EVALUATION,
+                        test_inputs=test_inputs(split))
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    recipe = {"method": method, "profile": profile, "curve_every": int(curve_every),
+              "scenario": scenario.as_dict() | {"root": _portable(scenario.root)},
+              "options": config.to_jsonable(given | {"precision": cfg.precision})}
+    return Plan(module, STRATEGIES[name] if name else None, cfg, split, spec, recipe)
+
+
+def _check_curve(method: str, module: ModuleType, strategy: str | None, cfg: Any,
+                 n_train: int, curve_every: int) -> None:
+    """A learning-bias curve interval the run can record, else one ValueError that
+    names the setting (``--curve-every``, a chapter's ``CURVE_EVERY``) and the
+    largest value that works."""
+    if strategy or not module.MONITOR:
+        raise ValueError(f"curve_every (--curve-every, CURVE_EVERY): method "
+                         f"{method!r} does not report a learning-bias curve (rd "
+                         "does); set it to 0")
+    total = module.budget(cfg, n_train).steps
+    if not 0 < curve_every <= total:
+        raise ValueError(f"curve_every (--curve-every, CURVE_EVERY) {curve_every} "
+                         f"must be between 1 and the run's {total} optimiser steps "
+                         f"({n_train} training images); pass e.g. "
+                         f"-p CURVE_EVERY={max(1, total // 10)}")
+
+
+CHECKOUT = Path(__file__).resolve().parents[1]   # the checkout of an editable install
+
+
+def _portable(root: Path) -> str:
+    """A dataset root as a recipe keeps it: relative to the checkout when inside it
+    (``data/synthetic``, so a committed row holds in any clone), else absolute."""
+    resolved = Path(root).resolve()
+    try:
+        return resolved.relative_to(CHECKOUT).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
+def current(row: Mapping[str, Any]) -> str:
+    """Whether a results row still describes what is on disk: ``"current"`` when
+    its recipe gives the same `runs.RunSpec.inputs_key` today (same data, masks,
+    weights, textures, settings and cache version), else why not: ``"changed:
+    test_images, ..."`` (the inputs whose contents differ), ``"missing: ..."``
+    (the data cannot be read any more) or ``"unknown: ..."`` (a row without a
+    recipe, written before rows kept one)."""
+    recipe = row.get("recipe")
+    if not isinstance(recipe, (str, Mapping)) or not recipe:
+        return "unknown: the row has no recipe (written by an older fuadnb)"
+    try:
+        recipe = json.loads(recipe) if isinstance(recipe, str) else recipe
+        where = recipe["scenario"] | {"root": CHECKOUT / recipe["scenario"]["root"]}
+        again = plan(recipe["method"], Scenario(**where),
+                     profile=recipe["profile"], device="cpu",
+                     options=recipe["options"], curve_every=recipe["curve_every"])
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        return f"missing: {' '.join(str(err).split())}"
+    if again.spec.inputs_key == row.get("inputs_key"):
+        return "current"
+    found = {**again.spec.inputs, **again.spec.test_inputs}
+    changed = [k for k, v in found.items() if row.get(f"inputs.{k}") != v]
+    return "changed: " + (", ".join(changed) or "settings or code (cache version)")
+
+
 def run(method: str, scenario: Scenario, *, profile: str = "demo",
         device: str = "auto", runs_root: Path | str = "runs",
         options: dict[str, Any] | None = None, curve_every: int = 0,
@@ -185,24 +379,17 @@ def run(method: str, scenario: Scenario, *, profile: str = "demo",
             (``MONITOR``), without a strategy.
 
     Returns:
-        the Result; its row is also written to ``<run dir>/metrics.json``.
+        the Result; its row (with the `plan`'s recipe and inputs key, so that
+        `current` can tell later whether it still holds) is also written to
+        ``<run dir>/metrics.json``.
     """
-    name, _ = parse_method(method)
-    strategy = STRATEGIES[name] if name else None
     dev = pick_device(device)
-    module, cfg, strategy_cfg = configure(method, dataset=scenario.dataset,
-                                          category=scenario.category, profile=profile,
-                                          seed=scenario.seed, options=options)
-    cfg = dataclasses.replace(cfg, precision=engine.resolve(cfg.precision, dev))
-    split = scenario.split()
+    planned = plan(method, scenario, profile=profile, device=dev,
+                   runs_root=runs_root, options=options, curve_every=curve_every)
+    module, strategy, cfg = planned.module, planned.strategy, planned.cfg
+    split, spec = planned.split, planned.spec
     runs.check_root(runs_root)
-    spec = runs.RunSpec(method, scenario.dataset, scenario.category,
-                        scenario.noise_ratio, scenario.regime, scenario.seed, profile,
-                        cfg, split.manifest, root=runs_root, strategy=strategy_cfg,
-                        inputs=inputs(module, split, cfg), curve_every=curve_every,
-                        # a strategy trains on what its stage-1 scores pick, so
-                        # the method's scoring settings are training settings there
-                        evaluation=() if strategy else module.EVALUATION)
+    spec.dir   # noqa: B018 -- refuses a run folder outside runs_root before training
     with Timer() as load_timer:
         train_images, _ = data.images.load(split.train, cfg.image_size, masks=False,
                                            load_size=cfg.load_size, progress=progress)
@@ -213,14 +400,7 @@ def run(method: str, scenario: Scenario, *, profile: str = "demo",
     train_ids = split.train["id"].to_numpy(str)
     train_injected = split.train["is_injected"].to_numpy()
     monitor = {}
-    if curve_every:
-        if strategy or not module.MONITOR:
-            raise ValueError(f"curve_every: method {method!r} does not report a "
-                             "learning-bias curve (rd does)")
-        total = module.budget(cfg, len(split.train)).steps
-        if not 0 < curve_every <= total:
-            raise ValueError(f"curve_every {curve_every} must be between 1 and the "
-                             f"run's {total} optimiser steps")
+    if curve_every:   # its value was checked by `plan`
         monitor["monitor"] = Curve(curve_every, module, train_images, train_injected,
                                    test_images.to(dev), split.test["label"].to_numpy(),
                                    split.test_groups())
@@ -266,12 +446,92 @@ def run(method: str, scenario: Scenario, *, profile: str = "demo",
         **{f"test_{k}": v for k, v in split.test_composition().items()
            if not k.startswith("defect:")},
         "final_loss": fit_record["history"][-1] if fit_record["history"] else np.nan,
-        **environment(dev)}
+        **environment(dev), "recipe": json.dumps(planned.recipe, sort_keys=True)}
     runs.save_row(spec, row)
     return Result(row=row, dir=spec.dir, split=split, model=model,
                   test_images=test_images, test_masks=test_masks[:, 0].numpy(),
                   test_maps=maps, test_scores=scores,
                   train_images=train_images.cpu(), train_scores=train_scores)
+
+
+# the Config fields the chapters and the benchmark cell pass as parameters
+# (`fuadnb.nb.options`), by parameter name
+OPTION_PARAMETERS = {"BACKBONE": "backbone", "WEIGHTS": "weights", "STEPS": "steps",
+                     "EPOCHS": "epochs", "ITERATIONS": "iterations",
+                     "IMAGE_SIZE": "image_size", "PRECISION": "precision"}
+
+
+def check_parameters(parameters: Mapping[str, Any], folder: Path | str) -> None:
+    """Check a notebook's parameters before its kernel starts (`fuadnb.book`,
+    `fuadnb.grid`): the run parameters the chapters and the benchmark cell share
+    (``DATASET, DATA_ROOT, CATEGORY, METHOD, PROFILE, NOISE_RATIO, REGIME, SEED,
+    DEVICE, OPTIONS``, the Config fields, ``CURVE_EVERY``), each where present.
+    ``DATA_ROOT`` is read relative to `folder` (the notebook's, papermill's cwd).
+
+    What needs the data (the categories there, the learning-bias curve's interval
+    against the run's optimiser steps) is checked when the data is there: the
+    synthetic benchmark is generated by the first kernel.
+
+    Raises:
+        ValueError: one message naming the parameter and what it must be.
+    """
+    p = dict(parameters)
+
+    def bad(name: str, what: str) -> ValueError:
+        return ValueError(f"parameter {name}={p[name]!r}: {what}")
+
+    dataset = p.get("DATASET", "synthetic")
+    if dataset not in data.DATASETS:
+        raise bad("DATASET", f"must be one of {list(data.DATASETS)}")
+    if "METHOD" in p:
+        try:
+            parse_method(str(p["METHOD"]))
+        except ValueError as err:
+            raise bad("METHOD", str(err)) from None
+    if p.get("PROFILE", "demo") not in config.PROFILES:
+        raise bad("PROFILE", f"must be one of {list(config.PROFILES)}")
+    if "DEVICE" in p:
+        try:
+            parse_device(str(p["DEVICE"]))
+        except RuntimeError as err:
+            raise bad("DEVICE", str(err)) from None
+    if "OPTIONS" in p and p["OPTIONS"] not in ("", None):
+        try:
+            extra = yaml.safe_load(p["OPTIONS"]) if isinstance(p["OPTIONS"], str) \
+                else p["OPTIONS"]
+        except yaml.YAMLError as err:
+            raise bad("OPTIONS", f"not valid YAML ({err.problem})") from None
+        if not isinstance(extra, dict):
+            raise bad("OPTIONS", "must be a YAML mapping of Config field -> value, "
+                      "e.g. {llb.keep: 0.5}")
+    root = p.get("DATA_ROOT") or ""
+    if root == "":
+        return
+    if not isinstance(root, str):
+        raise bad("DATA_ROOT", "must be a folder path (text)")
+    where = (Path(folder) / root).resolve()
+    if not where.is_dir() and dataset != "synthetic":   # synthetic: generated
+        raise bad("DATA_ROOT", f"{where} does not exist or is not a folder; pass the "
+                  f"folder that holds the {dataset} categories")
+    try:
+        scenario = Scenario(dataset, where, p.get("CATEGORY", "grass"),
+                            p.get("NOISE_RATIO", 0.0), p.get("REGIME", "iid"),
+                            p.get("DEFINITION", "softpatch"), p.get("REPEAT", False),
+                            p.get("SEED", 111))
+    except ValueError as err:   # names the field, its option and its parameter
+        raise ValueError(f"parameters: {err}") from None
+    curve_every = p.get("CURVE_EVERY", 0)
+    if not where.is_dir() or not curve_every:
+        return
+    options = {field: p[name] for name, field in OPTION_PARAMETERS.items()
+               if name in p and (isinstance(p[name], bool) or p[name])}
+    method = p.get("METHOD", "rd")   # the chapters that record a curve run RD
+    module, cfg, _ = configure(method, dataset=dataset, category=scenario.category,
+                               profile=p.get("PROFILE", "demo"), seed=scenario.seed,
+                               options=options)
+    split = scenario.split()
+    _check_curve(method, module, parse_method(method)[0], cfg, len(split.train),
+                 curve_every)
 
 
 def check_split(split: data.Split, root: Path | str) -> None:
@@ -294,6 +554,14 @@ def check_split(split: data.Split, root: Path | str) -> None:
             f"{where}: no anomalous test image is left to evaluate on (noise ratio "
             f"{m['ratio']} injects {m['n_injected']} of them into the training set)"
             + (fix or "; the test set has no anomalies"))
+
+
+def test_inputs(split: data.Split) -> dict[str, str]:
+    """Content fingerprints of what a run is evaluated on
+    (`runs.RunSpec.test_inputs`): the test images and their masks, in order."""
+    masks = [p for p in split.test["mask_path"] if p is not None]
+    return {"test_images": runs.fingerprint(split.test["image_path"]),
+            "test_masks": runs.fingerprint(masks)}
 
 
 def inputs(module: ModuleType, split: data.Split, cfg: Any) -> dict[str, str]:
@@ -345,5 +613,5 @@ def table(rows: list[dict] | pd.DataFrame) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     cols = ["method", "dataset", "category", "noise_ratio", "n_injected", "seed",
             "profile", "teacher", "image_auroc", "pixel_auroc", "pixel_aupro",
-            "detection_auroc", "fit_seconds"]
+            "detection_auroc", "fit_seconds", "inputs"]
     return df[[c for c in cols if c in df]]

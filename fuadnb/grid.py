@@ -31,16 +31,21 @@ import yaml
 
 from fuadnb.config import short_hash
 from fuadnb.evaluate import by_category
+from fuadnb.experiment import check_parameters, current
 from fuadnb.notebooks import (
     CHAPTERS,
     BookError,
     Outcome,
+    check_names,
     declared_parameters,
     execute,
     recorded_row,
     repo_root,
+    stop_kernels,
+    with_defaults,
 )
 from fuadnb.runs import write_table
+from fuadnb.utils import confined
 
 
 def load_grid(path: Path, overrides: dict[str, Any] | None = None
@@ -62,38 +67,71 @@ def load_grid(path: Path, overrides: dict[str, Any] | None = None
     path = Path(path)
     try:
         spec = yaml.safe_load(path.read_text())   # YAML is a superset of JSON
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise BookError(f"{path}: cannot read the grid file ({err})") from err
+    shape = (f"{path}: a grid file needs 'notebook' (e.g. 02_reverse_distillation) "
+             "and 'grid' (a non-empty mapping of parameter name -> list of values, "
+             "or a list of such mappings); optional 'fixed' (a mapping of parameter "
+             "name -> value)")
     grids = spec.get("grid") if isinstance(spec, dict) else None
     grids = [grids] if isinstance(grids, dict) else grids
     if not isinstance(grids, list) or not grids or "notebook" not in spec or \
-            not all(isinstance(g, dict) for g in grids):
-        raise BookError(f"{path}: a grid file needs 'notebook' (e.g. "
-                        "02_reverse_distillation) and 'grid' (a mapping of parameter "
-                        "name -> list of values, or a list of such mappings); "
-                        "optional 'fixed' (a mapping)")
+            not all(isinstance(g, dict) and g for g in grids):
+        raise BookError(shape)
+    if not isinstance(spec.get("fixed") or {}, dict):
+        raise BookError(f"{shape}; 'fixed' is a {type(spec['fixed']).__name__}")
     overrides = overrides or {}
     # an override the grids do not vary is fixed, so the points keep their names
     fixed = (spec.get("fixed") or {}) | {k: v for k, v in overrides.items()
                                          if not any(k in g for g in grids)}
-    bad = sorted({k for g in grids for k, v in g.items()
+    bad = sorted({str(k) for g in grids for k, v in g.items()
                   if not isinstance(v, list) or not v})
     if bad:
         raise BookError(f"{path}: grid values must be non-empty lists; fix {bad}")
     notebook = _grid_notebook(path, str(spec["notebook"]))
-    declared = declared_parameters(notebook)
-    unknown = sorted((set(fixed).union(overrides, *grids)) - set(declared))
-    if unknown:
-        raise BookError(f"{path}: {notebook.name} has no parameter(s) {unknown}; it "
-                        f"declares {sorted(declared)}")
+    try:
+        check_names([notebook], dict.fromkeys(set(fixed).union(overrides, *grids)),
+                    f"{path}: {notebook.name}")
+    except TypeError as err:   # a parameter name that is not text
+        raise BookError(f"{path}: parameter names must be text ({err})") from None
     points = [fixed | dict(zip(g, values, strict=True)) | overrides
               for g in grids for values in itertools.product(*g.values())]
+    _check_points(path, notebook, points)
     names = [name for name, _ in _named(fixed, points)]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise BookError(f"{path}: grid points {twice[:3]} appear more than once; "
                         "make the grids disjoint")
     return notebook, fixed, points
+
+
+KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_points(path: Path, notebook: Path, points: list[dict[str, Any]]) -> None:
+    """Every point's values against the notebook's parameters cell, before any
+    kernel starts: each value of the declared type (papermill would inject a
+    float into an int parameter), then the run parameters
+    (`fuadnb.experiment.check_parameters`); one BookError naming the point."""
+    declared = declared_parameters(notebook)
+    defaults = with_defaults(notebook, {})
+    checked: set[str] = set()
+    for point in points:
+        for name, value in point.items():
+            kind = declared[name].get("inferred_type_name", "")
+            ok = KINDS.get(kind)
+            if ok and (not isinstance(value, ok) or (
+                    isinstance(value, bool) and bool not in ok)):
+                raise BookError(f"{path}: parameter {name}={value!r} must be "
+                                f"{kind} (as declared in {notebook.name})")
+        key = short_hash(point)
+        if key in checked:
+            continue
+        checked.add(key)
+        try:
+            check_parameters(defaults | point, notebook.parent)
+        except ValueError as err:
+            raise BookError(f"{path}: {err}") from None
 
 
 def _named(fixed: dict[str, Any], points: list[dict[str, Any]]
@@ -159,37 +197,69 @@ def point_key(code: str, point: dict[str, Any]) -> str:
     return short_hash({"notebook": code, "parameters": point})
 
 
-def _grid_state(grid_file: Path, out: Path, overrides: dict[str, Any] | None
-                ) -> tuple[
+def _grid_state(grid_file: Path, out: Path, overrides: dict[str, Any] | None,
+                resume: Path | None = None) -> tuple[
         Path, list[tuple[str, dict[str, Any]]], dict[str, dict], str]:
     """The grid's notebook, its (name, parameters) points, the rows recorded and the
-    notebook's `code_hash`."""
+    notebook's `code_hash`. The rows are those of ``out/grid_results.csv``, and for
+    points without a finished row there, the finished rows of `resume` (a
+    committed table: `_done` accepts them without their notebooks)."""
     notebook, fixed, points = load_grid(grid_file, overrides)
-    table = out / "grid_results.csv"
+    named = _named(fixed, points)
+    rows = {r["point"]: r for r in _read(out / "grid_results.csv")}
+    code = code_hash(notebook)
+    if resume is not None and Path(resume).is_file():
+        wanted = {name: point_key(code, point) for name, point in named}
+        for row in _read(Path(resume)):
+            name = row.get("point")
+            if name in wanted and not _done(out, rows, name, wanted[name]):
+                rows[name] = row | {"resumed": True}
+    return notebook, named, rows, code
+
+
+def _read(table: Path) -> list[dict]:
+    if not table.is_file():
+        return []
     try:
-        recorded = pd.read_csv(table, keep_default_na=False, dtype={
-            "point": str, "params_hash": str}).to_dict("records") \
-            if table.is_file() else []
+        return read_table(table).to_dict("records")
     except (OSError, ValueError, pd.errors.ParserError) as err:
         raise BookError(f"{table}: unreadable grid table ({err}); delete it to rerun "
                         "every point") from err
-    rows = {r["point"]: r for r in recorded}
-    return notebook, _named(fixed, points), rows, code_hash(notebook)
+
+
+TEXT_COLUMNS = ("point", "params_hash", "run_key", "inputs_key", "recipe", "error")
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A grid's results table, its keys and fingerprints read as text (a hex key
+    such as ``123e4567`` would otherwise become a number)."""
+    header = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, keep_default_na=False, dtype={
+        c: str for c in header if c in TEXT_COLUMNS or c.startswith("inputs.")})
 
 
 def _done(out: Path, rows: dict[str, dict], name: str, key: str) -> bool:
-    """The point `name` finished with these parameters and this notebook: its row
-    says ok, records `key`, and its notebook exists."""
+    """The point `name` finished with these parameters, this notebook and the same
+    inputs: its row says ok and records `key`; its notebook exists (unless the row
+    was resumed from a committed table); and a row that recorded a run
+    (``run_key``) holds a recipe that is `fuadnb.experiment.current`: the same
+    data, masks, weights and settings as on disk now (a row without one cannot
+    tell, so its point runs again)."""
     row = rows.get(name, {})
-    return (row.get("status") == "ok" and str(row.get("params_hash")) == key
-            and (out / f"{name}.ipynb").is_file())
+    if not (row.get("status") == "ok" and str(row.get("params_hash")) == key
+            and (row.get("resumed") or (out / f"{name}.ipynb").is_file())):
+        return False
+    if not row.get("run_key"):   # a notebook that records no run: its parameters
+        return True
+    return bool(row.get("recipe")) and current(row) == "current"
 
 
-def pending(grid_file: Path, out: Path, overrides: dict[str, Any] | None = None
-            ) -> list[str]:
+def pending(grid_file: Path, out: Path, overrides: dict[str, Any] | None = None,
+            resume: Path | None = None) -> list[str]:
     """The names of the grid points that a `run_grid` into `out` would still run
-    (never run, failed, interrupted, or run with other parameters or code)."""
-    _, named, rows, code = _grid_state(grid_file, out, overrides)
+    (never run, failed, interrupted, or run with other parameters, code or
+    inputs)."""
+    _, named, rows, code = _grid_state(grid_file, out, overrides, resume)
     return [name for name, point in named
             if not _done(out, rows, name, point_key(code, point))]
 
@@ -230,18 +300,30 @@ def gpu_devices() -> list[str]:
 Runner = Callable[[Path, Path, dict[str, Any]], Outcome]
 
 
+class GridInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a grid: no new point started, the running kernels
+    were stopped, and ``table`` holds the rows of the points that finished (also
+    written to ``grid_results.csv``)."""
+
+    def __init__(self, table: pd.DataFrame):
+        super().__init__("grid interrupted")
+        self.table = table
+
+
 def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True,
              overrides: dict[str, Any] | None = None,
              log: Callable[[str], None] = print,
-             runner: Runner | None = None) -> pd.DataFrame:
+             runner: Runner | None = None, resume: Path | None = None
+             ) -> pd.DataFrame:
     """Run a grid; ``out/<name>.ipynb`` per point and ``out/grid_results.csv``.
 
-    A point whose results row says ``ok`` with the same `point_key` (notebook code
-    and every parameter, fixed ones included) and whose notebook exists is skipped; a
-    failure is recorded (status ``failed`` and the error) and the next point runs.
-    The table (in grid order) is rewritten atomically after every point, so a run
-    killed at any moment resumes with no row lost or repeated (the interrupted
-    points rerun).
+    A point is done, and skipped, when its results row says ``ok`` with the same
+    `point_key` (notebook code and every parameter, fixed ones included), its
+    notebook exists, and the run it recorded still has the same inputs (`_done`);
+    a failure is recorded (status ``failed`` and the error) and the next point
+    runs. The table (in grid order) is rewritten atomically after every point, so
+    a run killed at any moment resumes with no row lost or repeated (the
+    interrupted points rerun).
 
     Args:
         overrides: parameters set for every point (`load_grid`).
@@ -253,13 +335,21 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
         runner: executes one point elsewhere (`Runner`, e.g. on a Dask cluster:
             `fuadnb.cluster.run_grid`); this process still decides what to skip and
             writes every notebook and row. Default: a local kernel.
+        resume: a committed table of this grid (``--table``): its finished rows
+            whose parameters, code and inputs match count as done, so a grid
+            resumes on a fresh clone.
+
+    Raises:
+        GridInterrupted: on Ctrl-C or SIGTERM (a KeyboardInterrupt in this
+            thread): no point starts after it, running kernels are stopped, the
+            finished points' rows are written.
     """
     if jobs < 1:
         raise BookError(f"jobs must be >= 1, got {jobs}")
-    notebook, named, rows, code = _grid_state(grid_file, out, overrides)
+    notebook, named, rows, code = _grid_state(grid_file, out, overrides, resume)
     out.mkdir(parents=True, exist_ok=True)
     table, order = out / "grid_results.csv", [name for name, _ in named]
-    todo, lock = [], threading.Lock()
+    todo, lock, stop = [], threading.Lock(), threading.Event()
     gpus = gpu_devices() if jobs > 1 and runner is None else []
     slots: queue.SimpleQueue[int] = queue.SimpleQueue()   # free worker slots
     for slot in range(jobs):
@@ -281,37 +371,57 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
 
     def execute_point(item):
         label, name, point = item
+        if stop.is_set():   # interrupted before it started
+            return item, None
         slot = slots.get()
         gpu = gpus[slot % len(gpus)] if gpus else None
         try:
             say(f"{label}: running" + (f" on GPU {gpu}" if gpu is not None else ""))
             dst = out / f"{name}.ipynb"
+            confined(dst, out, "grid point")
             return item, (runner(notebook, dst, point) if runner is not None
                           else local(notebook, dst, point, gpu))   # never raise
         finally:
             slots.put(slot)
 
-    def record(item, outcome: Outcome) -> None:   # only ever in this thread
+    def finished() -> pd.DataFrame:
+        return pd.DataFrame([{k: v for k, v in rows[n].items() if k != "resumed"}
+                             for n in order if n in rows])
+
+    def record(item, outcome: Outcome | None) -> None:   # only ever in this thread
+        if outcome is None or stop.is_set():   # not run, or stopped mid-way
+            return
         label, name, point = item
         row = {"point": name, "status": "ok" if outcome.ok else "failed",
                "error": outcome.error, "seconds": round(outcome.seconds, 1),
                "notebook": f"{name}.ipynb", "params_hash": point_key(code, point),
                **{f"param.{p}": v for p, v in point.items()}}
         rows[name] = row | (recorded_row(outcome.notebook) if outcome.ok else {})
-        ordered = [rows[n] for n in order if n in rows] + [
-            r for n, r in rows.items() if n not in order]
-        write_table(pd.DataFrame(ordered), table)
+        write_table(finished(), table)
         say(f"{label}: {row['status']} in {outcome.seconds:.0f} s"
             + (f": {outcome.error}" if outcome.error else ""))
 
     with _threads_per_kernel(jobs if runner is None else 1):
-        if todo:
-            record(*execute_point(todo[0]))
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            if todo:   # alone: it may prepare what the others share
+                record(*pool.submit(execute_point, todo[0]).result())
             for done in as_completed([pool.submit(execute_point, item)
                                       for item in todo[1:]]):
                 record(*done.result())
-    return pd.DataFrame([rows[n] for n in order if n in rows])
+        except KeyboardInterrupt:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            stop_kernels()   # the running points end now, unrecorded
+            pool.shutdown(wait=True)
+            if rows:
+                write_table(finished(), table)
+            say(f"interrupted: no new point started; {table} holds the finished "
+                "points")
+            raise GridInterrupted(finished()) from None
+        finally:
+            pool.shutdown(wait=True)
+    return finished()
 
 
 def summary(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame | None:

@@ -14,7 +14,11 @@ The only module that imports papermill; nothing in fuadnb imports this one but
 
 from __future__ import annotations
 
+import ast
+import difflib
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,15 +81,44 @@ def kernel_pythonpath() -> str:
     return os.pathsep.join([str(PACKAGE_ROOT), *rest])
 
 
+_RUNNING: set[int] = set()   # process ids of the kernels `execute` started
+_RUNNING_LOCK = threading.Lock()
+
+
 def kernel_manager(env: dict[str, str]) -> type[AsyncKernelManager]:
     """nbclient's kernel manager class, whose kernels start with the environment
-    `env` (instead of this process's ``os.environ``, which stays as it is)."""
+    `env` (instead of this process's ``os.environ``, which stays as it is) and are
+    known to `stop_kernels` while they run."""
 
     class KernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:
             await super().start_kernel(**({"env": env} | kw))
+            self._fuadnb_pid = getattr(self.provisioner, "pid", None)
+            if self._fuadnb_pid:
+                with _RUNNING_LOCK:
+                    _RUNNING.add(self._fuadnb_pid)
+
+        async def shutdown_kernel(self, *args: Any, **kw: Any) -> None:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(getattr(self, "_fuadnb_pid", None))
+            await super().shutdown_kernel(*args, **kw)
 
     return KernelManager
+
+
+def stop_kernels() -> int:
+    """Kill every kernel `execute` started that still runs (an interrupted grid:
+    its points end now instead of running to the end); returns how many. Their
+    `execute` calls return failed Outcomes."""
+    with _RUNNING_LOCK:
+        pids = sorted(_RUNNING)
+        _RUNNING.clear()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return len(pids)
 
 
 def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
@@ -118,6 +151,34 @@ def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
         return Outcome(dst, False, time.perf_counter() - start,
                        f"{type(err).__name__}: {err}")
     return Outcome(dst, True, time.perf_counter() - start)
+
+
+def with_defaults(notebook: Path, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter `notebook` declares, at its default unless `parameters`
+    gives it (what its kernel will see; defaults that are not literals are left
+    out)."""
+    found = {}
+    for name, info in declared_parameters(notebook).items():
+        try:
+            found[name] = ast.literal_eval(info.get("default", ""))
+        except (ValueError, SyntaxError):
+            continue
+    return found | only_declared(notebook, parameters)
+
+
+def check_names(notebooks: list[Path], parameters: dict[str, Any], what: str
+                ) -> None:
+    """Refuse parameters that none of `notebooks` declares (papermill would drop
+    them silently and the run would use its defaults): one BookError naming
+    them, a close match and the parameters the notebooks do declare."""
+    declared = sorted(set().union(*(declared_parameters(n) for n in notebooks)))
+    unknown = [k for k in parameters if k not in declared]
+    if unknown:
+        hints = [f"{k} (did you mean {close[0]}?)" if (
+            close := difflib.get_close_matches(k, declared, n=1)) else k
+            for k in unknown]
+        raise BookError(f"{what}: no parameter(s) {', '.join(hints)}; the "
+                        f"declared ones are {', '.join(declared)}")
 
 
 def only_declared(notebook: Path, parameters: dict[str, Any]) -> dict[str, Any]:

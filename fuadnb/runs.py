@@ -16,7 +16,11 @@ method's full Config and `CACHE_VERSION`. Its folder holds::
 The key covers contents, not names: `RunSpec.inputs` holds fingerprints of the
 training images actually used and of a teacher weights file (`fingerprint`), so
 regenerated data, another copy of a dataset or a weights file replaced in place give
-another key and a fresh training, never a stale model.
+another key and a fresh training, never a stale model. A results row depends on more
+than its model: `RunSpec.inputs_key` adds the evaluation settings and the contents of
+the test images and masks (`RunSpec.test_inputs`). That one key is what the run
+cache, the grid's "done" and ``results``' "current" all compare
+(`fuadnb.experiment.current`).
 
 A trained model's folder is written as a hidden temporary sibling
 (``.s111-<key>.tmp-<pid>-<random>``) and renamed into place once ``fit.json`` is
@@ -46,7 +50,7 @@ import pandas as pd
 import torch
 
 from fuadnb.config import short_hash, to_jsonable
-from fuadnb.utils import atomic_path, atomic_write_text, pid_alive
+from fuadnb.utils import atomic_path, atomic_write_text, confined, pid_alive
 
 CACHE_VERSION = 5   # bump by hand when a code change should invalidate cached runs
 TMP_MARK = ".tmp-"  # in the names of the hidden folders a training writes into
@@ -94,6 +98,7 @@ class RunSpec:
     inputs: dict = field(default_factory=dict)  # content fingerprints (`fingerprint`)
     curve_every: int = 0                       # steps between learning-bias records
     evaluation: tuple[str, ...] = ()           # cfg fields left out of the key
+    test_inputs: dict = field(default_factory=dict)  # test images' and masks'
 
     def identity(self) -> dict:
         """Everything hashed into the run key (JSON-ready): what the trained model
@@ -114,24 +119,43 @@ class RunSpec:
 
     @property
     def key(self) -> str:
+        """The run key: what the trained model depends on (`identity`)."""
         return short_hash(self.identity())
 
     @property
+    def inputs_key(self) -> str:
+        """What a results row depends on: the run key's inputs, the evaluation
+        settings it leaves out, and the contents of the test images and masks."""
+        return short_hash({"run": self.identity(), "cfg": to_jsonable(self.cfg),
+                           "test": dict(self.test_inputs)})
+
+    @property
     def dir(self) -> Path:
+        """The run folder, always inside `root` (a category or method name that
+        would lead out of it is one ValueError)."""
         tag = f"n{self.noise_ratio:.2f}-{self.regime}"
-        return (Path(self.root) / self.method / self.dataset / self.category / tag
-                / f"s{self.seed}-{self.key}")
+        folder = (Path(self.root) / self.method / self.dataset / self.category / tag
+                  / f"s{self.seed}-{self.key}")
+        confined(folder, self.root, "run folder")
+        return folder
 
 
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}   # (path, size, mtime_ns) -> sha1
+_FILE_HASHES: dict[tuple, str] = {}   # (path, dev, inode, size, mtime, ctime) -> sha1
 
 
 def file_hash(path: Path | str) -> str:
-    """The sha1 of a file's bytes, remembered per (path, size, mtime_ns) so a file is
-    read once per process unless it changes."""
+    """The sha1 of a file's bytes, remembered per (path, device, inode, size,
+    mtime_ns, ctime_ns), so a file is read once per process unless it changes.
+
+    The modification time alone is not enough: a program can write a file and set
+    its mtime back (``touch -r``, ``os.utime``, an archive tool). The change time
+    (ctime) is set by the kernel on every write, rename or utime, and no user call
+    can set it, so a rewritten file always gets a new key; a file replaced by
+    another (a rename) also has another inode."""
     path = Path(path)
     st = path.stat()
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    key = (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+           st.st_ctime_ns)
     if key not in _FILE_HASHES:
         with open(path, "rb") as f:
             _FILE_HASHES[key] = hashlib.file_digest(f, "sha1").hexdigest()
@@ -166,6 +190,25 @@ def check_root(root: Path | str) -> Path:
                             f"({err.strerror or err}); pass a writable folder with "
                             "--runs") from err
     return root
+
+
+ROW_COLUMNS = ("method", "dataset", "category", "noise_ratio", "regime", "seed",
+               "profile", "run_key", "image_auroc")   # every results row has them
+
+
+def read_row(path: Path) -> dict:
+    """A run's ``metrics.json`` as a results row, or one RunCacheError naming the
+    file: unreadable, not a JSON object, or without the columns every row has."""
+    row = read_json(path)
+    if not isinstance(row, dict):
+        raise RunCacheError(f"{path}: not a results row (a JSON object expected, "
+                            f"found {type(row).__name__}); delete {path.parent} and "
+                            "rerun the same command")
+    missing = [c for c in ROW_COLUMNS if c not in row]
+    if missing:
+        raise RunCacheError(f"{path}: not a results row (no {', '.join(missing)}); "
+                            f"delete {path.parent} and rerun the same command")
+    return row
 
 
 def read_json(path: Path) -> Any:
@@ -334,19 +377,21 @@ def flat_row(spec: RunSpec) -> dict:
                                  "regime", "seed", "profile")}
     row |= {"definition": spec.split["definition"], "source": spec.split["source"],
             "n_injected": spec.split["n_injected"],
-            "n_repeated": len(spec.split.get("augmented", {})), "run_key": spec.key}
+            "n_repeated": len(spec.split.get("augmented", {})), "run_key": spec.key,
+            "inputs_key": spec.inputs_key}
+    row |= {f"inputs.{k}": v for k, v in {**spec.inputs, **spec.test_inputs}.items()}
     row |= {f"cfg.{k}": v for k, v in to_jsonable(spec.cfg).items()}
     row |= {f"strategy.{k}": v for k, v in ident.get("strategy", {}).items()}
     return row
 
 
 def collect(root: Path | str = "runs") -> pd.DataFrame:
-    """One row per finished run under `root` (every readable ``metrics.json``; see
-    `incomplete` for the others)."""
+    """One row per finished run under `root` (every ``metrics.json`` that is a
+    results row, `read_row`; `incomplete` lists the others, each on its own)."""
     rows = []
     for path in sorted(Path(root).rglob("metrics.json")):
         try:
-            rows.append(read_json(path))
+            rows.append(read_row(path))
         except RunCacheError:
             continue
     if not rows:
@@ -357,10 +402,13 @@ def collect(root: Path | str = "runs") -> pd.DataFrame:
     return df.sort_values(order, kind="stable").reset_index(drop=True)
 
 
+MALFORMED = "malformed metrics.json"   # how `incomplete` begins such a reason
+
+
 def incomplete(root: Path | str = "runs") -> list[tuple[Path, str]]:
     """Run folders under `root` that `collect` leaves out, each with the reason:
     an interrupted training's temporary folder, a model trained but not evaluated,
-    or an unreadable ``metrics.json``."""
+    or a `MALFORMED` ``metrics.json`` (unreadable, or not a results row)."""
     found = []
     for path in sorted(Path(root).rglob("*")):
         if not path.is_dir():
@@ -374,10 +422,10 @@ def incomplete(root: Path | str = "runs") -> list[tuple[Path, str]]:
                           "the same command"))
         elif (path / "metrics.json").is_file():
             try:
-                read_json(path / "metrics.json")
+                read_row(path / "metrics.json")
             except RunCacheError as err:
-                found.append((path, f"unreadable metrics.json ({err.__cause__}); rerun "
-                              "the same command"))
+                why = str(err).removeprefix(f"{path / 'metrics.json'}: ")
+                found.append((path, f"{MALFORMED}: {why}"))
     return found
 
 

@@ -117,6 +117,32 @@ def git_commit(path: Path | str = ".") -> str:
     return sha + ("+dirty" if dirty else "")
 
 
+def check_name(value: object, what: str) -> str:
+    """`value` as a name that stays one folder inside whatever folder it is joined
+    to (a category, a grid point): non-empty text, no path separator, not ``.`` or
+    ``..``, no leading dot (hidden), no control character; else one ValueError
+    naming `what`."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty name (text), got {value!r}")
+    bad = ("/" in value or "\\" in value or value in (".", "..")
+           or value.startswith(".") or any(ord(c) < 32 for c in value))
+    if bad:
+        raise ValueError(f"{what} {value!r} is not a plain name: it may not contain "
+                         "/ or \\, start with a dot or be . or ..; give the name of "
+                         "one folder, e.g. brick")
+    return value
+
+
+def confined(path: Path | str, root: Path | str, what: str) -> Path:
+    """`path` resolved, refused (one ValueError naming `what`) unless it lies inside
+    `root` (also resolved: symbolic links followed), so nothing built from user
+    input is written outside the folder it belongs to."""
+    resolved, base = Path(path).resolve(), Path(root).resolve()
+    if resolved != base and base not in resolved.parents:
+        raise ValueError(f"{what} {path} leads outside {root}; use a plain name")
+    return resolved
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with id `pid` runs on this machine (to tell a temporary
     folder still being written from one left by a killed process)."""

@@ -320,9 +320,10 @@ def test_results_lists_incomplete_and_unreadable_runs(tiny_synth, tmp_path, caps
     expect_error(capsys, smoke(tiny_synth, runs_root, "--noise", "0.2"),
                  "out of memory", "--image-size")
     code, out, err = run_cli(capsys, "results", "--runs", runs_root)
-    assert code == 0, err
+    assert code == 2, err        # a malformed run is an error, the others still listed
+    assert err.startswith("fuadnb: error: 1 run folder(s) with a malformed")
     assert "3 incomplete run folder(s)" in out
-    assert f"{broken}: unreadable metrics.json" in out
+    assert f"{broken}: malformed metrics.json: unreadable" in out
     assert f"{killed}: interrupted training" in out
     assert "trained but not evaluated" in out
     assert len(runs.collect(runs_root)) == 1          # the finished one still listed

@@ -6,6 +6,7 @@ and the synthetic anomalies that methods such as RD-E train on (`anomalies`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,7 @@ from fuadnb.data import (
 )
 from fuadnb.data.contamination import Split, contaminate
 from fuadnb.data.index import COLUMNS, DatasetError
+from fuadnb.utils import check_name
 
 READERS = {"mvtec_ad": mvtec, "visa": visa, "mpdd": mpdd, "btad": btad,
            "real_iad": real_iad, "synthetic": synthetic}
@@ -36,6 +38,8 @@ def _check(dataset: str, root: Path | str) -> Path:
     if dataset not in READERS:
         raise DatasetError(f"unknown dataset layout {dataset!r}; choose one of "
                            f"{list(DATASETS)}")
+    if not isinstance(root, (str, os.PathLike)) or not str(root).strip():
+        raise DatasetError(f"dataset root must be a folder path, got {root!r}")
     root = Path(root)
     if not root.is_dir():
         hint = (" (generate it with `python -m fuadnb generate`)"
@@ -50,6 +54,10 @@ def index(dataset: str, root: Path | str, category: str, **options) -> pd.DataFr
     plus ``prototype``: which recurring defect an image copies (synthetic data's
     ``recurring`` split and recurring test anomalies, e.g. ``"hole/0"``), else None."""
     root = _check(dataset, root)
+    try:
+        check_name(category, "category")
+    except ValueError as err:
+        raise DatasetError(f"{err} (a category folder of {root})") from None
     if dataset == "synthetic":
         df = mvtec.index(root, category, dataset="synthetic", **options)
         return df.assign(prototype=df["id"].map(synthetic.prototypes(root)))

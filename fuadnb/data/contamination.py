@@ -54,6 +54,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from fuadnb.data.index import COLUMNS
 from fuadnb.utils import atomic_write_text
 
 Definition = Literal["softpatch", "fraction"]
@@ -197,6 +198,7 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
             provide, or more anomalies asked for than exist (the message says how
             many exist).
     """
+    _check_arguments(index, seed, repeat, regime)
     source, overlap = _source(index, regime)
     keys = index[["dataset", "category"]].drop_duplicates()
     if len(keys) != 1:
@@ -267,6 +269,26 @@ def contaminate(index: pd.DataFrame, ratio: float, *, seed: int,
         "test_composition": _composition(test),
     }
     return Split(train=train, test=test, manifest=manifest)
+
+
+def _check_arguments(index: Any, seed: Any, repeat: Any, regime: str) -> None:
+    """`contaminate`'s arguments besides the ratio, regime and definition (checked
+    where they are used): one ContaminationError naming the argument."""
+    if not isinstance(index, pd.DataFrame):
+        raise ContaminationError(f"contaminate: index must be a DataFrame from "
+                                 f"fuadnb.data.index, got {type(index).__name__}")
+    needed = (*COLUMNS, "prototype") if regime == "recurring" else COLUMNS
+    missing = [c for c in needed if c not in index]
+    if missing:
+        raise ContaminationError(f"contaminate: index has no column(s) {missing}; "
+                                 "pass the frame fuadnb.data.index returns")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= seed < 2**32:
+        raise ContaminationError(f"contaminate: seed must be a whole number from 0 to "
+                                 f"2**32 - 1, got {seed!r}")
+    if not isinstance(repeat, (bool, np.bool_)):
+        raise ContaminationError(f"contaminate: repeat must be True or False, got "
+                                 f"{repeat!r}")
 
 
 def _source(index: pd.DataFrame, regime: str) -> tuple[str, bool]:

@@ -34,6 +34,11 @@ def _open(path: str) -> Image.Image:
     except FileNotFoundError as err:
         raise DatasetError(f"{path}: file not found; the index is stale, rebuild it "
                            "from the dataset root") from err
+    except Image.DecompressionBombError as err:   # PIL's guard, not an OSError
+        raise DatasetError(f"{path}: the image is too large to decode safely "
+                           f"(PIL: {' '.join(str(err).split()[:6])}); resize it, "
+                           "e.g. to the 256-1024 px of the benchmark datasets") \
+            from err
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DatasetError(f"{path}: cannot be decoded as an image ({err}); re-extract "
                            "the dataset or delete the file") from err

@@ -22,9 +22,11 @@ def test_a_scenario_is_one_value_whatever_the_callers_types(tmp_path):
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.noise_ratio = 0.2
     assert Scenario("synthetic", tmp_path, "brick", repeat=1).repeat is True
-    with pytest.raises(ValueError, match="repeat must be true or false"):
+    with pytest.raises(ValueError, match=r"repeat \(Scenario repeat, --repeat, "
+                       r"REPEAT\) must be true or false"):
         Scenario("synthetic", tmp_path, "brick", repeat="false")   # would be True
-    with pytest.raises(ValueError, match="seed must be a whole number"):
+    with pytest.raises(ValueError, match=r"seed \(Scenario seed, --seed, SEED\) must "
+                       "be a whole number"):
         Scenario("synthetic", tmp_path, "brick", seed=7.9)         # would be 7
 
 
