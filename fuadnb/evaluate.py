@@ -23,6 +23,32 @@ from scipy import stats
 
 from fuadnb import metrics
 
+KEYS = ("method", "regime", "noise_ratio", "category", "seed")   # a row's identity
+
+
+def _table(rows: object, columns: Sequence[str], where: str) -> None:
+    """A results table with `columns`, else one ValueError naming the function and
+    what is missing (instead of a KeyError deep inside pandas)."""
+    if not isinstance(rows, pd.DataFrame):
+        raise ValueError(f"evaluate.{where}: rows must be a results table (a pandas "
+                         f"DataFrame), got {type(rows).__name__}")
+    missing = [c for c in dict.fromkeys(columns) if c not in rows]
+    if missing:
+        raise ValueError(f"evaluate.{where}: the table has no column(s) {missing}; "
+                         "pass results rows (a grid's table, `fuadnb results --csv`)")
+
+
+def _arrays(where: str, n: int | None = None, **named: object) -> None:
+    """Each of `named` a 1-D array of length `n` (the first one's, if None), else
+    one ValueError naming the argument and the shapes."""
+    for name, value in named.items():
+        shape = np.shape(value)
+        if len(shape) != 1 or (n is not None and shape[0] != n):
+            raise ValueError(f"evaluate.{where}: {name} must be a 1-D array"
+                             + (f" of length {n}" if n is not None else "")
+                             + f", got shape {shape}")
+        n = shape[0] if n is None else n
+
 
 def score(*, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
           maps: np.ndarray, groups: dict[str, np.ndarray] | None = None,
@@ -44,6 +70,16 @@ def score(*, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
         ``detection_auroc`` (NaN unless the training set is contaminated) and the
         group columns. Undefined entries are NaN.
     """
+    _arrays("score", labels=labels, scores=scores)
+    n = len(labels)
+    if np.shape(masks) != np.shape(maps) or np.ndim(masks) != 3 or len(masks) != n:
+        raise ValueError(f"evaluate.score: masks and maps must both be (N, H, W) with "
+                         f"N = {n} test images, got {np.shape(masks)} and "
+                         f"{np.shape(maps)}")
+    for name, group in (groups or {}).items():
+        _arrays("score", n, **{f"groups[{name!r}]": group})
+    if train_injected is not None:
+        _arrays("score", train_injected=train_injected, train_scores=train_scores)
     out = _test_metrics(labels, scores, masks, maps)
     out["detection_auroc"] = float("nan")
     if train_injected is not None and np.any(train_injected):
@@ -91,6 +127,7 @@ def per_seed(rows: pd.DataFrame, columns: Sequence[str], by: Sequence[str]
              ) -> pd.DataFrame:
     """Results rows averaged within every `by` group and seed (over whatever else
     varies, e.g. the categories): one row per (`by`..., seed)."""
+    _table(rows, [*by, "seed", *columns], "per_seed")
     return rows.groupby([*by, "seed"], observed=True)[list(columns)].mean()
 
 
@@ -105,6 +142,7 @@ def seed_summary(rows: pd.DataFrame, columns: Sequence[str], by: Sequence[str]
         one row per `by` group: ``<column>`` (mean over seeds), ``<column>_std``
         (sample standard deviation, ddof 1; NaN for one seed) and ``n_seeds``.
     """
+    _table(rows, [*by, "seed", *columns], "seed_summary")
     groups = per_seed(rows, columns, by).groupby(level=list(by), observed=True)
     out = groups.mean().join(groups.std(ddof=1).add_suffix("_std"))
     out["n_seeds"] = groups.size()
@@ -130,6 +168,7 @@ def by_category(rows: pd.DataFrame, index: Sequence[str],
     """`metric` with one column per category and their ``mean``, one row per `index`
     group (averaged over what else differs, e.g. seeds): a sweep's table at a glance.
     """
+    _table(rows, [*index, "category", metric], "by_category")
     wide = rows.pivot_table(index=list(index), columns="category", values=metric)
     wide["mean"] = wide.mean(axis=1)
     return wide
@@ -148,6 +187,7 @@ def versus(rows: pd.DataFrame, metric: str, baseline: str, *, alpha: float = 0.0
         the pairs; NaN under `min_pairs`) and ``verdict``: ``higher`` / ``lower``
         where p < `alpha`, ``too few pairs`` under `min_pairs`, else ``no ranking``.
     """
+    _table(rows, ["method", "noise_ratio", "category", "seed", metric], "versus")
     keys = ["noise_ratio", "category", "seed"]
     base = rows[rows["method"] == baseline].set_index(keys)[metric]
     out = []
@@ -204,6 +244,7 @@ def cost(rows: pd.DataFrame, metric: str, *, reference: str | None = None,
         (``delta`` = contaminated - clean, negative = a loss). The clean runs are
         looked up under the same regime (`with_clean` repeats them per regime).
     """
+    _table(rows, [*KEYS, metric], "cost")
     out = []
     for (method, regime, noise), _ in rows[rows["noise_ratio"] > 0].groupby(
             ["method", "regime", "noise_ratio"]):
@@ -222,6 +263,7 @@ def one_dataset(rows: pd.DataFrame, dataset: str = "", *, source: str = "the tab
     Raises:
         ValueError: `dataset` is empty and `rows` hold several, or is not in them.
     """
+    _table(rows, ["dataset"], "one_dataset")
     found = sorted(set(rows["dataset"]))
     if not dataset and len(found) > 1:
         raise ValueError(f"{source} holds the datasets {found}: read it once per "
@@ -243,6 +285,7 @@ def with_clean(rows: pd.DataFrame, regimes: Sequence[str] = ("iid", "overlap",
     recurring / novel test anomalies (recorded); under ``overlap`` the trained-on
     anomalies are a uniform draw of the test anomalies, so both groups take the
     overall value; under ``iid`` there are no groups (NaN)."""
+    _table(rows, KEYS, "with_clean")
     clean = rows[rows["noise_ratio"] == 0]
     copies = []
     for regime in regimes:
@@ -284,6 +327,7 @@ def recovery(rows: pd.DataFrame, metric: str, *, baseline: str = "rd",
     there is no damage to repair, and a ratio over a drop of about zero means
     nothing.
     """
+    _table(rows, [*KEYS, metric], "recovery")
     clean_col = reference or metric
     noisy = rows[rows["noise_ratio"] > 0]
     out = []

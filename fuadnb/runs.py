@@ -50,7 +50,13 @@ import pandas as pd
 import torch
 
 from fuadnb.config import short_hash, to_jsonable
-from fuadnb.utils import atomic_path, atomic_write_text, confined, pid_alive
+from fuadnb.utils import (
+    atomic_path,
+    atomic_write_text,
+    check_name,
+    confined,
+    pid_alive,
+)
 
 CACHE_VERSION = 5   # bump by hand when a code change should invalidate cached runs
 TMP_MARK = ".tmp-"  # in the names of the hidden folders a training writes into
@@ -133,6 +139,8 @@ class RunSpec:
     def dir(self) -> Path:
         """The run folder, always inside `root` (a category or method name that
         would lead out of it is one ValueError)."""
+        for what in ("method", "dataset", "category", "regime"):
+            check_name(getattr(self, what), f"run folder: {what}")
         tag = f"n{self.noise_ratio:.2f}-{self.regime}"
         folder = (Path(self.root) / self.method / self.dataset / self.category / tag
                   / f"s{self.seed}-{self.key}")
