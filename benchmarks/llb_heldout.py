@@ -2,12 +2,12 @@
 its own sub-model's ordinary prediction (issue 30): PatchCore and LLB(PatchCore) on
 four synthetic categories, clean and overlap 0.2, three seeds, demo profile at 64 px.
 
-    # the "before" rows, at the commit before the change (e5d9a0c, the recipe's own):
-    git checkout e5d9a0c -- fuadnb && nice python benchmarks/llb_heldout.py \
+    # the "before" rows, at the commit before the change (e030844, this script's):
+    git checkout e030844 -- fuadnb && nice python benchmarks/llb_heldout.py \
         --rule own-predict --out benchmarks/results/llb_heldout_demo.csv
     git checkout HEAD -- fuadnb
-    # the "after" rows, at the change's commit or later:
-    nice python benchmarks/llb_heldout.py --rule own-held-out \
+    # the "after" rows (LLB's default only), at the change's commit or later:
+    nice python benchmarks/llb_heldout.py --rule own-held-out --only-llb \
         --out benchmarks/results/llb_heldout_demo.csv
 
 Each call appends its rows (one per run: method, profile, regime, seed, commit and
@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", type=Path, default=Path("data/synthetic"))
     p.add_argument("--runs", type=Path, default=Path("runs/llb_heldout"))
     p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--only-llb", action="store_true",
+                   help="only LLB's default rule (PatchCore and own_subset=False "
+                   "leave the image's own sub-model out: unchanged by the rule)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     rows = []
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
             for seed in SEEDS:
                 scenario = experiment.Scenario("synthetic", args.data, category,
                                                ratio, regime, seed=seed)
-                for method, variant, options in RUNS:
+                for method, variant, options in RUNS[1:2] if args.only_llb else RUNS:
                     result = experiment.run(
                         method, scenario, profile="demo", device="cpu",
                         runs_root=args.runs / args.rule,
