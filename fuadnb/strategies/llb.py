@@ -58,9 +58,10 @@ other subsets with ``method.predict`` and its own subset with ``method.predict_t
 For a trained network the two are the same prediction, as in the reference, whose
 learning bias is the signal (the sub-model has fitted the normal images of its
 subset better than the anomalous ones). For a memory bank (PatchCore, SoftPatch)
-the bank holds the image's own patches, so ``predict`` would give every image of
-the subset a score near zero whatever it shows (a contaminating image's defect
-patches are among the first the greedy coreset picks); ``predict_train`` leaves the
+the bank holds the image's own patches, so ``predict`` lowers the score of every
+image of the subset (to zero with a full bank, whatever the image shows; a
+contaminating image's defect patches are among the first the greedy coreset
+picks); ``predict_train`` leaves the
 image (and identical copies of it) out of the bank, so each image is scored by
 patches of images other than itself. ``own_subset=False`` leaves the image's own
 sub-model out of the aggregate altogether.
