@@ -42,7 +42,8 @@ Every sub-model uses the method's own Config with two changes, `sub_config`:
   comment), then stage 2 for its own epochs. Profiles: ``paper`` 1000 (the
   comment's value); ``demo`` 400, measured as every demo budget is (RD on each of
   the three subsets of clean grass at 64 px, 33-34 images, trained 1200 steps: its
-  loss made 90 % of its fall by step 231-357, as RD's on all of grass by ~350;
+  loss made 90 % of its fall by step 231-357, as RD's on all of grass by ~350; on
+  clean coin's subsets by 48-66;
   benchmarks/llb_substeps.py, benchmarks/results/llb_substeps_64px_demo.csv); the
   same 400 steps as RD's demo budget; ``smoke`` 2. ``sub_steps=0`` gives
   every sub-model the method's whole schedule, this module's earlier behaviour. A
