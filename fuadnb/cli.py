@@ -122,7 +122,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "(PatchCore with LOF patch denoising); "
                    "llb-<method> = that method trained on the training set filtered "
                    "by LLB (options --option llb.keep=0.5, llb.subsets, "
-                   "llb.aggregation) (default: %(default)s)")
+                   "llb.sub_steps, llb.aggregation) (default: %(default)s)")
     g.add_argument("--backbone", choices=PATCH_BACKBONES,
                    help="teacher network; dino_vitb8 for funad only (default: the "
                    "profile's)")

@@ -228,7 +228,8 @@ def configure(method: str, *, dataset: str, category: str, profile: str = "demo"
     per_category = module.category_options(profile, dataset, category,
                                            data.kind(dataset, category))
     cfg = module.config(profile, seed=seed, **(per_category | given))
-    return module, cfg, STRATEGIES[strategy].config(**own) if strategy else None
+    return module, cfg, (STRATEGIES[strategy].config(profile, **own) if strategy
+                         else None)
 
 
 @dataclass(frozen=True)

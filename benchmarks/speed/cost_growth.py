@@ -85,7 +85,7 @@ def measure(method: str, n_images: int, image_size: int, profile: str, device: s
         kept = np.isin(ids, llb.purify(record.ids, record.scores, strategy.keep))
         keep = torch.from_numpy(np.flatnonzero(kept)).to(dev)
         module.fit(cfg, images[keep], device=dev)
-        budget = llb.budget(module, cfg, record.subset, int(kept.sum()))
+        budget = llb.budget(module, cfg, record.sub_budget, int(kept.sum()))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - start

@@ -55,9 +55,16 @@ class Method(Protocol):
                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Image scores (N,) and maps (N, S, S); higher = more anomalous."""
 
+    def predict_train(self, model: base.Model, train_images: torch.Tensor, *,
+                      progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Image scores (N,) and maps (N, S, S) of images the model was fitted on,
+        each held out where the method can (a memory bank leaves the image's own
+        patches out; a trained network predicts as usual: `base.predict_train`)."""
+
     def score_train(self, model: base.Model, train_images: torch.Tensor
                     ) -> np.ndarray:
-        """Every training image's score (to rank the contaminating ones)."""
+        """Every training image's score (to rank the contaminating ones): the
+        scores of ``predict_train``."""
 
     def budget(self, cfg: Any, n_train: int) -> base.Budget:
         """Optimiser steps and images processed by one fit on `n_train` images."""
@@ -68,10 +75,10 @@ class Method(Protocol):
 
 
 REQUIRED = ("Config", "PROFILES", "EVALUATION", "MONITOR", "config",
-            "category_options", "build", "fit", "predict", "score_train", "budget",
-            "inputs")
-CALLABLE = ("config", "category_options", "build", "fit", "predict", "score_train",
-            "budget", "inputs")
+            "category_options", "build", "fit", "predict", "predict_train",
+            "score_train", "budget", "inputs")
+CALLABLE = ("config", "category_options", "build", "fit", "predict",
+            "predict_train", "score_train", "budget", "inputs")
 REGISTRY: dict[str, ModuleType] = {}
 
 

@@ -151,6 +151,16 @@ def predict(model: Model, images: torch.Tensor, *, progress: bool = False
                           precision=model.cfg.precision, progress=progress)
 
 
+def predict_train(model: Model, train_images: torch.Tensor, *,
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """`predict` of the images `model` was trained on: a trained network scores
+    them as any other image (its having fitted them is what a learning-bias filter
+    reads). A memory bank leaves each image's own patches out instead
+    (`fuadnb.models.patchcore.predict_train`)."""
+    return predict(model, train_images, progress=progress)
+
+
 def score_train(model: Model, train_images: torch.Tensor) -> np.ndarray:
-    """Anomaly score of every training image (to rank the contaminating ones)."""
-    return predict(model, train_images)[0]
+    """Anomaly score of every training image (to rank the contaminating ones): the
+    scores of `predict_train`."""
+    return predict_train(model, train_images)[0]

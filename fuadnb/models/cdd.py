@@ -309,4 +309,5 @@ def budget(cfg: Config, n_train: int) -> base.Budget:
 # The map, scores and training-image scores are RD's, with the global student.
 anomaly_map = rd.anomaly_map
 predict = base.predict
+predict_train = base.predict_train
 score_train = base.score_train

@@ -464,4 +464,5 @@ def knn_baseline(model: FUNAD, train_images: torch.Tensor, images: torch.Tensor
 # Image scores (N,) = max patch score, and maps (N, S, S), for uint8 images; the
 # training images' scores (to rank the contaminating ones).
 predict = base.predict
+predict_train = base.predict_train
 score_train = base.score_train

@@ -39,9 +39,10 @@ Deliberate deviations:
   pick included (the reference weights only the distances to chosen centres, so
   its first pick, the patch farthest on average from the starting points, is not
   filtered).
-* ``score_train`` excludes an image's own patches from the bank (leave-one-image-out:
-  a training image whose patches are in the bank would otherwise score about 0 on
-  them); the bank remembers each patch's source image and each training image's
+* ``predict_train`` and ``score_train`` exclude an image's own patches from the bank
+  (leave-one-image-out: a training image whose patches are in the bank would
+  otherwise score about 0 on them; LLB's stage 1 scores each sub-model's own subset
+  this way); the bank remembers each patch's source image and each training image's
   fingerprint (a hash of its pixels), so an image is scored against the patches of
   the training images that differ from it (identical copies are left out together).
 * Offline profiles: the EfficientNet-Lite2 ImageNet backbone of
@@ -396,14 +397,26 @@ def budget(cfg: Config, n_train: int) -> base.Budget:
 predict = base.predict
 
 
-def score_train(model: PatchCore, train_images: torch.Tensor) -> np.ndarray:
-    """Anomaly score of every training image against the bank patches of the *other*
-    training images (leave-one-image-out, matched by content: identical copies are
-    left out together; an image the fit never saw is scored against the whole
-    bank)."""
+@torch.no_grad()
+def predict_train(model: PatchCore, train_images: torch.Tensor, *,
+                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Image scores (N,) and maps (N, S, S) of uint8 training images against the bank
+    patches of the *other* training images (leave-one-image-out, matched by content:
+    identical copies are left out together; an image the fit never saw is scored
+    against the whole bank)."""
     device, amp = model.device, model.cfg.precision
     prints = fingerprint(train_images).to(device)
-    scores = [anomaly_map(model, engine.inputs(train_images, idx, device, amp),
-                          prints[idx.to(device)])[1]
-              for idx in engine.batches(len(train_images), model.cfg.batch_size)]
-    return torch.cat(scores).double().cpu().numpy()
+    scores, amaps = [], []
+    for idx in tqdm(list(engine.batches(len(train_images), model.cfg.batch_size)),
+                    desc="predict (held out)", disable=not progress, leave=False):
+        amap, score = anomaly_map(model, engine.inputs(train_images, idx, device, amp),
+                                  prints[idx.to(device)])
+        amaps.append(amap[:, 0].float().cpu())                       # (B, S, S)
+        scores.append(score.double().cpu())
+    return torch.cat(scores).numpy(), torch.cat(amaps).numpy()
+
+
+def score_train(model: PatchCore, train_images: torch.Tensor) -> np.ndarray:
+    """Anomaly score of every training image, each left out of the bank
+    (`predict_train`)."""
+    return predict_train(model, train_images)[0]

@@ -221,4 +221,5 @@ def budget(cfg: Config, n_train: int) -> base.Budget:
 # Image scores (N,) = max of the map, and maps (N, S, S), for uint8 images; the
 # training images' scores (to rank the contaminating ones).
 predict = base.predict
+predict_train = base.predict_train
 score_train = base.score_train

@@ -290,6 +290,7 @@ def gates(model: RDE, x: torch.Tensor) -> list[torch.Tensor]:
 # fine-tuned) teacher, summed upsampled 1 - cos, Gaussian-smoothed, max as the score.
 anomaly_map = rd.anomaly_map
 predict = base.predict
+predict_train = base.predict_train
 score_train = base.score_train
 
 

@@ -53,12 +53,13 @@ from fuadnb.models.patchcore import (
     category_options,
     inputs,
     predict,
+    predict_train,
     score_train,
 )
 
 __all__ = ["Config", "PROFILES", "EVALUATION", "MONITOR", "config", "build", "fit",
-           "predict", "score_train", "budget", "category_options", "inputs",
-           "anomaly_map", "lof", "nearest_other", "gaussian", "bank_weights"]
+           "predict", "predict_train", "score_train", "budget", "category_options",
+           "inputs", "anomaly_map", "lof", "nearest_other", "gaussian", "bank_weights"]
 
 Discriminator = Literal["lof", "nearest", "gaussian"]
 

@@ -25,8 +25,9 @@ class Strategy(Protocol):
 
     Config: type
 
-    def config(self, **overrides: Any) -> Any:
-        """Its Config with `overrides` (None values ignored)."""
+    def config(self, profile: str = "paper", **overrides: Any) -> Any:
+        """Its Config in the run's `profile` with `overrides` (None values
+        ignored)."""
 
     def fit(self, method: ModuleType, spec: runs.RunSpec, train_images: torch.Tensor,
             train_ids: np.ndarray, *, device: torch.device, progress: bool = False

@@ -11,8 +11,9 @@ Explained in: book/chapters/07_llb_filtering
   into K chunks of floor(N/K), the last one taking the rest); train a fresh
   sub-model of the method on each; score every training image with every sub-model
   (image score: the mean of the top 1 % of the map, as the code; "max" as an
-  option); aggregate per image (mean; max and max x variance as options), with or
-  without the sub-model trained on the image's own subset (the code: with).
+  option; the images a sub-model was fitted on held out where the method can, see
+  below); aggregate per image (mean; max and max x variance as options), with or
+  without the sub-model fitted on the image's own subset (the code: with).
 * **Purify**: keep the floor(keep x N) lowest aggregated scores (the released config:
   keep 0.2).
 * **Stage 2**: train the method on the kept images; evaluate as usual.
@@ -27,14 +28,44 @@ top)`` for selection), so its scores and kept images refer to different files un
 ``pi o pi = pi`` (methods.md §6.2); here every score is stored next to the id it
 belongs to and selection returns ids.
 
-Every sub-model uses the method's own Config (the code trains the sub-models for a
-separate, short number of iterations; the paper's counts are not published) with its
-own seed, `sub_config`: the reference builds a freshly initialised model for every
-subset, so sub-model k gets ``seed + seed_stride x (k + 1)`` (its initialisation and
-its batch order; the stage-2 model keeps the run's seed). ``seed_stride=0`` shares one
-seed, this module's earlier behaviour. Each
-sub-model computes the frozen teacher's features of its own subset once, so stage-1
-training runs the teacher once per training image; scoring runs it K times per image.
+Every sub-model uses the method's own Config with two changes, `sub_config`:
+
+* **its own seed**: the reference builds a freshly initialised model for every
+  subset, so sub-model k gets ``seed + seed_stride x (k + 1)`` (its initialisation
+  and its batch order; the stage-2 model keeps the run's seed). ``seed_stride=0``
+  shares one seed, this module's earlier behaviour;
+* **its own schedule**, ``sub_steps`` optimiser steps (`with_steps`), not the
+  method's whole schedule: the reference trains each sub-model for ``iteration``
+  steps of batch 16 whatever the subset's size (trainer/dinomaly_trainer.py L343,
+  ``while self.iter < self.iteration``; configs/benchmark/dinomaly/dinomaly_100e.py
+  L27, ``iteration = 10  # 1000``: 10 in the released smoke config, 1000 in its
+  comment), then stage 2 for its own epochs. Profiles: ``paper`` 1000 (the
+  comment's value); ``demo`` 400, measured as every demo budget is (RD on each of
+  the three subsets of clean grass at 64 px, 33-34 images, trained 1200 steps: its
+  loss made 90 % of its fall by step 231-357, as RD's on all of grass by ~350; on
+  clean coin's subsets by 48-66;
+  benchmarks/llb_substeps.py, benchmarks/results/llb_substeps_64px_demo.csv); the
+  same 400 steps as RD's demo budget; ``smoke`` 2. ``sub_steps=0`` gives
+  every sub-model the method's whole schedule, this module's earlier behaviour. A
+  method without a training loop (PatchCore, SoftPatch) ignores it.
+
+Each sub-model computes the frozen teacher's features of its own subset once, so
+stage-1 training runs the teacher once per training image; scoring runs it K times
+per image.
+
+**Held-out scoring of the images a sub-model was fitted on.** Sub-model k scores the
+other subsets with ``method.predict`` and its own subset with ``method.predict_train``
+(the method's scoring of its own training images, the one ``score_train`` uses).
+For a trained network the two are the same prediction, as in the reference, whose
+learning bias is the signal (the sub-model has fitted the normal images of its
+subset better than the anomalous ones). For a memory bank (PatchCore, SoftPatch)
+the bank holds the image's own patches, so ``predict`` lowers the score of every
+image of the subset (to zero with a full bank, whatever the image shows; a
+contaminating image's defect patches are among the first the greedy coreset
+picks); ``predict_train`` leaves the
+image (and identical copies of it) out of the bank, so each image is scored by
+patches of images other than itself. ``own_subset=False`` leaves the image's own
+sub-model out of the aggregate altogether.
 """
 
 from __future__ import annotations
@@ -67,6 +98,7 @@ class Config:
     image_score: ImageScore = "top"   # mean of the top `top_ratio` of the map
     top_ratio: float = 0.01           # max_ratio
     seed_stride: int = 1000           # sub-model k: seed + stride (k + 1) (ours)
+    sub_steps: int = 1000             # iteration = 10 (# 1000); 0: the method's
 
     def __post_init__(self):
         if self.subsets < 2:
@@ -79,12 +111,20 @@ class Config:
             raise ValueError(f"top_ratio must be in (0, 1], got {self.top_ratio}")
         if self.seed_stride < 0:
             raise ValueError(f"seed_stride must be >= 0, got {self.seed_stride}")
+        if self.sub_steps < 0:
+            raise ValueError(f"sub_steps must be >= 0 (0: the method's schedule), "
+                             f"got {self.sub_steps}")
 
 
-def config(**overrides: Any) -> Config:
-    """LLB's Config with `overrides` (None values are ignored); an unknown name or a
-    wrong type is one clear ValueError."""
-    return from_profile(Config, {"released": {}}, "released", "LLB", **overrides)
+# The sub-models' schedule per profile (the run's profile; see the module docstring).
+PROFILES: dict[str, dict] = {"paper": {}, "demo": {"sub_steps": 400},
+                             "smoke": {"sub_steps": 2}}
+
+
+def config(profile: str = "paper", **overrides: Any) -> Config:
+    """LLB's Config in the run's `profile` with `overrides` (None values are
+    ignored); an unknown name or a wrong type is one clear ValueError."""
+    return from_profile(Config, PROFILES, profile, "LLB", **overrides)
 
 
 def partition(n: int, k: int, seed: int) -> np.ndarray:
@@ -107,6 +147,28 @@ def sub_config(method_cfg: Any, k: int, cfg: Config) -> Any:
     initialisation and batch order."""
     return dataclasses.replace(method_cfg, seed=method_cfg.seed
                                + cfg.seed_stride * (k + 1))
+
+
+def with_steps(method: ModuleType, method_cfg: Any, steps: int, n_train: int
+               ) -> Any:
+    """`method_cfg` training for `steps` optimiser steps on `n_train` images, set
+    through the Config's schedule field: ``steps`` (exact), ``iterations`` (exact:
+    ``whole_epochs`` off), or ``epochs`` (the fewest whole epochs that reach
+    `steps`, by ``method.budget``). `method_cfg` itself when `steps` is 0 or the
+    method has no training loop (no such field)."""
+    fields = {f.name for f in dataclasses.fields(method_cfg)}
+    if not steps:
+        return method_cfg
+    if "steps" in fields:
+        return dataclasses.replace(method_cfg, steps=steps)
+    if "iterations" in fields:
+        exact = {"whole_epochs": False} if "whole_epochs" in fields else {}
+        return dataclasses.replace(method_cfg, iterations=steps, **exact)
+    if "epochs" in fields:
+        per_epoch = method.budget(dataclasses.replace(method_cfg, epochs=1),
+                                  n_train).steps
+        return dataclasses.replace(method_cfg, epochs=max(1, -(-steps // per_epoch)))
+    return method_cfg
 
 
 def image_scores(maps: np.ndarray, cfg: Config) -> np.ndarray:
@@ -152,39 +214,52 @@ class Stage1:
     sub_scores: np.ndarray   # (K, N) every sub-model's score of every image
     scores: np.ndarray       # (N,) aggregated
     seconds: float
+    sub_budget: np.ndarray   # (K, 2) every sub-model's optimiser steps, images seen
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"ids": self.ids.astype(str), "subset": self.subset,
                 "sub_scores": self.sub_scores, "scores": self.scores,
-                "seconds": np.array(self.seconds)}
+                "seconds": np.array(self.seconds), "sub_budget": self.sub_budget}
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray]) -> Stage1:
         return cls(a["ids"], a["subset"], a["sub_scores"], a["scores"],
-                   float(a["seconds"]))
+                   float(a["seconds"]), a["sub_budget"])
 
 
 def stage1(method: ModuleType, method_cfg: Any, images: torch.Tensor,
            ids: np.ndarray, cfg: Config, *, seed: int, device: torch.device,
            progress: bool = False) -> Stage1:
-    """Train one sub-model of `method` per subset and score every image with each.
+    """Train one sub-model of `method` per subset, for ``cfg.sub_steps`` steps
+    (`with_steps`), and score every image with each: the other subsets with
+    ``method.predict``, its own with ``method.predict_train`` (held out where the
+    method can: a memory bank leaves the image's own patches out).
 
     Args:
-        method: a registered method module (``fit``, ``predict``).
+        method: a registered method module (``fit``, ``predict``,
+            ``predict_train``, ``budget``).
         images: uint8 (N, 3, S, S), aligned with `ids`.
     """
     start = time.perf_counter()
     subset = partition(len(ids), cfg.subsets, seed)
     sub_scores = np.empty((cfg.subsets, len(ids)))
+    sub_budget = np.empty((cfg.subsets, 2), np.int64)
     for j in range(cfg.subsets):
-        members = torch.from_numpy(np.flatnonzero(subset == j))
-        sub_model = method.fit(sub_config(method_cfg, j, cfg),
-                               images[members.to(images.device)], device=device,
+        own, others = np.flatnonzero(subset == j), np.flatnonzero(subset != j)
+        sub_cfg = with_steps(method, sub_config(method_cfg, j, cfg), cfg.sub_steps,
+                             len(own))
+        sub_budget[j] = method.budget(sub_cfg, len(own))
+        own_images = images[torch.from_numpy(own).to(images.device)]
+        sub_model = method.fit(sub_cfg, own_images, device=device,
                                progress=progress)
-        _, maps = method.predict(sub_model, images, progress=progress)
-        sub_scores[j] = image_scores(maps, cfg)
+        _, maps = method.predict(sub_model, images[torch.from_numpy(others).to(
+            images.device)], progress=progress)
+        sub_scores[j, others] = image_scores(maps, cfg)
+        _, maps = method.predict_train(sub_model, own_images, progress=progress)
+        sub_scores[j, own] = image_scores(maps, cfg)
     return Stage1(np.asarray(ids).astype(str), subset, sub_scores,
-                  aggregate(sub_scores, subset, cfg), time.perf_counter() - start)
+                  aggregate(sub_scores, subset, cfg), time.perf_counter() - start,
+                  sub_budget)
 
 
 def fit(method: ModuleType, spec: runs.RunSpec, train_images: torch.Tensor,
@@ -223,16 +298,19 @@ def report(method: ModuleType, cfg: Any, model: base.Model,
     as computed, also when its cache was reused) and `filter_metrics`."""
     found = filter_metrics(model.trace, train_injected)
     seconds = float(model.trace["seconds"] + model.trace["stage2_seconds"])
-    return budget(method, cfg, model.trace["subset"], found["n_kept"]), seconds, found
+    return (budget(method, cfg, model.trace["sub_budget"], found["n_kept"]),
+            seconds, found)
 
 
-def budget(method: ModuleType, cfg: Any, subset: np.ndarray, n_kept: int
+def budget(method: ModuleType, cfg: Any, sub_budget: np.ndarray, n_kept: int
            ) -> base.Budget:
-    """The whole schedule of LLB around `method`: one sub-model fit per stage-1
-    subset (`subset`: (N,) subset of each image) plus stage 2 on `n_kept` images."""
-    fits = [method.budget(cfg, int(n)) for n in np.bincount(np.asarray(subset))]
-    fits.append(method.budget(cfg, int(n_kept)))
-    return base.Budget(*(sum(parts) for parts in zip(*fits, strict=True)))
+    """The whole schedule of LLB around `method`: the stage-1 sub-models' fits
+    (`sub_budget` (K, 2): each one's steps and images seen, `Stage1.sub_budget`)
+    plus stage 2 (`cfg`, the method's own schedule) on `n_kept` images."""
+    stage2 = method.budget(cfg, int(n_kept))
+    total = np.asarray(sub_budget, np.int64).sum(0)
+    return base.Budget(int(total[0]) + stage2.steps,
+                       int(total[1]) + stage2.images_seen)
 
 
 def filter_metrics(trace: dict[str, np.ndarray], is_injected: np.ndarray

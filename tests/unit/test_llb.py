@@ -1,7 +1,9 @@
 """LLB: the subsets partition the training set, image scores and aggregations
 against numpy, the kept ids are exactly the lowest aggregated scores and refer to
 the images that were scored (the reference's §6.2 bug), a planted contamination is
-filtered out, and the strategy runs around two registered methods."""
+filtered out, the sub-models train for LLB's own schedule (steps counted, the run
+key names it), a memory bank's own subset is scored with each image held out, and
+the strategy runs around two registered methods."""
 
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -11,8 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from fuadnb import experiment, models
-from fuadnb.models import base
+import fuadnb.models.patchcore as patchcore
+from fuadnb import experiment, models, runs
+from fuadnb.models import base, rd
 from fuadnb.strategies import llb
 
 CPU = torch.device("cpu")
@@ -103,6 +106,7 @@ def _bright_module(fits):
         category_options=base.no_category_options,
         inputs=base.inputs,
         build=lambda cfg: Brightness(), fit=fit, predict=predict,
+        predict_train=predict,
         score_train=lambda model, images: predict(model, images)[0],
         budget=lambda cfg, n: base.epoch_budget(n, cfg.batch_size, cfg.epochs))
 
@@ -214,15 +218,134 @@ def test_the_reported_budget_counts_every_sub_model_and_stage_two():
     (ceil(n / B) steps per epoch, drop_last False)."""
     from fuadnb.models import rd
     cfg = rd.config("smoke", epochs=3, batch_size=8)
-    subset = np.array([0] * 10 + [1] * 10 + [2] * 13)
     kept = np.zeros(33, bool)
     kept[:6] = True
-    trace = {"subset": subset, "kept": kept, "scores": np.arange(33.0),
+    # sub-models of 10, 10 and 13 images for 5 steps of 8 (LLB's sub_steps): two
+    # whole epochs (2 x 10, 2 x 13 images) and one batch of 8
+    sub = np.array([llb.with_steps(rd, cfg, 5, n) for n in (10, 10, 13)])
+    sub_budget = np.array([rd.budget(c, n) for c, n in zip(sub, (10, 10, 13),
+                                                           strict=True)])
+    np.testing.assert_array_equal(sub_budget, [[5, 28], [5, 28], [5, 34]])
+    trace = {"sub_budget": sub_budget, "kept": kept, "scores": np.arange(33.0),
              "seconds": np.array(1.0), "stage2_seconds": np.array(2.0)}
     injected = np.zeros(33, bool)
     injected[-3:] = True
     budget, seconds, _ = llb.report(rd, cfg, SimpleNamespace(trace=trace), injected)
-    per_fit = [3 * -(-n // 8) for n in (10, 10, 13, 6)]         # 6 + 6 + 6 + 3 steps
-    images = [3 * n for n in (10, 10, 13, 6)]
-    assert (budget.steps, budget.images_seen) == (sum(per_fit), sum(images))
+    # stage 2: RD's own 3 epochs of ceil(6 / 8) = 1 step on the 6 kept images
+    assert (budget.steps, budget.images_seen) == (5 + 5 + 5 + 3, 28 + 28 + 34 + 18)
     assert seconds == 3.0
+
+
+def test_sub_models_train_for_llbs_own_schedule_counted_in_steps():
+    """Each sub-model takes exactly ``sub_steps`` optimiser steps (counted by RD's
+    step monitor), stage 2 keeps the method's schedule, and the record says so."""
+    steps = []
+
+    def fit(cfg, images, *, device, progress=False):
+        count = []
+        model = rd.fit(cfg, images, device=device,
+                       monitor=lambda step, model: count.append(step))
+        steps.append(len(count))
+        return model
+
+    module = SimpleNamespace(**{name: getattr(rd, name) for name in models.REQUIRED})
+    module.fit = fit
+    cfg = rd.config("smoke", epochs=1, batch_size=2)
+    images = (torch.rand(9, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+              * 255).to(torch.uint8)
+    ids = np.array([f"i{i}" for i in range(9)])
+    record = llb.stage1(module, cfg, images, ids, llb.config(sub_steps=3), seed=1,
+                        device=CPU)
+    assert steps == [3, 3, 3]                    # not RD's 1 epoch = 2 steps each
+    np.testing.assert_array_equal(record.sub_budget[:, 0], [3, 3, 3])
+    steps.clear()
+    record = llb.stage1(module, cfg, images, ids, llb.config(sub_steps=0), seed=1,
+                        device=CPU)
+    assert steps == [2, 2, 2]                    # 0: the method's own schedule
+    # methods scheduled otherwise: iterations exact, epochs rounded up to whole ones
+    from fuadnb.models import funad, rde
+    assert llb.with_steps(rde, rde.config("smoke"), 7, 20).iterations == 7
+    assert rde.budget(llb.with_steps(rde, rde.config("smoke"), 7, 20), 20).steps == 7
+    fcfg = llb.with_steps(funad, funad.config("smoke", batch_size=8), 7, 20)
+    assert fcfg.epochs == 4 and funad.budget(fcfg, 20).steps == 8   # 2 per epoch
+    pcfg = patchcore.config("smoke")
+    assert llb.with_steps(patchcore, pcfg, 7, 20) == pcfg          # no training
+
+
+def test_the_sub_model_schedule_is_a_profile_setting_and_in_the_run_key(
+        smoke_kw, tmp_path):
+    assert llb.config().sub_steps == 1000          # the released config's comment
+    assert llb.config("smoke").sub_steps == 2
+    assert llb.config("demo").sub_steps == llb.PROFILES["demo"]["sub_steps"]
+    _, _, strategy = experiment.configure("llb-rd", dataset="synthetic",
+                                          category="grass", profile="demo")
+    assert strategy == llb.config("demo")
+    _, _, strategy = experiment.configure(
+        "llb-rd", dataset="synthetic", category="grass", profile="demo",
+        options={"llb.sub_steps": 40})
+    assert strategy.sub_steps == 40
+    with pytest.raises(ValueError, match="sub_steps"):
+        llb.config(sub_steps=-1)
+    manifest = smoke_kw["scenario"].split().manifest
+    keys = {runs.RunSpec("llb-rd", "synthetic", "brick", 0.2, "iid", 1, "smoke",
+                         rd.config("smoke"), manifest, root=tmp_path,
+                         strategy=llb.config(sub_steps=n)).key for n in (0, 2, 3)}
+    assert len(keys) == 3
+    # the row names it, and the row's steps count the sub-models' 2 steps each
+    result = experiment.run("llb-rd", **smoke_kw, options={"llb.keep": 0.5})
+    assert result.row["strategy.sub_steps"] == 2
+    trace = result.model.trace
+    np.testing.assert_array_equal(trace["sub_budget"][:, 0], [2, 2, 2])
+    stage2 = rd.budget(rd.config("smoke"), int(trace["kept"].sum())).steps
+    assert result.row["steps"] == 6 + stage2
+
+
+def _recording(module, fitted):
+    """`module` whose fit also appends (its training images, the model) to
+    `fitted`."""
+    spy = SimpleNamespace(**{name: getattr(module, name) for name in models.REQUIRED})
+
+    def fit(cfg, images, *, device, progress=False):
+        model = module.fit(cfg, images, device=device, progress=progress)
+        fitted.append((images, model))
+        return model
+
+    spy.fit = fit
+    return spy
+
+
+def test_a_memory_bank_scores_its_own_subset_held_out():
+    """Around PatchCore (full bank, so the reference is exact), a sub-model scores
+    each image of its own subset as a bank of the subset's *other* images would:
+    an anomalous image duplicated in its own subset scores high, where the bank's
+    ordinary prediction (the old rule) gives it about 0."""
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(12, 3, 8, 8, generator=g),
+                                             size=64, mode="bilinear")
+    subset = llb.partition(12, 3, seed=5)
+    a, b = np.flatnonzero(subset == 0)[:2]              # both in subset 0
+    smooth[a, :, 16:40, 16:40] = 1.0                    # a bright square...
+    images = (smooth * 255).to(torch.uint8)
+    images[b] = images[a]                               # ...and its exact copy
+    ids = np.array([f"i{i}" for i in range(12)])
+    fitted = []
+    cfg = patchcore.config("smoke", coreset_ratio=1.0)
+    record = llb.stage1(_recording(patchcore, fitted), cfg, images, ids,
+                        llb.config(), seed=5, device=CPU)
+    own = np.flatnonzero(subset == 0)
+    own_images, own_model = fitted[0]
+    assert torch.equal(own_images, images[torch.from_numpy(own)])
+    old = llb.image_scores(patchcore.predict(own_model, images[[a]])[1], llb.config())
+    for i in own:                                       # a bank without i (or copies)
+        rest = own[~np.all(images[own].numpy() == images[i].numpy(), axis=(1, 2, 3))]
+        held_out = patchcore.fit(cfg, images[torch.from_numpy(rest)], device=CPU)
+        ref = llb.image_scores(patchcore.predict(held_out, images[[i]])[1],
+                               llb.config())
+        assert record.sub_scores[0, i] == pytest.approx(ref[0], rel=1e-4)
+    assert record.sub_scores[0, a] > 100 * old[0]       # the old rule: about 0
+    assert record.sub_scores[0, a] == pytest.approx(record.sub_scores[0, b])
+    # the other sub-models score subset 0 with their whole banks
+    others = np.flatnonzero(subset != 1)
+    np.testing.assert_allclose(record.sub_scores[1, others], llb.image_scores(
+        patchcore.predict(fitted[1][1], images[torch.from_numpy(others)])[1],
+        llb.config()), rtol=1e-6)
