@@ -19,8 +19,9 @@ import contextlib
 import itertools
 import os
 import queue
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -42,24 +43,42 @@ from fuadnb.notebooks import (
 )
 from fuadnb.runs import write_table
 
+Per = dict[str, dict[Any, dict[str, Any]]]
+TEMPLATE = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 
-def load_grid(path: Path, overrides: dict[str, Any] | None = None
+
+def load_grid(path: Path, overrides: dict[str, Any] | None = None,
+              per: Per | None = None
               ) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
     """Read a grid file: ``notebook`` (a chapter name, or a path relative to the grid
     file), optional ``fixed`` parameters, and ``grid``: a mapping of parameter name ->
     list of values (every combination is a point), or a list of such mappings (the
     union of their points, e.g. one per method with its own schedule). `overrides`
-    are fixed parameters that win over the file's (the CLI's ``--device``): the
-    same points, under the same names, with other values.
+    are fixed parameters that win over the file's (the CLI's ``--device`` and
+    ``--set``): the same points, under the same names, with other values.
+
+    `per` sets parameters by the value of another, after the points are named (so
+    they keep the file's names): ``{"METHOD": {"rd": {"STEPS": 2}}}`` gives the
+    points whose METHOD is rd STEPS 2, whatever the file says (the dress
+    rehearsal's schedules, `fuadnb.rehearsal`). Last, a text value that holds
+    ``{NAME}``, NAME another parameter of its point, gets that parameter's value
+    there: ``DATA_ROOT: /data/{DATASET}`` follows each point's dataset.
 
     Returns:
         the notebook, the fixed parameters, and every point's parameters (``fixed``
-        included); a point is named by its values of the parameters its grid varies.
+        included); a point is named by its values of the parameters its grid varies
+        (`named_points`).
 
     Raises:
         BookError: the file is unreadable or malformed, naming what is wrong.
     """
-    path = Path(path)
+    notebook, fixed, named = _load(Path(path), overrides, per)
+    return notebook, fixed, [point for _, point in named]
+
+
+def _load(path: Path, overrides: dict[str, Any] | None, per: Per | None
+          ) -> tuple[Path, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """`load_grid`, with each point's name."""
     try:
         spec = yaml.safe_load(path.read_text())   # YAML is a superset of JSON
     except (OSError, yaml.YAMLError) as err:
@@ -72,7 +91,7 @@ def load_grid(path: Path, overrides: dict[str, Any] | None = None
                         "02_reverse_distillation) and 'grid' (a mapping of parameter "
                         "name -> list of values, or a list of such mappings); "
                         "optional 'fixed' (a mapping)")
-    overrides = overrides or {}
+    overrides, per = overrides or {}, per or {}
     # an override the grids do not vary is fixed, so the points keep their names
     fixed = (spec.get("fixed") or {}) | {k: v for k, v in overrides.items()
                                          if not any(k in g for g in grids)}
@@ -82,18 +101,41 @@ def load_grid(path: Path, overrides: dict[str, Any] | None = None
         raise BookError(f"{path}: grid values must be non-empty lists; fix {bad}")
     notebook = _grid_notebook(path, str(spec["notebook"]))
     declared = declared_parameters(notebook)
-    unknown = sorted((set(fixed).union(overrides, *grids)) - set(declared))
+    by_value = {k for values in per.values() for sets in values.values()
+                for k in sets}
+    unknown = sorted((set(fixed).union(overrides, per, by_value, *grids))
+                     - set(declared))
     if unknown:
         raise BookError(f"{path}: {notebook.name} has no parameter(s) {unknown}; it "
                         f"declares {sorted(declared)}")
     points = [fixed | dict(zip(g, values, strict=True)) | overrides
               for g in grids for values in itertools.product(*g.values())]
-    names = [name for name, _ in _named(fixed, points)]
+    named = _named(fixed, points)
+    names = [name for name, _ in named]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise BookError(f"{path}: grid points {twice[:3]} appear more than once; "
                         "make the grids disjoint")
-    return notebook, fixed, points
+    return notebook, fixed, [(name, _filled(_per_value(point, per)))
+                             for name, point in named]
+
+
+def _per_value(point: dict[str, Any], per: Per) -> dict[str, Any]:
+    """`point` with the parameters `per` sets for its values (`load_grid`)."""
+    for key, values in per.items():
+        if key in point and point[key] in values:
+            point = point | values[point[key]]
+    return point
+
+
+def _filled(point: dict[str, Any]) -> dict[str, Any]:
+    """`point` with every ``{NAME}`` in its text values replaced by its NAME."""
+    def fill(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return TEMPLATE.sub(lambda m: str(point[m[1]]) if m[1] in point else m[0],
+                            value)
+    return {k: fill(v) for k, v in point.items()}
 
 
 def _named(fixed: dict[str, Any], points: list[dict[str, Any]]
@@ -103,11 +145,10 @@ def _named(fixed: dict[str, Any], points: list[dict[str, Any]]
             for p in points]
 
 
-def named_points(grid_file: Path, overrides: dict[str, Any] | None = None
-                 ) -> list[tuple[str, dict[str, Any]]]:
+def named_points(grid_file: Path, overrides: dict[str, Any] | None = None,
+                 per: Per | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The (name, parameters) of every point of a grid file, in grid order."""
-    _, fixed, points = load_grid(grid_file, overrides)
-    return _named(fixed, points)
+    return _load(Path(grid_file), overrides, per)[2]
 
 
 def _checkout(near: Path) -> Path:
@@ -159,12 +200,18 @@ def point_key(code: str, point: dict[str, Any]) -> str:
     return short_hash({"notebook": code, "parameters": point})
 
 
-def _grid_state(grid_file: Path, out: Path, overrides: dict[str, Any] | None
+def _grid_state(grid_file: Path, out: Path, overrides: dict[str, Any] | None,
+                per: Per | None = None, only: Collection[str] | None = None
                 ) -> tuple[
         Path, list[tuple[str, dict[str, Any]]], dict[str, dict], str]:
-    """The grid's notebook, its (name, parameters) points, the rows recorded and the
-    notebook's `code_hash`."""
-    notebook, fixed, points = load_grid(grid_file, overrides)
+    """The grid's notebook, its (name, parameters) points (those named in `only`,
+    when given), the rows recorded and the notebook's `code_hash`."""
+    notebook, _, named = _load(Path(grid_file), overrides, per)
+    if only is not None:
+        missing = sorted(set(only) - {name for name, _ in named})
+        if missing:
+            raise BookError(f"{grid_file}: no grid point(s) {missing[:3]}")
+        named = [(name, point) for name, point in named if name in set(only)]
     table = out / "grid_results.csv"
     try:
         recorded = pd.read_csv(table, keep_default_na=False, dtype={
@@ -174,7 +221,7 @@ def _grid_state(grid_file: Path, out: Path, overrides: dict[str, Any] | None
         raise BookError(f"{table}: unreadable grid table ({err}); delete it to rerun "
                         "every point") from err
     rows = {r["point"]: r for r in recorded}
-    return notebook, _named(fixed, points), rows, code_hash(notebook)
+    return notebook, named, rows, code_hash(notebook)
 
 
 def _done(out: Path, rows: dict[str, dict], name: str, key: str) -> bool:
@@ -185,11 +232,12 @@ def _done(out: Path, rows: dict[str, dict], name: str, key: str) -> bool:
             and (out / f"{name}.ipynb").is_file())
 
 
-def pending(grid_file: Path, out: Path, overrides: dict[str, Any] | None = None
+def pending(grid_file: Path, out: Path, overrides: dict[str, Any] | None = None,
+            per: Per | None = None, only: Collection[str] | None = None
             ) -> list[str]:
     """The names of the grid points that a `run_grid` into `out` would still run
     (never run, failed, interrupted, or run with other parameters or code)."""
-    _, named, rows, code = _grid_state(grid_file, out, overrides)
+    _, named, rows, code = _grid_state(grid_file, out, overrides, per, only)
     return [name for name, point in named
             if not _done(out, rows, name, point_key(code, point))]
 
@@ -231,7 +279,8 @@ Runner = Callable[[Path, Path, dict[str, Any]], Outcome]
 
 
 def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True,
-             overrides: dict[str, Any] | None = None,
+             overrides: dict[str, Any] | None = None, per: Per | None = None,
+             only: Collection[str] | None = None,
              log: Callable[[str], None] = print,
              runner: Runner | None = None) -> pd.DataFrame:
     """Run a grid; ``out/<name>.ipynb`` per point and ``out/grid_results.csv``.
@@ -245,6 +294,9 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
 
     Args:
         overrides: parameters set for every point (`load_grid`).
+        per: parameters set by another's value, names kept (`load_grid`).
+        only: run (and tabulate) only the points of these names, e.g. a subset
+            that covers every method, regime and category (`fuadnb.rehearsal`).
         jobs: notebooks executed at once. The first point to run runs alone (it may
             prepare what the others share, e.g. generate the synthetic benchmark);
             each kernel then gets cores // jobs threads (see `_threads_per_kernel`)
@@ -256,7 +308,7 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
     """
     if jobs < 1:
         raise BookError(f"jobs must be >= 1, got {jobs}")
-    notebook, named, rows, code = _grid_state(grid_file, out, overrides)
+    notebook, named, rows, code = _grid_state(grid_file, out, overrides, per, only)
     out.mkdir(parents=True, exist_ok=True)
     table, order = out / "grid_results.csv", [name for name, _ in named]
     todo, lock = [], threading.Lock()
