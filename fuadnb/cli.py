@@ -330,7 +330,7 @@ def cmd_rehearse(args: argparse.Namespace) -> None:
 
     report = rehearsal.rehearse(args.out, subset=args.subset, jobs=args.jobs,
                                 datasets=tuple(args.datasets),
-                                chapters=not args.no_chapter,
+                                chapters=() if args.no_chapter else None,
                                 progress=not args.quiet)
     print("\n".join(["", *report.lines()]))
     for name, table in report.tables.items():
@@ -459,7 +459,7 @@ def parser() -> argparse.ArgumentParser:
     rh.add_argument("--subset", default="all", choices=("all", "stratified", "ci"),
                     help="all: every point (the paper grid's 3240 and 624 more); "
                     "stratified: every method, regime, noise ratio, dataset, "
-                    "category and seed at least once; ci: two points a dataset "
+                    "category and seed at least once; ci: one point a dataset "
                     "(default: %(default)s)")
     rh.add_argument("--jobs", type=int, default=1, help="notebooks run at once "
                     "(default: %(default)s)")

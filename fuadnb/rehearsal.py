@@ -122,8 +122,8 @@ def select(named: list[tuple[str, dict[str, Any]]], subset: Subset,
     noise ratio at its first seed (without `every_case`: every method once,
     cycling through the (regime, ratio) pairs); on each other category one point,
     cycling through the methods, the (regime, ratio) pairs and the seeds, so every
-    category and seed runs too. ``ci``, per dataset: RD clean and, on another
-    category, the first method under the last (regime, ratio) pair.
+    category and seed runs too. ``ci``: one point per dataset, its first category
+    under the last (regime, ratio) pair, the k-th dataset with the k-th method.
     """
     if subset == "all":
         return [name for name, _ in named]
@@ -139,8 +139,8 @@ def select(named: list[tuple[str, dict[str, Any]]], subset: Subset,
             return [n for n, p in mine if p["CATEGORY"] == cat and p["METHOD"] == method
                     and (p["REGIME"], p["NOISE_RATIO"]) == case and p["SEED"] == seed]
         if subset == "ci":
-            chosen += pick(cats[0], "rd", cases[0], seeds[0])
-            chosen += pick(cats[-1], methods[0], cases[-1], seeds[0])
+            k = len(chosen)   # the k-th dataset of the grid: its k-th method
+            chosen += pick(cats[0], methods[k % len(methods)], cases[-1], seeds[0])
             continue
         for j, method in enumerate(methods):
             for case in cases if every_case else [cases[j % len(cases)]]:
@@ -179,13 +179,13 @@ class Report:
 
 def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all",
              jobs: int = 1, datasets: tuple[str, ...] = standin.DATASETS,
-             chapters: bool = True, progress: bool = False,
+             chapters: tuple[str, ...] | None = None, progress: bool = False,
              log: Callable[[str], None] = print) -> Report:
     """Generate the stand-ins under ``<out>/data``, run the paper grid (and the
     readers' grid) with the rehearsal's `overrides` into ``<out>/paper`` (and
     ``<out>/readers``), then execute chapter 08 once per dataset from those tables
-    into ``<out>/08_benchmark_<dataset>.ipynb``. Finished points are skipped on a
-    rerun, as in any grid.
+    into ``<out>/08_benchmark_<dataset>.ipynb`` (for the `chapters` datasets only,
+    when given). Finished points are skipped on a rerun, as in any grid.
 
     Returns:
         the `Report` (also written to ``<out>/REHEARSAL.md``).
@@ -225,7 +225,8 @@ def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all"
     for name, table in tables.items():
         path = out / name / "grid_results.csv"
         for dataset in dict.fromkeys(table.get("param.DATASET", [])):
-            if not chapters or not (table["status"] == "ok").any():
+            if (chapters is not None and dataset not in chapters) or not (
+                    table["status"] == "ok").any():
                 continue
             dst = out / f"08_benchmark_{dataset}.ipynb"
             outcome = execute(chapter(), dst, {"BENCHMARK": str(path.resolve()),
