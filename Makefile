@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup tools book demo benchmark regimes speed test lint clean
+.PHONY: setup tools book demo benchmark regimes speed rehearsal gpu-check test lint clean
 
 # one stamp per extra: `make book` installs what the book needs (the `book` extra),
 # `make test` adds the test tools (the `dev` extra: pytest, ruff, timm, playwright)
@@ -67,6 +67,23 @@ $(VENV)-peers/.installed: pyproject.toml
 	@[ -x $(VENV)-peers/bin/python ] || $(PYTHON) -m venv $(VENV)-peers
 	$(VENV)-peers/bin/python -m pip install -q -e '.[peers]'
 	touch $@
+
+## the dress rehearsal of the paper grid on the CPU: benchmarks/grids/paper.yaml (all
+## 3240 points) and the same methods on BTAD, MPDD and Real-IAD (624), on generated
+## stand-ins of the datasets at a few steps of 64 px, then chapter 08 per dataset;
+## not results. About 20 s a point on 2 cores: SUBSET=stratified (every method,
+## regime, ratio, dataset, category and seed; 165 points) takes about 35 minutes
+SUBSET ?= all
+JOBS ?= 2
+rehearsal: $(VENV)/.installed-dev
+	FUADNB_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m fuadnb rehearse --subset $(SUBSET) \
+	  --jobs $(JOBS) --out runs/rehearsal
+
+## on a machine with a GPU, about 10 minutes: the CUDA tests, one paper-profile fit
+## per method in fp32 and bf16 (images/s, peak memory, metrics side by side) and
+## vs_anomalib on CUDA; tables under runs/gpu_check/<date>/
+gpu-check: $(VENV)/.installed-dev
+	PYTHON=$(PY) bash benchmarks/gpu_check.sh
 
 ## the whole test suite (CPU; never downloads weights; builds the book at the smoke
 ## profile and checks it in headless Chromium)

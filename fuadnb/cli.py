@@ -360,7 +360,8 @@ def _raise_failed(table: pd.DataFrame, out: Path) -> None:
 def cmd_grid(args: argparse.Namespace) -> None:
     _, _, grid = _papermill()
     out = args.out or Path("runs") / "notebooks" / args.grid.stem
-    overrides = {"DEVICE": args.device} if args.device else None
+    overrides = dict(args.set) | ({"DEVICE": args.device} if args.device else {}) \
+        or None
     notebook, _, points = grid.load_grid(args.grid, overrides)   # checked up front
     roots = tuple({(notebook.parent / p["DATA_ROOT"]).resolve() for p in points
                    if isinstance(p.get("DATA_ROOT"), str) and p["DATA_ROOT"]})
@@ -401,6 +402,19 @@ def cmd_grid(args: argparse.Namespace) -> None:
     if table:
         print(f"table: {runs.write_table(rows, table)}")
     _raise_failed(rows, out)
+
+
+def cmd_rehearse(args: argparse.Namespace) -> None:
+    _papermill()
+    from fuadnb import rehearsal
+
+    report = rehearsal.rehearse(args.out, subset=args.subset, jobs=args.jobs,
+                                datasets=tuple(args.datasets),
+                                chapters=() if args.no_chapter else None,
+                                progress=not args.quiet)
+    print("\n".join(["", *report.lines()]))
+    for name, table in report.tables.items():
+        _raise_failed(table, args.out / name)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -499,9 +513,43 @@ def parser() -> argparse.ArgumentParser:
                     "cuda, cuda:N; default: the grid file's, else the notebook's "
                     "auto): the same grid on a GPU, e.g. benchmarks/grids/demo.yaml "
                     "--device cuda")
+    gr.add_argument("--set", type=_parameter, action="append", default=[],
+                    metavar="NAME=VALUE", help="set a parameter of every point, "
+                    "repeatable (values read as YAML; the points keep their names); "
+                    "{NAME} in a value is that point's NAME, e.g. --set "
+                    "DATA_ROOT=/mnt/data/{DATASET}")
     gr.add_argument("--dry-run", action="store_true", help="list the points still "
                     "to run (never run, failed or interrupted) and run nothing")
     gr.set_defaults(func=cmd_grid)
+
+    rh = command("rehearse", ("quiet",), help="the dress rehearsal of the paper "
+                 "grid: benchmarks/grids/paper.yaml on generated stand-ins of its "
+                 "datasets, a few steps at 64 px on the CPU, then chapter 08 per "
+                 "dataset (not results)", description="Generate stand-ins of MVTec "
+                 "AD, VisA, BTAD, MPDD and Real-IAD (every category name in the real "
+                 "layouts, a few tiny images each), run benchmarks/grids/paper.yaml "
+                 "on them unchanged but for data roots, teacher (the offline one), "
+                 "schedule (a few steps at 64 px) and device (cpu), run a grid of "
+                 "the same methods on BTAD, MPDD and Real-IAD, and execute chapter "
+                 "08 once per dataset from the tables. Finished points are skipped "
+                 "on a rerun. Its numbers are not results.")
+    rh.add_argument("--out", type=Path, default=Path("runs/rehearsal"),
+                    help="stand-ins, run cache, executed notebooks and tables "
+                    "(default: %(default)s)")
+    rh.add_argument("--subset", default="all", choices=("all", "stratified", "ci"),
+                    help="all: every point (the paper grid's 3240 and 624 more); "
+                    "stratified: every method, regime, noise ratio, dataset, "
+                    "category and seed at least once; ci: one point a dataset "
+                    "(default: %(default)s)")
+    rh.add_argument("--jobs", type=int, default=1, help="notebooks run at once "
+                    "(default: %(default)s)")
+    rh.add_argument("--datasets", nargs="+", default=["mvtec_ad", "visa", "btad",
+                                                      "mpdd", "real_iad"],
+                    choices=["mvtec_ad", "visa", "btad", "mpdd", "real_iad"],
+                    help="only these datasets (default: all five)")
+    rh.add_argument("--no-chapter", action="store_true", help="do not execute "
+                    "chapter 08")
+    rh.set_defaults(func=cmd_rehearse)
 
     s = command("results", ("runs",), help="list the finished runs as a table",
                 description="List every finished run under --runs as one table. "

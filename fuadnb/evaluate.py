@@ -87,7 +87,8 @@ def score(*, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
     for name, group in (groups or {}).items():
         keep = in_group(labels, group)
         part = dict.fromkeys(GROUPED, float("nan")) if keep is None else \
-            _test_metrics(labels[keep], scores[keep], masks[keep], maps[keep])
+            _test_metrics(labels[keep], scores[keep], masks[keep], maps[keep],
+                          pixels=bool(masks[keep].any()))
         out |= {f"{k}_{name}": v for k, v in part.items()}
     return out
 
@@ -115,12 +116,16 @@ GROUPED = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_aupro
 
 
 def _test_metrics(labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
-                  maps: np.ndarray) -> dict[str, float]:
-    return {"image_auroc": metrics.image_auroc(labels, scores),
-            "image_ap": metrics.average_precision(labels, scores),
-            "image_f1max": metrics.f1_max(labels, scores),
-            "pixel_auroc": metrics.pixel_auroc(masks, maps),
-            "pixel_aupro": metrics.pixel_aupro(masks, maps)}
+                  maps: np.ndarray, pixels: bool = True) -> dict[str, float]:
+    """The test metrics; without `pixels` the pixel ones are NaN (a group whose
+    anomalies all have empty masks, as some of BTAD's ``ko`` images do)."""
+    image = {"image_auroc": metrics.image_auroc(labels, scores),
+             "image_ap": metrics.average_precision(labels, scores),
+             "image_f1max": metrics.f1_max(labels, scores)}
+    if not pixels:
+        return image | {"pixel_auroc": float("nan"), "pixel_aupro": float("nan")}
+    return image | {"pixel_auroc": metrics.pixel_auroc(masks, maps),
+                    "pixel_aupro": metrics.pixel_aupro(masks, maps)}
 
 
 def per_seed(rows: pd.DataFrame, columns: Sequence[str], by: Sequence[str]

@@ -19,8 +19,9 @@ import contextlib
 import itertools
 import os
 import queue
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -47,24 +48,42 @@ from fuadnb.notebooks import (
 from fuadnb.runs import write_table
 from fuadnb.utils import confined
 
+Per = dict[str, dict[Any, dict[str, Any]]]
+TEMPLATE = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 
-def load_grid(path: Path, overrides: dict[str, Any] | None = None
+
+def load_grid(path: Path, overrides: dict[str, Any] | None = None,
+              per: Per | None = None
               ) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
     """Read a grid file: ``notebook`` (a chapter name, or a path relative to the grid
     file), optional ``fixed`` parameters, and ``grid``: a mapping of parameter name ->
     list of values (every combination is a point), or a list of such mappings (the
     union of their points, e.g. one per method with its own schedule). `overrides`
-    are fixed parameters that win over the file's (the CLI's ``--device``): the
-    same points, under the same names, with other values.
+    are fixed parameters that win over the file's (the CLI's ``--device`` and
+    ``--set``): the same points, under the same names, with other values.
+
+    `per` sets parameters by the value of another, after the points are named (so
+    they keep the file's names): ``{"METHOD": {"rd": {"STEPS": 2}}}`` gives the
+    points whose METHOD is rd STEPS 2, whatever the file says (the dress
+    rehearsal's schedules, `fuadnb.rehearsal`). Last, a text value that holds
+    ``{NAME}``, NAME another parameter of its point, gets that parameter's value
+    there: ``DATA_ROOT: /data/{DATASET}`` follows each point's dataset.
 
     Returns:
         the notebook, the fixed parameters, and every point's parameters (``fixed``
-        included); a point is named by its values of the parameters its grid varies.
+        included); a point is named by its values of the parameters its grid varies
+        (`named_points`).
 
     Raises:
         BookError: the file is unreadable or malformed, naming what is wrong.
     """
-    path = Path(path)
+    notebook, fixed, named = _load(Path(path), overrides, per)
+    return notebook, fixed, [point for _, point in named]
+
+
+def _load(path: Path, overrides: dict[str, Any] | None, per: Per | None
+          ) -> tuple[Path, dict[str, Any], list[tuple[str, dict[str, Any]]]]:
+    """`load_grid`, with each point's name."""
     try:
         spec = yaml.safe_load(path.read_text())   # YAML is a superset of JSON
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
@@ -80,7 +99,7 @@ def load_grid(path: Path, overrides: dict[str, Any] | None = None
         raise BookError(shape)
     if not isinstance(spec.get("fixed") or {}, dict):
         raise BookError(f"{shape}; 'fixed' is a {type(spec['fixed']).__name__}")
-    overrides = overrides or {}
+    overrides, per = overrides or {}, per or {}
     # an override the grids do not vary is fixed, so the points keep their names
     fixed = (spec.get("fixed") or {}) | {k: v for k, v in overrides.items()
                                          if not any(k in g for g in grids)}
@@ -89,33 +108,52 @@ def load_grid(path: Path, overrides: dict[str, Any] | None = None
     if bad:
         raise BookError(f"{path}: grid values must be non-empty lists; fix {bad}")
     notebook = _grid_notebook(path, str(spec["notebook"]))
+    by_value = {k for values in per.values() for sets in values.values()
+                for k in sets}
     try:
-        check_names([notebook], dict.fromkeys(set(fixed).union(overrides, *grids)),
-                    f"{path}: {notebook.name}")
+        check_names([notebook], dict.fromkeys(set(fixed).union(
+            overrides, per, by_value, *grids)), f"{path}: {notebook.name}")
     except TypeError as err:   # a parameter name that is not text
         raise BookError(f"{path}: parameter names must be text ({err})") from None
     points = [fixed | dict(zip(g, values, strict=True)) | overrides
               for g in grids for values in itertools.product(*g.values())]
-    _check_points(path, notebook, points)
-    names = [name for name, _ in _named(fixed, points)]
+    named = _named(fixed, points)
+    names = [name for name, _ in named]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise BookError(f"{path}: grid points {twice[:3]} appear more than once; "
                         "make the grids disjoint")
-    return notebook, fixed, points
+    named = [(name, _filled(_per_value(point, per))) for name, point in named]
+    _check_types(path, notebook, [point for _, point in named])
+    return notebook, fixed, named
+
+
+def _per_value(point: dict[str, Any], per: Per) -> dict[str, Any]:
+    """`point` with the parameters `per` sets for its values (`load_grid`)."""
+    for key, values in per.items():
+        if key in point and point[key] in values:
+            point = point | values[point[key]]
+    return point
+
+
+def _filled(point: dict[str, Any]) -> dict[str, Any]:
+    """`point` with every ``{NAME}`` in its text values replaced by its NAME."""
+    def fill(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return TEMPLATE.sub(lambda m: str(point[m[1]]) if m[1] in point else m[0],
+                            value)
+    return {k: fill(v) for k, v in point.items()}
 
 
 KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
 
 
-def _check_points(path: Path, notebook: Path, points: list[dict[str, Any]]) -> None:
-    """Every point's values against the notebook's parameters cell, before any
-    kernel starts: each value of the declared type (papermill would inject a
-    float into an int parameter), then the run parameters
-    (`fuadnb.experiment.check_parameters`); one BookError naming the point."""
+def _check_types(path: Path, notebook: Path, points: list[dict[str, Any]]) -> None:
+    """Every point's values against the notebook's parameters cell: each of the
+    declared type (papermill would inject a float into an int parameter); one
+    BookError naming the parameter."""
     declared = declared_parameters(notebook)
-    defaults = with_defaults(notebook, {})
-    checked: set[str] = set()
     for point in points:
         for name, value in point.items():
             kind = declared[name].get("inferred_type_name", "")
@@ -124,6 +162,17 @@ def _check_points(path: Path, notebook: Path, points: list[dict[str, Any]]) -> N
                     isinstance(value, bool) and bool not in ok)):
                 raise BookError(f"{path}: parameter {name}={value!r} must be "
                                 f"{kind} (as declared in {notebook.name})")
+
+
+def check_points(grid_file: Path, notebook: Path, points: list[dict[str, Any]]
+                 ) -> None:
+    """The run parameters of the points about to run, before any kernel starts
+    (`fuadnb.experiment.check_parameters`: names, the data folder, methods,
+    options, the learning-bias curve's interval); one BookError naming the grid
+    file and the parameter."""
+    defaults = with_defaults(notebook, {})
+    checked: set[str] = set()
+    for point in points:
         key = short_hash(point)
         if key in checked:
             continue
@@ -131,7 +180,7 @@ def _check_points(path: Path, notebook: Path, points: list[dict[str, Any]]) -> N
         try:
             check_parameters(defaults | point, notebook.parent)
         except ValueError as err:
-            raise BookError(f"{path}: {err}") from None
+            raise BookError(f"{grid_file}: {err}") from None
 
 
 def _named(fixed: dict[str, Any], points: list[dict[str, Any]]
@@ -141,11 +190,10 @@ def _named(fixed: dict[str, Any], points: list[dict[str, Any]]
             for p in points]
 
 
-def named_points(grid_file: Path, overrides: dict[str, Any] | None = None
-                 ) -> list[tuple[str, dict[str, Any]]]:
+def named_points(grid_file: Path, overrides: dict[str, Any] | None = None,
+                 per: Per | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The (name, parameters) of every point of a grid file, in grid order."""
-    _, fixed, points = load_grid(grid_file, overrides)
-    return _named(fixed, points)
+    return _load(Path(grid_file), overrides, per)[2]
 
 
 def _checkout(near: Path) -> Path:
@@ -198,14 +246,20 @@ def point_key(code: str, point: dict[str, Any]) -> str:
 
 
 def _grid_state(grid_file: Path, out: Path, overrides: dict[str, Any] | None,
-                resume: Path | None = None) -> tuple[
+                resume: Path | None = None, per: Per | None = None,
+                only: Collection[str] | None = None) -> tuple[
         Path, list[tuple[str, dict[str, Any]]], dict[str, dict], str]:
-    """The grid's notebook, its (name, parameters) points, the rows recorded and the
-    notebook's `code_hash`. The rows are those of ``out/grid_results.csv``, and for
-    points without a finished row there, the finished rows of `resume` (a
-    committed table: `_done` accepts them without their notebooks)."""
-    notebook, fixed, points = load_grid(grid_file, overrides)
-    named = _named(fixed, points)
+    """The grid's notebook, its (name, parameters) points (those named in `only`,
+    when given), the rows recorded and the notebook's `code_hash`. The rows are
+    those of ``out/grid_results.csv``, and for points without a finished row
+    there, the finished rows of `resume` (a committed table: `_done` accepts them
+    without their notebooks)."""
+    notebook, _, named = _load(Path(grid_file), overrides, per)
+    if only is not None:
+        missing = sorted(set(only) - {name for name, _ in named})
+        if missing:
+            raise BookError(f"{grid_file}: no grid point(s) {missing[:3]}")
+        named = [(name, point) for name, point in named if name in set(only)]
     rows = {r["point"]: r for r in _read(out / "grid_results.csv")}
     code = code_hash(notebook)
     if resume is not None and Path(resume).is_file():
@@ -255,11 +309,12 @@ def _done(out: Path, rows: dict[str, dict], name: str, key: str) -> bool:
 
 
 def pending(grid_file: Path, out: Path, overrides: dict[str, Any] | None = None,
-            resume: Path | None = None) -> list[str]:
+            resume: Path | None = None, per: Per | None = None,
+            only: Collection[str] | None = None) -> list[str]:
     """The names of the grid points that a `run_grid` into `out` would still run
     (never run, failed, interrupted, or run with other parameters, code or
     inputs)."""
-    _, named, rows, code = _grid_state(grid_file, out, overrides, resume)
+    _, named, rows, code = _grid_state(grid_file, out, overrides, resume, per, only)
     return [name for name, point in named
             if not _done(out, rows, name, point_key(code, point))]
 
@@ -311,7 +366,8 @@ class GridInterrupted(KeyboardInterrupt):
 
 
 def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True,
-             overrides: dict[str, Any] | None = None,
+             overrides: dict[str, Any] | None = None, per: Per | None = None,
+             only: Collection[str] | None = None,
              log: Callable[[str], None] = print,
              runner: Runner | None = None, resume: Path | None = None
              ) -> pd.DataFrame:
@@ -327,6 +383,9 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
 
     Args:
         overrides: parameters set for every point (`load_grid`).
+        per: parameters set by another's value, names kept (`load_grid`).
+        only: run (and tabulate) only the points of these names, e.g. a subset
+            that covers every method, regime and category (`fuadnb.rehearsal`).
         jobs: notebooks executed at once. The first point to run runs alone (it may
             prepare what the others share, e.g. generate the synthetic benchmark);
             each kernel then gets cores // jobs threads (see `_threads_per_kernel`)
@@ -346,7 +405,8 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
     """
     if jobs < 1:
         raise BookError(f"jobs must be >= 1, got {jobs}")
-    notebook, named, rows, code = _grid_state(grid_file, out, overrides, resume)
+    notebook, named, rows, code = _grid_state(grid_file, out, overrides, resume,
+                                              per, only)
     out.mkdir(parents=True, exist_ok=True)
     table, order = out / "grid_results.csv", [name for name, _ in named]
     todo, lock, stop = [], threading.Lock(), threading.Event()
@@ -364,6 +424,7 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
             say(f"[{k}/{len(named)}] {name}: done before, skipped")
         else:
             todo.append((f"[{k}/{len(named)}] {name}", name, point))
+    check_points(grid_file, notebook, [point for *_, point in todo])
 
     def local(src: Path, dst: Path, point: dict[str, Any], gpu: str | None) -> Outcome:
         return execute(src, dst, point, progress=progress and jobs == 1,
@@ -384,9 +445,13 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
         finally:
             slots.put(slot)
 
-    def finished() -> pd.DataFrame:
+    def finished(every: bool = False) -> pd.DataFrame:
+        """The rows of this run's points in grid order (`every`: then the table's
+        other points, e.g. those left out by `only`)."""
+        names = [n for n in order if n in rows] + (
+            [n for n in rows if n not in order] if every else [])
         return pd.DataFrame([{k: v for k, v in rows[n].items() if k != "resumed"}
-                             for n in order if n in rows])
+                             for n in names])
 
     def record(item, outcome: Outcome | None) -> None:   # only ever in this thread
         if outcome is None or stop.is_set():   # not run, or stopped mid-way
@@ -397,7 +462,7 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
                "notebook": f"{name}.ipynb", "params_hash": point_key(code, point),
                **{f"param.{p}": v for p, v in point.items()}}
         rows[name] = row | (recorded_row(outcome.notebook) if outcome.ok else {})
-        write_table(finished(), table)
+        write_table(finished(every=True), table)
         say(f"{label}: {row['status']} in {outcome.seconds:.0f} s"
             + (f": {outcome.error}" if outcome.error else ""))
 
@@ -415,7 +480,7 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
             stop_kernels()   # the running points end now, unrecorded
             pool.shutdown(wait=True)
             if rows:
-                write_table(finished(), table)
+                write_table(finished(every=True), table)
             say(f"interrupted: no new point started; {table} holds the finished "
                 "points")
             raise GridInterrupted(finished()) from None

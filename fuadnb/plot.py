@@ -287,6 +287,14 @@ def recovery_bars(rec, *, title: str = "") -> Figure:
     regimes = list(dict.fromkeys(rec["regime"]))
     methods = list(dict.fromkeys(rec["method"]))
     ratios = sorted(rec["noise_ratio"].unique())
+    if not regimes:   # e.g. a partial grid table: no method beside a paired baseline
+        fig, ax = plt.subplots(figsize=(4.5, 1.2))
+        ax.text(0.5, 0.5, "no recovery to draw: the table pairs no method with the "
+                "baseline's clean and contaminated runs", ha="center", va="center",
+                fontsize=7, color="grey", wrap=True)
+        ax.set_axis_off()
+        ax.set(title=title)
+        return fig
     fig, axes = plt.subplots(1, len(regimes), figsize=(2.9 * len(regimes) + 0.6, 3.0),
                              sharey=True, squeeze=False)
     width = 0.8 / len(ratios)

@@ -38,7 +38,9 @@ def test_help_explains_every_option(capsys):
                              "book": ["--parameter", "--no-execute", "--profile",
                                       "--dataset", "--root", "--device", "--runs"],
                              "grid": ["--out", "--jobs", "--table", "--dry-run",
-                                      "--quiet", "--scheduler", "--cluster"],
+                                      "--quiet", "--scheduler", "--cluster", "--set"],
+                             "rehearse": ["--out", "--subset", "--jobs",
+                                          "--datasets", "--no-chapter"],
                              "results": ["--csv", "--runs"]}.items():
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
@@ -56,14 +58,17 @@ def test_options_of_several_commands_are_declared_once():
             for flag in action.option_strings:
                 declared.setdefault(flag, {})[name] = action
     for flag, users in declared.items():
-        if flag in ("-h", "--help", "--seed", "--noise", "--categories"):
-            continue   # --seed, --noise, --categories: other meanings per command
+        if flag in ("-h", "--help", "--seed", "--noise", "--categories", "--out",
+                    "--jobs"):
+            continue   # --seed, --noise, --categories: other meanings per command;
+            # --out, --jobs: grid's and rehearse's, each with its own default
         if flag == "--device":   # grid's overrides the grid file's DEVICE (no default)
             assert users["grid"].default is None
             users = {n: a for n, a in users.items() if n != "grid"}
         assert len({id(a) for a in users.values()}) == 1, (flag, sorted(users))
     assert set(declared["--runs"]) == {"run", "demo", "book", "results"}
-    assert set(declared["--quiet"]) == {"generate", "run", "demo", "book", "grid"}
+    assert set(declared["--quiet"]) == {"generate", "run", "demo", "book", "grid",
+                                        "rehearse"}
 
 
 def test_run_prints_metrics_and_caches(tiny_synth, tmp_path, capsys):

@@ -105,3 +105,27 @@ def test_the_committed_cost_table_holds_what_the_book_says_of_it():
     assert set(table.method) == set(_script("cost_growth").METHODS)
     assert (book := (REPO / "book" / "cost_growth.md").read_text()).count("| ") > 8
     assert "cost_growth_cpu.svg" in book and "cost_growth_cpu.csv" in book
+
+
+def test_the_gpu_check_runs_on_the_cpu_at_toy_size(tmp_path):
+    """``benchmarks/gpu_check.sh --dry-run``: the CUDA tests collected, the fits of
+    two methods in fp32 and bf16 with their tables, vs_anomalib skipped without
+    anomalib; the CUDA path itself needs a GPU (``make gpu-check``)."""
+    import os
+
+    out = tmp_path / "gpu"
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"),
+                           "--dry-run"], capture_output=True, text=True,
+                          env=os.environ | {"OUT": str(out), "PYTHON": sys.executable,
+                                            "PEERS_PYTHON": "/nonexistent"},
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    fits = pd.read_csv(out / "fits.csv")
+    assert sorted(zip(fits["method"], fits["precision"], strict=True)) == [
+        ("patchcore", "bf16"), ("patchcore", "fp32"), ("rd", "bf16"), ("rd", "fp32")]
+    assert (fits["train_images_per_second"] > 0).all() and (fits["peak_mib"] > 0).all()
+    wide = pd.read_csv(out / "precision.csv", index_col="method")
+    assert {"image_auroc_fp32", "image_auroc_bf16",
+            "pixel_aupro_bf16_minus_fp32"} <= set(wide.columns)
+    assert "tests collected" in (out / "gpu_tests.txt").read_text()
+    assert "skipped" in (out / "vs_anomalib.log").read_text()
