@@ -129,9 +129,13 @@ def config(profile: str = "paper", **overrides: Any) -> Config:
 
 def partition(n: int, k: int, seed: int) -> np.ndarray:
     """The subset of each of `n` images (n,): a seeded random permutation cut into
-    `k` chunks of ``n // k`` positions, the last chunk taking the remainder."""
-    if n < k:
-        raise ValueError(f"LLB needs at least subsets={k} training images, got {n}")
+    `k` chunks of ``n // k`` positions, the last chunk taking the remainder.
+    Every subset holds at least two images, so that a sub-model can score each of
+    its own images held out (a memory bank without the image)."""
+    if n < 2 * k:
+        raise ValueError(f"LLB needs at least 2 x subsets = {2 * k} training images "
+                         f"(two per subset, so each can be scored held out), got {n}; "
+                         "lower llb.subsets")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
     subset = np.empty(n, dtype=np.int64)
     size = n // k
