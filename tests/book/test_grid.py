@@ -87,7 +87,7 @@ def test_grid_runs_every_point_records_failures_and_resumes(toy_notebook, tmp_pa
 @pytest.mark.parametrize("text, message", [
     ("grid: {X: [1]}\n", "needs 'notebook'"),
     ("notebook: toy.ipynb\ngrid: {X: 1}\n", "non-empty lists"),
-    ("notebook: toy.ipynb\ngrid: {Y: [1]}\n", "has no parameter(s) ['Y']"),
+    ("notebook: toy.ipynb\ngrid: {Y: [1]}\n", "no parameter(s) Y; the declared"),
     ("notebook: missing.ipynb\ngrid: {X: [1]}\n", "does not exist"),
     ("notebook: [unclosed\n", "cannot read the grid file"),
 ])
