@@ -367,6 +367,34 @@ def friedman_nemenyi(table: pd.DataFrame) -> dict[str, object]:
             "nemenyi": nemenyi, "cd": float(q * np.sqrt(k * (k + 1) / (6 * n)))}
 
 
+def spread(rows: pd.DataFrame, metric: str, a: Mapping[str, object],
+           b: Mapping[str, object], *, reference: str | None = None
+           ) -> dict[str, float]:
+    """Where the variance of paired differences a - b lives (the input of a power
+    statement): per-seed differences d_{c,s} paired by (category, seed).
+
+    Returns:
+        ``n_categories``, ``n_seeds`` (per category, the smallest), ``mean``,
+        ``sd`` (between categories, of the seed-averaged differences, ddof 1) and
+        ``seed_sd`` (within categories, pooled over them: sqrt of the mean of the
+        categories' seed variances, ddof 1; NaN with one seed). A design with s
+        seeds per category has a between-category sd of about
+        sqrt(sd² + seed_sd² (1/s - 1/n_seeds)).
+    """
+    def runs(where: Mapping[str, object], column: str) -> pd.Series:
+        part = select(rows, where)
+        return part.groupby(["category", "seed"])[column].mean()
+
+    d = (runs(a, metric) - runs(b, reference or metric)).dropna()
+    by_category = d.groupby(level="category")
+    means = by_category.mean()
+    return {"n_categories": len(means),
+            "n_seeds": int(by_category.size().min()) if len(means) else 0,
+            "mean": float(means.mean()) if len(means) else np.nan,
+            "sd": float(means.std(ddof=1)) if len(means) > 1 else np.nan,
+            "seed_sd": float(np.sqrt(by_category.var(ddof=1).mean()))}
+
+
 def detectable_gain(sd: float, n: float, *, alpha: float = 0.05,
                     power: float = 0.8) -> float:
     """The smallest mean paired difference that `n` categories detect with a

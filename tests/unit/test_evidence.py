@@ -229,3 +229,17 @@ def test_power_by_the_formula_of_statistics_md():
     assert evidence.categories_needed(0.12, delta) == pytest.approx(24)
     t = TTestPower().solve_power(effect_size=0.08 / 0.12, alpha=0.05, power=0.8)
     assert 0 < t - evidence.categories_needed(0.12, 0.08) < 2.5
+
+
+def test_spread_splits_categories_from_seeds_by_hand():
+    rows = _rows({"a": 0.0, "b": 0.04, "c": 0.08}, noise=0.01, seed=3)
+    got = evidence.spread(rows, "image_auroc", {"method": "sp", "noise_ratio": 0.2},
+                          {"method": "rd", "noise_ratio": 0.2})
+    at = rows[rows.noise_ratio == 0.2].pivot_table(
+        index=["category", "seed"], columns="method", values="image_auroc")
+    d = (at.sp - at.rd).unstack("seed")                  # categories x seeds
+    assert got["n_categories"] == 3 and got["n_seeds"] == 3
+    assert got["mean"] == pytest.approx(d.to_numpy().mean())
+    assert got["sd"] == pytest.approx(np.std(d.mean(axis=1), ddof=1))
+    assert got["seed_sd"] == pytest.approx(np.sqrt(np.mean(d.var(axis=1, ddof=1))))
+    assert got["sd"] == pytest.approx(0.04, abs=0.01)
