@@ -153,7 +153,7 @@ def compare(d: pd.Series, *, alpha: float = 0.05, clusters: Sequence | None = No
 
 def versus(rows: pd.DataFrame, metric: str, baseline: str, *,
            by: Sequence[str] = ("regime", "noise_ratio"), alpha: float = 0.05,
-           family: str | None = None) -> pd.DataFrame:
+           family: str | None = None, n_resamples: int = 9999) -> pd.DataFrame:
     """Each method against `baseline` in every `by` group, paired by category
     (seeds averaged first): one row per (method, `by`...) with the `COMPARE`
     columns, ``delta`` = method - baseline."""
@@ -162,7 +162,7 @@ def versus(rows: pd.DataFrame, metric: str, baseline: str, *,
                                                             observed=True):
         where = dict(zip(["method", *by], key, strict=True))
         d = differences(rows, metric, where, where | {"method": baseline})
-        out.append(where | compare(d, alpha=alpha,
+        out.append(where | compare(d, alpha=alpha, n_resamples=n_resamples,
                                    clusters=_families(rows, d.index, family)))
     return pd.DataFrame(out, columns=["method", *by, *COMPARE])
 
