@@ -19,9 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from fuadnb import metrics
+from fuadnb import evidence, metrics
 
 KEYS = ("method", "regime", "noise_ratio", "category", "seed")   # a row's identity
 
@@ -188,9 +187,10 @@ def versus(rows: pd.DataFrame, metric: str, baseline: str, *, alpha: float = 0.0
         one row per (method, noise_ratio): ``delta`` (mean difference method -
         baseline over the pairs), ``delta_std_seeds`` (std over seeds of the per-seed
         mean difference), ``seeds_agree`` (every seed's mean difference has the sign
-        of ``delta``), ``n_pairs``, ``p`` (two-sided Wilcoxon signed-rank test over
-        the pairs; NaN under `min_pairs`) and ``verdict``: ``higher`` / ``lower``
-        where p < `alpha`, ``too few pairs`` under `min_pairs`, else ``no ranking``.
+        of ``delta``), ``n_pairs`` (the non-zero pairs the test used), ``n_zero``,
+        ``p`` (exact two-sided Wilcoxon signed-rank test over the pairs, `paired`;
+        NaN under `min_pairs`) and ``verdict``: ``higher`` / ``lower`` where p <
+        `alpha`, ``too few pairs`` under `min_pairs`, else ``no ranking``.
     """
     _table(rows, ["method", "noise_ratio", "category", "seed", metric], "versus")
     keys = ["noise_ratio", "category", "seed"]
@@ -204,23 +204,29 @@ def versus(rows: pd.DataFrame, metric: str, baseline: str, *, alpha: float = 0.0
     return pd.DataFrame(out, columns=["method", "noise_ratio", *PAIRED])
 
 
-PAIRED = ("delta", "delta_std_seeds", "seeds_agree", "n_pairs", "p", "verdict")
+PAIRED = ("delta", "delta_std_seeds", "seeds_agree", "n_pairs", "n_zero", "p",
+          "verdict")
 
 
 def paired(diff: pd.Series, *, alpha: float = 0.05, min_pairs: int = 6
            ) -> dict[str, object]:
     """Paired differences (indexed by ..., seed) summarised: the `PAIRED` columns of
     `versus` and `cost` (mean, std over seeds of the per-seed means, whether every
-    seed agrees in sign, the pairs, a two-sided Wilcoxon p and its verdict)."""
+    seed agrees in sign, a two-sided Wilcoxon p and its verdict).
+
+    The test is `fuadnb.evidence.signed_rank`'s: the exact null distribution
+    (``method="exact"``, pinned) with zero differences dropped; ``n_pairs`` is the
+    pairs it used and ``n_zero`` those it dropped. Under `min_pairs` used pairs p is
+    NaN and the verdict ``too few pairs``. The unit here is the run (category x
+    seed); `fuadnb.evidence` compares with the category as the unit."""
     per_seed = diff.groupby(level="seed").mean()
     delta = float(diff.mean()) if len(diff) else float("nan")
-    p = (float(stats.wilcoxon(diff.to_numpy()).pvalue)
-         if len(diff) >= min_pairs and np.any(diff.to_numpy() != 0) else
-         1.0 if len(diff) >= min_pairs else float("nan"))
+    test = evidence.signed_rank(diff.to_numpy())
+    p = test["p"] if test["n"] >= min_pairs else float("nan")
     return {"delta": delta, "delta_std_seeds": float(per_seed.std(ddof=1)),
             "seeds_agree": bool(len(per_seed)) and bool(
                 np.all(np.sign(per_seed) == np.sign(delta))),
-            "n_pairs": len(diff), "p": p,
+            "n_pairs": test["n"], "n_zero": test["n_zero"], "p": p,
             "verdict": ("higher" if delta > 0 else "lower") if p < alpha
             else "too few pairs" if np.isnan(p) else "no ranking"}
 
@@ -306,7 +312,7 @@ def with_clean(rows: pd.DataFrame, regimes: Sequence[str] = ("iid", "overlap",
 
 
 RECOVERY = ("baseline_drop", "baseline_verdict", "own_drop", "gain", "recovery",
-            "recovery_std_seeds", "clean_gap", "n_pairs", "p", "verdict")
+            "recovery_std_seeds", "clean_gap", "n_pairs", "n_zero", "p", "verdict")
 
 
 def recovery(rows: pd.DataFrame, metric: str, *, baseline: str = "rd",
@@ -359,7 +365,8 @@ def recovery(rows: pd.DataFrame, metric: str, *, baseline: str = "rd",
                     "recovery_std_seeds": float(per_seed.std(ddof=1)) if defined
                     else np.nan,
                     "clean_gap": float((pairs["m_0"] - pairs["b_0"]).mean()),
-                    "n_pairs": test["n_pairs"], "p": test["p"],
+                    "n_pairs": test["n_pairs"], "n_zero": test["n_zero"],
+                    "p": test["p"],
                     "verdict": test["verdict"]})
     return pd.DataFrame(out, columns=["method", "regime", "noise_ratio", *RECOVERY])
 

@@ -324,6 +324,28 @@ def recovery_bars(rec, *, title: str = "") -> Figure:
     return fig
 
 
+def critical_difference(test: dict, *, title: str = "", alpha: float = 0.05
+                        ) -> Figure:
+    """The critical-difference diagram (Demšar 2006) of one Friedman + Nemenyi
+    result (`fuadnb.evidence.friedman_nemenyi`), drawn by scikit-posthocs: the mean
+    rank of each method over the categories (1 = best) on one axis, methods joined
+    by a bar where Nemenyi's test at `alpha` does not separate them; the title
+    gives the categories, Friedman's p and the critical difference."""
+    import scikit_posthocs
+
+    ranks = test["mean_ranks"]
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.22 * len(ranks)))
+    scikit_posthocs.critical_difference_diagram(
+        ranks, test["nemenyi"].loc[ranks.index, ranks.index], alpha=alpha, ax=ax,
+        label_fmt_left="{label} ({rank:.2f})", label_fmt_right="({rank:.2f}) {label}",
+        label_props={"fontsize": 8})
+    ax.set_title((f"{title}: " if title else "")
+                 + f"{test['n_categories']} categories, Friedman p "
+                 f"{test['p']:.2g}, CD {test['cd']:.2f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def learning_bias(curve, *, title: str = "") -> Figure:
     """The learning-bias curve of one fit (`fuadnb.experiment.Curve` records): the
     contamination-detection AUROC of the training scores and the test image AUROC

@@ -1,7 +1,9 @@
 """Imports inside fuadnb point only to strictly lower layers (STYLE.md B3).
 
 One refinement of B3: ``engine`` sits one layer above ``nn`` because it normalises
-inputs with the backbones' ImageNet statistics. A sub-package in `SUBLAYERS` has its
+inputs with the backbones' ImageNet statistics; ``evidence`` (the statistics over
+categories, which imports no fuadnb module) sits one layer under ``evaluate``, whose
+paired test is its pinned Wilcoxon. A sub-package in `SUBLAYERS` has its
 own order on top: each of its modules imports only strictly lower ones of it (never
 the sub-package itself); its ``__init__`` may import them all.
 """
@@ -11,7 +13,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fuadnb"
 LAYERS = [{"utils", "config"}, {"data", "metrics", "runs"}, {"nn"}, {"engine"},
-          {"models"}, {"evaluate", "strategies"}, {"experiment", "plot"},
+          {"models"}, {"evidence"}, {"evaluate", "strategies"}, {"experiment", "plot"},
           {"nb"}, {"notebooks"}, {"book", "grid"}, {"cluster", "rehearsal"}, {"cli"},
           {"__main__"}]
 RANK = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -20,7 +20,14 @@ imports included), ``fit_rss_mib`` (how much the fit raised that peak),
 ``peak_cuda_mib`` (CUDA only), ``steps, images_seen`` (the schedule), and per
 method and sweep the exponents ``seconds_exponent``, ``memory_exponent`` (slope of
 log fit_seconds, log fit_rss_mib on log n_images or log image_size: 1 = linear;
-the memory the fit adds, not the process's, which imports dominate at small sizes).
+the memory the fit adds, not the process's, which imports dominate at small sizes),
+given only where the points are a power law: with three or more points every local
+exponent (the slope between neighbouring points) lies within --tolerance of the
+fitted one (``*_power_law``; ``*_local`` lists the local exponents; NaN exponent and
+"not a power law" where they do not, or with fewer than three points). Each point
+is measured --repeats times (default 3, each in a fresh process): ``fit_seconds``
+and ``fit_rss_mib`` are the medians, ``fit_seconds_runs`` the single runs; every row
+records ``commit`` and ``date``.
 The book's "time and memory" section (book/running.md) includes --page, which this
 script rewrites with the curves (--figure) and the exponents.
 """
@@ -99,6 +106,24 @@ def measure(method: str, n_images: int, image_size: int, profile: str, device: s
 
 
 def run_point(method: str, n_images: int, image_size: int, args) -> dict:
+    """`measure_once` --repeats times, each in a fresh interpreter: the medians of
+    fit seconds and memory, the single runs' seconds, the commit and the date; a
+    failed run makes the point a row with its error."""
+    runs = []
+    for _ in range(args.repeats):
+        row = measure_once(method, n_images, image_size, args)
+        if "error" in row:
+            return row
+        runs.append(row)
+    out = dict(runs[0])
+    for column in ("fit_seconds", "peak_rss_mib", "fit_rss_mib", "peak_cuda_mib"):
+        out[column] = float(np.median([r[column] for r in runs]))
+    out["fit_seconds_runs"] = json.dumps([round(r["fit_seconds"], 4) for r in runs])
+    out["repeats"] = len(runs)
+    return out
+
+
+def measure_once(method: str, n_images: int, image_size: int, args) -> dict:
     """`measure` in a fresh interpreter; a failed point is a row with its error."""
     point = {"method": method, "n_images": n_images, "image_size": image_size,
              "profile": args.profile, "device": args.device,
@@ -116,6 +141,26 @@ def run_point(method: str, n_images: int, image_size: int, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def local_exponents(x: pd.Series, y: pd.Series) -> list[float]:
+    """The slopes of log y on log x between neighbouring points (sorted by x)."""
+    ok = (x > 0) & (y > 0)
+    lx, ly = np.log(x[ok].to_numpy(float)), np.log(y[ok].to_numpy(float))
+    order = np.argsort(lx)
+    lx, ly = lx[order], ly[order]
+    step = np.diff(lx)
+    return [float(v) for v in np.diff(ly)[step > 0] / step[step > 0]]
+
+
+def power_law(x: pd.Series, y: pd.Series, tolerance: float = 0.5) -> bool:
+    """Whether the points are a power law y ~ x^a: three or more distinct x, and
+    every local exponent within `tolerance` of the least-squares one (two points
+    fit any power law and check none)."""
+    local = local_exponents(x, y)
+    if len(local) < 2:
+        return False
+    return bool(np.all(np.abs(np.array(local) - exponent(x, y)) <= tolerance))
+
+
 def exponent(x: pd.Series, y: pd.Series) -> float:
     """Least-squares slope of log y on log x (NaN with fewer than two points)."""
     ok = (x > 0) & (y > 0)
@@ -124,14 +169,22 @@ def exponent(x: pd.Series, y: pd.Series) -> float:
     return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
 
 
-def with_exponents(table: pd.DataFrame) -> pd.DataFrame:
+def with_exponents(table: pd.DataFrame, tolerance: float = 0.5) -> pd.DataFrame:
     """`table` with ``seconds_exponent`` and ``memory_exponent`` per method and
-    sweep."""
+    sweep where the points are a power law (`power_law`), else NaN; beside each,
+    ``*_power_law`` and ``*_local`` (the local exponents, rounded)."""
     table = table.copy()
+    for name in ("seconds", "memory"):
+        table[f"{name}_power_law"], table[f"{name}_local"] = False, ""
     for (_, sweep), rows in table.groupby(["method", "sweep"]):
         x = rows["n_images" if sweep == "images" else "image_size"]
-        table.loc[rows.index, "seconds_exponent"] = exponent(x, rows.fit_seconds)
-        table.loc[rows.index, "memory_exponent"] = exponent(x, rows.fit_rss_mib)
+        for name, y in (("seconds", rows.fit_seconds), ("memory", rows.fit_rss_mib)):
+            fits = power_law(x, y, tolerance)
+            table.loc[rows.index, f"{name}_exponent"] = exponent(x, y) if fits \
+                else np.nan
+            table.loc[rows.index, f"{name}_power_law"] = fits
+            table.loc[rows.index, f"{name}_local"] = " ".join(
+                f"{v:.2f}" for v in local_exponents(x, y))
     return table
 
 
@@ -178,8 +231,14 @@ def page(table: pd.DataFrame, figure: Path, page_path: Path, args) -> None:
         cells = [wide.loc[method].get((m, s), np.nan)
                  for s in ("images", "image_size")
                  for m in ("seconds_exponent", "memory_exponent")]
+        local = [table[(table.method == method) & (table.sweep == s)][
+            f"{m.split('_')[0]}_local"].iloc[0] if len(table[(table.method == method)
+                                                          & (table.sweep == s)])
+            else "" for s in ("images", "image_size")
+            for m in ("seconds_exponent", "memory_exponent")]
         lines.append(f"| {method} | " + " | ".join(
-            "" if pd.isna(v) else f"{v:.2f}" for v in cells) + " |")
+            (f"not a power law (local: {loc})" if loc else "") if pd.isna(v)
+            else f"{v:.2f}" for v, loc in zip(cells, local, strict=True)) + " |")
     rel = os.path.relpath(figure, page_path.parent)
     command = " ".join(["python benchmarks/speed/cost_growth.py", *sys.argv[1:]])
     page_path.write_text(
@@ -192,7 +251,9 @@ def page(table: pd.DataFrame, figure: Path, page_path: Path, args) -> None:
         f"the fit adds to the process "
         f"(log-log) against the number of training images at {args.count_size} px "
         f"(left) and the image side at {args.size_count} images (right).\n```\n\n"
-        "The exponent a of each curve (least squares on log-log; 1 = linear):\n\n"
+        "The exponent a of each curve (least squares on log-log; 1 = linear), "
+        "given only where the points are a power law (every local exponent within "
+        f"{args.tolerance} of it), each point the median of {args.repeats} runs:\n\n"
         + "\n".join(lines) + "\n")
 
 
@@ -211,7 +272,13 @@ def main() -> None:
                    metavar=("NAME", "VALUE"), help="a Config value for every method "
                    "that has the field, e.g. --option weights random, --option "
                    "epochs 1; values read as YAML")
-    p.add_argument("--timeout", type=int, default=3600, help="seconds per point")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per run")
+    p.add_argument("--repeats", type=int, default=3, help="runs per point, each in "
+                   "a fresh process; the table keeps their median (default: "
+                   "%(default)s)")
+    p.add_argument("--tolerance", type=float, default=0.5, help="largest distance "
+                   "of a local exponent from the fitted one for a power law "
+                   "(default: %(default)s)")
     p.add_argument("--out", type=Path,
                    default=REPO / "benchmarks" / "results" / "cost_growth_cpu.csv")
     p.add_argument("--figure", type=Path,
@@ -226,6 +293,9 @@ def main() -> None:
         return
     import yaml
 
+    sys.path.insert(0, str(REPO))                    # this checkout's fuadnb
+    from fuadnb.utils import git_commit
+
     args.option = [(k, yaml.safe_load(v)) for k, v in args.option]
     plan = [("images", n, args.count_size) for n in args.counts] + \
         [("image_size", args.size_count, s) for s in args.sizes]
@@ -233,7 +303,7 @@ def main() -> None:
     # resumes where it stopped (a point measured with other settings is measured again)
     partial = args.out.with_suffix(".partial.jsonl")
     settings = {"profile": args.profile, "device": args.device,
-                "options": dict(args.option)}
+                "options": dict(args.option), "repeats": args.repeats}
     done = {}
     if partial.exists():
         for line in partial.read_text().splitlines():
@@ -246,7 +316,9 @@ def main() -> None:
         for sweep, n, size in plan:
             row = done.get((method, sweep, n, size))
             if row is None:
-                row = {"sweep": sweep, **run_point(method, n, size, args)}
+                row = {"sweep": sweep, **run_point(method, n, size, args),
+                       "commit": git_commit(REPO),
+                       "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
                 partial.parent.mkdir(parents=True, exist_ok=True)
                 with partial.open("a") as f:
                     f.write(json.dumps({**row, **settings}) + "\n")
@@ -258,7 +330,7 @@ def main() -> None:
     columns = ["fit_seconds", "peak_rss_mib", "threads", "error"]
     table = pd.DataFrame(rows)
     table = with_exponents(table.reindex(columns=[*table.columns, *(
-        c for c in columns if c not in table.columns)]))
+        c for c in columns if c not in table.columns)]), args.tolerance)
     ok = table[table.error.isna()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.drop(columns=["options", "profile", "device"], errors="ignore").to_csv(

@@ -18,11 +18,10 @@ import pytest
 import torch
 import yaml
 
-from fuadnb import cli, experiment, models
+from fuadnb import cli, experiment, models, notebooks
+from fuadnb import grid as grids  # papermill (dev extra): missing fails, never skips
 from fuadnb.data import mvtec, visa
 
-grids = pytest.importorskip("fuadnb.grid")
-notebooks = pytest.importorskip("fuadnb.notebooks")
 REPO = Path(__file__).resolve().parents[2]
 GRIDS, RESULTS = REPO / "benchmarks" / "grids", REPO / "benchmarks" / "results"
 
@@ -313,45 +312,67 @@ def test_the_committed_demo_table_is_the_whole_demo_grid():
 
 
 def test_chapter_08_takeaways_hold_for_the_committed_demo_table():
-    """The claims chapter 08's takeaways make in words (its numbers are glued): only
-    overlap costs RD; the order of the recoveries on all test anomalies, none of
-    whose gains the six-pair test supports; on the seen anomalies CDD, LLB around
-    PatchCore and SoftPatch repair with all pairs agreeing, PatchCore and RD-E do
-    not; nobody gains on the unseen ones, FUN-AD and LLB(RD) lose there; the clean
-    price; FUN-AD better contaminated than clean."""
-    from fuadnb import evaluate
+    """The claims chapter 08's takeaways make in words (its numbers are glued), each
+    as the paired test's verdict with its n and p, never as the sign of a mean or an
+    order of point estimates: RD's loss detected under overlap, not under iid or
+    recurring; no gain detected on all anomalies (SoftPatch's test down to 5 pairs
+    by a zero difference); repairs detected on the seen anomalies for CDD, LLB(PC)
+    and SoftPatch, not for PatchCore and RD-E; FUN-AD and LLB(RD) lower on the
+    unseen; the clean gaps; FUN-AD better contaminated where detected; and over
+    categories no verdict at all (2 categories)."""
+    from fuadnb import evaluate, evidence
 
-    rows = evaluate.with_clean(pd.read_csv(RESULTS / "benchmark_demo.csv"))
+    ok = pd.read_csv(RESULTS / "benchmark_demo.csv")
+    rows = evaluate.with_clean(ok)
     own = evaluate.cost(rows, "image_auroc").set_index(["method", "regime",
                                                          "noise_ratio"])
-    assert (own.loc[("rd", "overlap")].verdict == "lower").all()
-    assert (own.loc[("rd", "iid")].verdict == "no ranking").all()
-    assert (own.loc[("rd", "recurring")].verdict == "no ranking").all()
+
+    def holds(row, verdict, n=6, p=None):
+        assert row.verdict == verdict and row.n_pairs == n, (row.name, row.verdict,
+                                                              row.n_pairs, row.p)
+        if p is not None:
+            assert row.p == pytest.approx(p), (row.name, row.p)
+
+    for noise in (0.1, 0.2):
+        holds(own.loc[("rd", "overlap", noise)], "lower", p=2 / 2**6)
+    for regime in ("iid", "recurring"):
+        assert (own.loc[("rd", regime)].verdict == "no ranking").all()
+        assert (own.loc[("rd", regime)].p > 0.05).all()
+    holds(own.loc[("funad", "overlap", 0.2)], "higher", p=2 / 2**6)
+    holds(own.loc[("funad", "recurring", 0.2)], "higher", p=2 / 2**6)
+    holds(own.loc[("funad", "iid", 0.2)], "no ranking")
     rec = {m: evaluate.recovery(rows, m).set_index(["method", "regime", "noise_ratio"])
            for m in ("image_auroc", "image_auroc_seen", "image_auroc_unseen")}
-    at = rec["image_auroc"].xs(("overlap", 0.2), level=["regime", "noise_ratio"])
-    ranked = at.recovery.sort_values(ascending=False).index.tolist()
-    assert ranked == ["softpatch", "cdd", "llb-patchcore", "funad", "llb-rd",
-                      "patchcore", "rde"]
-    assert at.recovery.rde < 0 and (at.verdict == "no ranking").all()
     assert rec["image_auroc"].recovery.isna().loc[:, ["iid", "recurring"], :].all()
+    at = rec["image_auroc"].xs(("overlap", 0.2), level=["regime", "noise_ratio"])
+    holds(at.loc["softpatch"], "too few pairs", n=5)
+    assert at.loc["softpatch"].n_zero == 1
+    for method in at.index.drop("softpatch"):
+        holds(at.loc[method], "no ranking")
     seen = rec["image_auroc_seen"].xs(("overlap", 0.2), level=["regime",
                                                                "noise_ratio"])
-    assert set(seen.index[seen.verdict == "higher"]) == {"cdd", "llb-patchcore",
-                                                         "softpatch"}
-    assert seen.recovery.patchcore < 0.1 and seen.recovery.rde < 0
+    for method in ("cdd", "llb-patchcore", "softpatch"):
+        holds(seen.loc[method], "higher", p=2 / 2**6)
+    for method in ("patchcore", "rde"):
+        holds(seen.loc[method], "no ranking")
     unseen = rec["image_auroc_unseen"]
     assert not (unseen.verdict == "higher").any()
     low = unseen.xs(("overlap", 0.2), level=["regime", "noise_ratio"])
     assert set(low.index[low.verdict == "lower"]) == {"funad", "llb-rd"}
-    gap = at.clean_gap
-    assert gap.funad < gap.cdd < min(gap["llb-rd"], gap["llb-patchcore"]) < 0
-    assert abs(gap.softpatch) < 0.01 and abs(gap.rde) < 0.01
-    summary = evaluate.seed_summary(rows, ["image_auroc"], ["method", "regime",
-                                                           "noise_ratio"]
-                                    ).set_index(["method", "regime", "noise_ratio"])
-    assert summary.image_auroc[("funad", "iid", 0.2)] > \
-        summary.image_auroc[("funad", "iid", 0.0)]
+    for method in ("funad", "llb-rd"):
+        holds(low.loc[method], "lower", p=2 / 2**6)
+    gap = evaluate.versus(ok[ok.noise_ratio == 0], "image_auroc", "rd").set_index(
+        "method")
+    for method in ("funad", "llb-patchcore"):
+        holds(gap.loc[method], "lower", p=2 / 2**6)
+    for method in ("cdd", "llb-rd", "softpatch", "rde"):
+        holds(gap.loc[method], "no ranking")
+    over = evidence.versus(rows, "image_auroc", "rd", n_resamples=99)
+    assert (over.n_categories == 2).all() and (over.p_floor == 0.5).all()
+    assert (over.verdict == "too few categories").all()
+    per = evidence.recovery_by_category(rows, "image_auroc", "softpatch", "rd",
+                                        "overlap", 0.2)
+    assert per.recovery.grass > 0.5 > 0 > per.recovery.coin      # "not the same"
 
 
 def test_the_committed_regimes_table_is_the_whole_rd_regimes_grid():
@@ -405,7 +426,12 @@ def test_the_committed_memory_bank_table_is_the_whole_grid_and_chapter_03_reads_
         rec = evaluate.recovery(banks, metric, baseline="patchcore").set_index(
             ["regime", "noise_ratio"]).loc[("overlap", 0.2)]
         assert rec.recovery > 0.5 and rec.verdict == "higher"       # "most"
-        assert rec.clean_gap < 0                                    # "a price"
+        assert rec.n_pairs == 15 and rec.p < 0.001
+    clean = rows[(rows.noise_ratio == 0) & (rows.regime == "overlap")]
+    price = evaluate.versus(clean[clean.method.isin(["patchcore", "softpatch"])],
+                            "image_auroc", "patchcore").iloc[0]     # "a price"
+    assert price.verdict == "lower" and price.n_pairs == 14 and price.n_zero == 1
+    assert price.p == pytest.approx(0.0353, abs=1e-4)
     sp_seen = summary.loc[("softpatch", "overlap", 0.2), "image_auroc_seen"]
     assert sp_seen < summary.loc[("softpatch", "overlap", 0.0), "image_auroc_seen"]
     at = summary.xs(("overlap", 0.2), level=["regime", "noise_ratio"])

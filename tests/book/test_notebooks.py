@@ -9,14 +9,12 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
+import papermill as pm  # the dev extra: a missing papermill fails, never skips
 import pytest
 
-from fuadnb import cli
+from fuadnb import cli, notebooks
 from fuadnb.data import contamination, synthetic
 from fuadnb.experiment import Scenario
-
-pm = pytest.importorskip("papermill")
-notebooks = pytest.importorskip("fuadnb.notebooks")
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CELL = NOTEBOOKS.parent / "benchmarks" / "grids" / "cell.ipynb"

@@ -268,15 +268,15 @@ def test_the_recovery_reading_names_only_numbers_its_table_holds():
 
     rec = pd.DataFrame([
         ("sp", "overlap", 0.2, 0.2004, "lower", 0.05, 0.1502, 0.7491, 0.0812, -0.02,
-         12, 0.001, "higher"),
+         12, 0, 0.001, "higher"),
         ("cd", "overlap", 0.2, 0.2004, "lower", 0.25, -0.0333, -0.166, 0.05, -0.01,
-         12, 0.02, "lower"),
+         12, 0, 0.02, "lower"),
         ("fa", "overlap", 0.2, 0.2004, "lower", 0.2, 0.001, 0.005, 0.1, 0.0,
-         12, 0.6, "no ranking"),
+         12, 0, 0.6, "no ranking"),
         ("sp", "iid", 0.1, -0.0041, "no ranking", 0.0, 0.0212, np.nan, np.nan, -0.02,
-         12, 0.03, "higher"),
+         12, 0, 0.03, "higher"),
         ("cd", "iid", 0.1, -0.0041, "no ranking", 0.0, 0.0, np.nan, np.nan, 0.0,
-         12, 1.0, "no ranking"),
+         12, 0, 1.0, "no ranking"),
     ], columns=["method", "regime", "noise_ratio", *evaluate.RECOVERY])
     text = evaluate.recovery_reading(rec)
     lines = text.splitlines()

@@ -143,3 +143,18 @@ def test_budget_curves_rescale_each_loss_and_mark_the_steps():
     assert np.allclose(cdd.lines[0].get_data()[1], [1, -0.5, 0])
     assert [t.get_text() for t in rd.get_legend().get_texts()] == [
         "flattened (14)", "budget (28)"]
+
+
+def test_critical_difference_draws_every_method_at_its_mean_rank():
+    from fuadnb import evidence
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(0, 0.02, (10, 4)) + [0.0, 0.01, 0.1, 0.11],
+                         columns=["rd", "cdd", "softpatch", "patchcore"])
+    test = evidence.friedman_nemenyi(table)
+    fig = plot.critical_difference(test, title="overlap 0.2")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    for method, rank in test["mean_ranks"].items():
+        assert any(method in t and f"{rank:.2f}" in t for t in texts), texts
+    assert "10 categories" in fig.axes[0].get_title()
+    plt.close(fig)

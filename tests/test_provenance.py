@@ -1,0 +1,197 @@
+"""Every committed table under benchmarks/results/ against its recipe (DESIGN.md §9,
+issue 31 item 6): a grid table's rows are its grid file's points with their
+parameters, each with a commit and a date; any other table names the script that
+makes it, and has the columns that script writes. Committed rows are never
+rewritten: a table may only grow (`FROZEN`), and a recomputed column is a new file.
+The tables whose provenance falls short are listed in `GAPS` with what is missing,
+and the test fails if a gap is closed or a new one opens, so the list stays true.
+"""
+
+import hashlib
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from fuadnb import grid as grids
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS, GRIDS = REPO / "benchmarks" / "results", REPO / "benchmarks" / "grids"
+
+# tables made by `python -m fuadnb grid FILE --table TABLE`: one row per point
+GRID = {"benchmark_demo.csv": "demo", "rd_regimes_demo.csv": "rd_regimes",
+        "memorybank_regimes_demo.csv": "memorybank_regimes",
+        "funad_diagnosis_demo.csv": "funad_diagnosis"}
+# tables made before their grid file existed: tests/book/test_grid.py's
+# test_the_grid_files_of_the_chapter_tables_remake_them matches every row to a point
+GRID_BEFORE_POINTS = {"cdd_demo.csv": "cdd", "funad_demo.csv": "funad",
+                      "llb_demo.csv": "llb", "teacher_candidates_demo.csv": "teachers",
+                      "teacher_comparison_lite2_demo.csv": "teachers"}
+PROVENANCE = ("commit", "date")
+# tables made by a script: the script and the columns it writes
+SCRIPTS = {
+    "budget_histories_64px_demo.csv": ("benchmarks/budget_histories.py", (
+        "method", "record", "steps_per_record", "loss", "steps", "images_seen",
+        *PROVENANCE)),
+    "budget_histories_demo.csv": ("benchmarks/budget_histories.py", (
+        "method", "record", "steps_per_record", "loss", "steps", "images_seen",
+        *PROVENANCE)),
+    "benchmark_demo_budget_recomputed.csv": ("benchmarks/recompute_budgets.py", (
+        "point", "commit", "images_seen_recorded", "images_seen",
+        "train_images_per_second", "note")),
+    "budget_histories_budget_recomputed.csv": ("benchmarks/recompute_budgets.py", (
+        "table", "method", "commit", "images_seen_recorded", "images_seen", "note")),
+    "cost_growth_cpu.csv": ("benchmarks/speed/cost_growth.py", (
+        "sweep", "method", "n_images", "image_size", "fit_seconds", "fit_rss_mib",
+        "seconds_exponent", "memory_exponent")),
+    "vs_anomalib_cpu.csv": ("benchmarks/speed/vs_anomalib.py --csv "
+                            "benchmarks/results/vs_anomalib_cpu.csv", (
+        "impl", "backbone", "size", "train_seconds", "torch", "date")),
+    "power_v3.md": ("benchmarks/power.py", ()),
+}
+# written by hand from sources outside the repository, or by a command no longer kept
+BY_HAND = {
+    "published.csv": "the papers' own numbers (its source column names each paper)",
+    "teacher_comparison.md": "a write-up of teacher_screen.csv and the teachers grid",
+    "teacher_screen.csv": "a one-off teacher screen (commit 9b18788), no script kept",
+    "memorybank_demo.csv": "`python -m fuadnb results --runs runs` (commit 089ffd1)",
+    "funad_long_curve_demo.csv": "a one-off long FUN-AD fit (commit d20cabe)",
+}
+# what each table's provenance lacks (a re-run closes the gap; then delete the entry)
+GAPS = {
+    "cost_growth_cpu.csv": {"no commit or date; one run per point (the script now "
+                            "records both and repeats each point)"},
+    "teacher_screen.csv": {"no commit"},
+    "vs_anomalib_cpu.csv": {"no commit"},
+    "published.csv": {"no commit or date (the papers' numbers)"},
+    "budget_histories_64px_demo.csv": {"rows from a dirty tree"},
+    "funad_demo.csv": {"rows from a dirty tree"},
+    "memorybank_demo.csv": {"rows from a dirty tree"},
+    "teacher_candidates_demo.csv": {"rows from a dirty tree"},
+    "teacher_comparison_lite2_demo.csv": {"rows from a dirty tree"},
+    "budget_histories_budget_recomputed.csv": {"rows from a dirty tree (the "
+                                               "64 px history's, recounted)"},
+}
+# (lines, sha256 prefix of those first lines) when last checked: a table only grows
+FROZEN = {
+    "benchmark_demo.csv": (337, "434774617ab36376"),
+    "benchmark_demo_budget_recomputed.csv": (43, "7671cc38de2c97e3"),
+    "budget_histories_64px_demo.csv": (362, "f7e3f56ec58ef364"),
+    "budget_histories_budget_recomputed.csv": (3, "a6e999d17820dccd"),
+    "budget_histories_demo.csv": (119, "e0caa0e90920e315"),
+    "cdd_demo.csv": (32, "91c8be69035d6382"),
+    "cost_growth_cpu.csv": (57, "1b33a276b2a16e24"),
+    "funad_demo.csv": (15, "c453d685bda47e7e"),
+    "funad_diagnosis_demo.csv": (55, "bb44aadc1d16ae82"),
+    "funad_long_curve_demo.csv": (41, "4f6187ae6b663685"),
+    "llb_demo.csv": (19, "fa6b74ddba087373"),
+    "memorybank_demo.csv": (19, "8c0fd335642f3ba9"),
+    "memorybank_regimes_demo.csv": (211, "79c70ccff0d3a017"),
+    "published.csv": (17, "ea1e9770eb0acc53"),
+    "rd_regimes_demo.csv": (106, "349c780f20a14ffc"),
+    "teacher_candidates_demo.csv": (33, "633a96b6ae90bc08"),
+    "teacher_comparison_lite2_demo.csv": (17, "f90f0ba0477c6be4"),
+    "teacher_screen.csv": (36, "a8aa0a9477b2a163"),
+    "vs_anomalib_cpu.csv": (13, "4cebca6146c0b496"),
+}
+RECIPES = {**GRID, **GRID_BEFORE_POINTS, **SCRIPTS, **BY_HAND}
+
+
+def test_every_committed_table_has_a_recipe():
+    files = {p.name for p in RESULTS.iterdir() if p.is_file()}
+    assert files == set(RECIPES), "name the recipe of every table"
+    assert set(FROZEN) == {f for f in files if f.endswith(".csv")}
+    for name in GRID_BEFORE_POINTS.values():
+        assert (GRIDS / f"{name}.yaml").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(FROZEN))
+def test_committed_rows_are_never_rewritten(name):
+    """The first lines of each table are what they were: rows may be added, never
+    changed (a recomputed column goes in a new file, a re-run in new rows). A table
+    replaced by a re-run of its recipe updates its entry here, in the same commit."""
+    lines, digest = FROZEN[name]
+    head = b"".join((RESULTS / name).read_bytes().splitlines(keepends=True)[:lines])
+    assert hashlib.sha256(head).hexdigest()[:16] == digest, name
+
+
+def _same(a, b) -> bool:
+    """A table cell equals a grid value (2 == 2.0 == "2"; NaN == "" == None)."""
+    def norm(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        v = yaml.safe_load(v) if isinstance(v, str) else v
+        return round(float(v), 9) if isinstance(v, (int, float)) and not isinstance(
+            v, bool) else (v if v != "" else None)
+    return norm(a) == norm(b)
+
+
+@pytest.mark.parametrize("table", sorted(GRID))
+def test_a_grid_table_is_its_grid_files_points_with_their_parameters(table):
+    rows = pd.read_csv(RESULTS / table)
+    named = grids.named_points(GRIDS / f"{GRID[table]}.yaml")
+    assert rows.point.tolist() == [n for n, _ in named]
+    for row, (_, params) in zip(rows.to_dict("records"), named, strict=True):
+        for key, value in params.items():
+            assert _same(row[f"param.{key}"], value), (table, row["point"], key)
+    for column in PROVENANCE:
+        assert rows[column].notna().all(), (table, column)
+
+
+@pytest.mark.parametrize("table", sorted(GRID_BEFORE_POINTS))
+def test_an_older_grid_table_records_its_provenance(table):
+    rows = pd.read_csv(RESULTS / table)
+    for column in PROVENANCE:
+        assert rows[column].notna().all(), (table, column)
+
+
+@pytest.mark.parametrize("table", sorted(SCRIPTS))
+def test_a_script_table_names_its_script_and_has_its_columns(table):
+    command, columns = SCRIPTS[table]
+    script, *flags = command.split()
+    source = (REPO / script).read_text()
+    assert (table in source or Path(table).stem.split("_demo")[0] in source
+            or table in command), command
+    assert all(f'"{f}"' in source for f in flags if f.startswith("--")), command
+    if table.endswith(".csv"):
+        assert set(columns) <= set(pd.read_csv(RESULTS / table).columns), table
+
+
+def test_the_known_gaps_are_exactly_the_tables_that_have_them():
+    found = {}
+    for name in FROZEN:
+        rows = pd.read_csv(RESULTS / name)
+        gaps = set()
+        if "commit" not in rows:
+            gaps.add("no commit")
+        elif rows.commit.astype(str).str.contains("dirty").any():
+            gaps.add("rows from a dirty tree")
+        if "date" not in rows and "commit" not in rows:
+            gaps = {"no commit or date"}
+        if gaps:
+            found[name] = gaps
+    assert set(found) == set(GAPS)
+    for name, gaps in found.items():
+        assert {g.split(" (")[0].split(";")[0] for g in GAPS[name]} == gaps, name
+
+
+def test_benchmark_demo_keeps_what_its_commit_recorded_for_rde():
+    """9250eb0 rewrote the RD-E rows' images_seen and train images/s of
+    benchmark_demo.csv; the rows are back to what commit a0308e2 produced, and the
+    recount lives in benchmark_demo_budget_recomputed.csv, which chapter 08 reads."""
+    rows = pd.read_csv(RESULTS / "benchmark_demo.csv")
+    rde = rows[rows.method == "rde"].set_index(["point", "commit"])
+    assert set(rde.images_seen) <= {3920, 3968}                  # steps x 16
+    assert (rde.images_seen == rde.steps * rde["cfg.batch_size"]).all()
+    recount = pd.read_csv(RESULTS / "benchmark_demo_budget_recomputed.csv"
+                          ).set_index(["point", "commit"])
+    assert sorted(recount.index) == sorted(rde.index)
+    assert (recount.images_seen_recorded == rde.images_seen.reindex(
+        recount.index)).all()
+    assert (recount.images_seen < recount.images_seen_recorded).all()
+    assert recount.train_images_per_second.to_numpy() == pytest.approx(
+        (recount.images_seen / rde.fit_seconds.reindex(recount.index)).to_numpy())
+    chapter = (REPO / "notebooks" / "08_benchmark.ipynb").read_text()
+    assert "benchmark_demo_budget_recomputed.csv" in chapter

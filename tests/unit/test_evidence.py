@@ -1,0 +1,245 @@
+"""Statistics with the category as the unit (fuadnb.evidence), each checked against
+an independent computation: a hand count, a brute-force enumeration, scipy,
+statsmodels, or the numbers of statistics.md and Demšar (2006)."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from fuadnb import evidence
+
+
+def _rows(gains: dict[str, float], *, seeds=(1, 2, 3), noise=0.01, seed=0):
+    """RD and a method on categories a..: clean 0.9, RD loses 0.1 under overlap at
+    0.2, the method recovers `gains[category]` of it, plus seed noise."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for cat, g in gains.items():
+        for s in seeds:
+            for method, clean, dirty in (("rd", 0.9, 0.8), ("sp", 0.88, 0.8 + g)):
+                for ratio, value in ((0.0, clean), (0.2, dirty)):
+                    out.append({"method": method, "regime": "overlap",
+                                "noise_ratio": ratio, "category": cat, "seed": s,
+                                "family": "tex" if cat < "d" else "obj",
+                                "image_auroc": value + rng.normal(0, noise)})
+    return pd.DataFrame(out)
+
+
+def test_seeds_are_averaged_within_a_category_first():
+    rows = _rows({"a": 0.05, "b": 0.02}, seeds=(1, 2))
+    means = evidence.category_means(rows, "image_auroc")
+    one = rows[(rows.method == "sp") & (rows.noise_ratio == 0.2) & (rows.category
+                                                                    == "b")]
+    got = means.loc[("sp", "overlap", 0.2, "b")]
+    assert got["mean"] == pytest.approx(one.image_auroc.mean())
+    assert got.seed_sd == pytest.approx(one.image_auroc.std(ddof=1))
+    assert got.n_seeds == 2
+    d = evidence.differences(rows, "image_auroc",
+                             {"method": "sp", "noise_ratio": 0.2},
+                             {"method": "rd", "noise_ratio": 0.2})
+    assert list(d.index) == ["a", "b"]
+    rd = rows[(rows.method == "rd") & (rows.noise_ratio == 0.2) & (rows.category
+                                                                   == "b")]
+    assert d["b"] == pytest.approx(one.image_auroc.mean() - rd.image_auroc.mean())
+
+
+def _brute_force_p(d):
+    """Two-sided exact signed-rank p by enumerating all 2^n sign patterns of the
+    ranks of |d| (the definition, no scipy; for |d| without ties, where scipy's
+    exact null, which ignores ties, is the conditional one)."""
+    d = np.asarray([x for x in d if x != 0], float)
+    ranks = stats.rankdata(np.abs(d))
+    observed = min(ranks[d > 0].sum(), ranks[d < 0].sum())
+    count = 0
+    for signs in itertools.product((0, 1), repeat=len(d)):
+        plus = ranks[np.array(signs, bool)].sum()
+        count += min(plus, ranks.sum() - plus) <= observed + 1e-12
+    return min(1.0, count / 2 ** len(d))
+
+
+@pytest.mark.parametrize("d", [[0.1, 0.2, -0.3, 0.4, 0.5],
+                               [0.03, -0.01, 0.02, 0.05, 0.04, 0.06, -0.025, 0.07],
+                               [0.2, 0.0, 0.1, 0.3, -0.05, 0.4, 0.25]])
+def test_signed_rank_is_the_exact_test_with_zeros_dropped(d):
+    got = evidence.signed_rank(d)
+    assert got["p"] == pytest.approx(_brute_force_p(d))
+    assert got["n_zero"] == d.count(0.0) and got["n"] == len(d) - d.count(0.0)
+    assert got["n_categories"] == len(d)
+    assert got["p_floor"] == pytest.approx(2 / 2 ** got["n"])
+
+
+def test_the_smallest_p_is_two_over_two_to_the_n():
+    """statistics.md: all of one sign, n = 5 -> 0.0625 (no verdict at 0.05),
+    6 -> 0.031; a zero difference is dropped, so six categories with one tie are
+    five pairs (the issue's SoftPatch case)."""
+    assert evidence.signed_rank([0.1] * 5)["p"] == pytest.approx(0.0625)
+    assert evidence.signed_rank(np.arange(1, 7) / 10)["p"] == pytest.approx(0.03125)
+    tie = evidence.compare(pd.Series([0.0, 0.1, 0.2, 0.3, 0.4, 0.5]))
+    assert (tie["n_categories"], tie["n"], tie["n_zero"]) == (6, 5, 1)
+    assert tie["verdict"] == "too few categories"
+    six = evidence.compare(pd.Series([0.05, 0.1, 0.2, 0.3, 0.4, 0.5]))
+    assert six["verdict"] == "higher" and six["p"] == pytest.approx(0.03125)
+    mixed = evidence.compare(pd.Series([0.05, -0.1, 0.2, -0.3, 0.4, 0.5, -0.02]))
+    assert mixed["verdict"] == "not detected"
+    assert evidence.signed_rank([0.0, 0.0])["n"] == 0
+    assert evidence.compare(pd.Series([0.0, 0.0]))["verdict"] == "too few categories"
+
+
+def test_an_unclustered_bootstrap_agrees_with_scipy():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.05, 0.1, 24)
+    ours = evidence.bootstrap_ci(x, np.mean, n_resamples=20000, seed=2)
+    ref = stats.bootstrap((x,), np.mean, method="percentile", n_resamples=20000,
+                          rng=np.random.default_rng(3)).confidence_interval
+    assert ours[2] == 0
+    assert ours[0] == pytest.approx(ref.low, abs=0.004)
+    assert ours[1] == pytest.approx(ref.high, abs=0.004)
+    gain, damage = rng.normal(0.06, 0.05, 24), rng.normal(0.1, 0.03, 24)
+
+    def ratio(g, d, axis=-1):
+        return g.mean(axis=axis) / d.mean(axis=axis)
+
+    ours = evidence.bootstrap_ci(np.column_stack([gain, damage]), ratio,
+                                 n_resamples=20000, seed=2)
+    ref = stats.bootstrap((gain, damage), ratio, paired=True, method="percentile",
+                          n_resamples=20000,
+                          rng=np.random.default_rng(3)).confidence_interval
+    assert ours[0] == pytest.approx(ref.low, abs=0.02)
+    assert ours[1] == pytest.approx(ref.high, abs=0.02)
+    # one category per family: the two-stage draw is the one-stage draw
+    single = evidence.bootstrap_ci(gain, np.mean, clusters=np.arange(24),
+                                   n_resamples=20000, seed=4)
+    ref = stats.bootstrap((gain,), np.mean, method="percentile", n_resamples=20000,
+                          rng=np.random.default_rng(5)).confidence_interval
+    assert single[0] == pytest.approx(ref.low, abs=0.003)
+    assert single[1] == pytest.approx(ref.high, abs=0.003)
+
+
+def test_a_clustered_bootstrap_is_wider_where_a_family_moves_together():
+    rng = np.random.default_rng(0)
+    families = np.repeat(np.arange(6), 4)
+    x = rng.normal(0, 0.1, 6)[families] + rng.normal(0, 0.01, 24)
+    flat = evidence.bootstrap_ci(x, np.mean, n_resamples=4000)
+    clustered = evidence.bootstrap_ci(x, np.mean, clusters=families,
+                                      n_resamples=4000)
+    assert clustered[1] - clustered[0] > 1.5 * (flat[1] - flat[0])
+    # and the clustered interval is about the family means' own one
+    fam = evidence.bootstrap_ci(x.reshape(6, 4).mean(1), np.mean, n_resamples=4000)
+    assert clustered[1] - clustered[0] == pytest.approx(fam[1] - fam[0], rel=0.15)
+
+
+def test_undefined_replicates_leave_no_interval():
+    x = np.array([1.0, -1.0, 0.5, -0.4])
+    low, high, undefined = evidence.bootstrap_ci(
+        x, lambda v: 1 / v.mean() if v.mean() > 0.2 else np.nan, n_resamples=2000)
+    assert np.isnan(low) and np.isnan(high) and undefined > 0.025
+
+
+def test_recovery_per_category_and_overall_by_hand():
+    rows = _rows({"a": 0.09, "b": 0.05, "c": -0.02, "d": 0.1, "e": 0.03}, noise=0)
+    # make e's baseline barely damaged: under the floor, so no per-category ratio
+    rows.loc[(rows.category == "e") & (rows.method == "rd")
+             & (rows.noise_ratio == 0.2), "image_auroc"] = 0.89
+    per = evidence.recovery_by_category(rows, "image_auroc", "sp", "rd", "overlap",
+                                        0.2, floor=0.02, family="family")
+    assert per.loc["a", "damage"] == pytest.approx(0.1)
+    assert per.loc["a", "gain"] == pytest.approx(0.09)
+    assert per.loc["a", "recovery"] == pytest.approx(0.9)
+    assert per.loc["c", "recovery"] == pytest.approx(-0.2)
+    assert not per.loc["e", "qualifies"] and np.isnan(per.loc["e", "recovery"])
+    assert per.loc["a", "clean_gap"] == pytest.approx(-0.02)
+    assert list(per.family) == ["tex", "tex", "tex", "obj", "obj"]
+    out = evidence.recovery_overall(per, n_resamples=2000)
+    gains = [0.09, 0.05, -0.02, 0.1, 0.83 - 0.89]
+    damages = [0.1, 0.1, 0.1, 0.1, 0.01]
+    assert out["recovery"] == pytest.approx(np.mean(gains) / np.mean(damages))
+    assert out["n_qualifying"] == 4 and out["n_categories"] == 5
+    assert out["n"] == 5 and out["p"] == pytest.approx(_brute_force_p(gains))
+    assert out["ci_low"] <= out["recovery"] <= out["ci_high"]
+    table = evidence.recovery(evidence_rows := rows, "image_auroc", baseline="rd",
+                              family="family", n_resamples=500)
+    assert len(table) == 1 and table.recovery.iloc[0] == pytest.approx(
+        out["recovery"])
+    assert set(evidence_rows.method) == {"rd", "sp"}
+
+
+def _holm(p):
+    """Holm's step-down adjustment written out (García & Herrera 2008)."""
+    p = np.asarray(p, float)
+    order = np.argsort(p)
+    adj = np.empty_like(p)
+    running = 0.0
+    for i, j in enumerate(order):
+        running = max(running, min(1.0, (len(p) - i) * p[j]))
+        adj[j] = running
+    return adj
+
+
+def test_pairwise_is_every_exact_test_with_holm():
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(0, 0.05, (10, 4)) + [0.0, 0.02, 0.1, 0.11],
+                         columns=list("wxyz"))
+    out = evidence.pairwise(table)
+    assert len(out) == 6
+    for r in out.itertuples():
+        d = table[r.a] - table[r.b]
+        assert r.p == pytest.approx(_brute_force_p(d))
+        assert r.delta == pytest.approx(d.mean())
+    assert out.p_holm.to_numpy() == pytest.approx(_holm(out.p))
+    assert _holm([0.01, 0.04, 0.02]) == pytest.approx([0.03, 0.04, 0.04])
+    assert set(out.verdict) <= {"higher", "lower", "not detected"}
+    assert (out.verdict != "not detected").sum() == (out.p_holm < 0.05).sum()
+
+
+def test_friedman_and_nemenyi_by_their_formulas():
+    rng = np.random.default_rng(0)
+    n, k = 12, 4
+    table = pd.DataFrame(rng.normal(0, 0.05, (n, k)) + [0.0, 0.03, 0.06, 0.12],
+                         columns=list("abcd"))
+    out = evidence.friedman_nemenyi(table)
+    ranks = table.rank(axis=1, ascending=False)
+    r = ranks.mean()
+    chi2 = 12 * n / (k * (k + 1)) * (np.sum(r ** 2) - k * (k + 1) ** 2 / 4)
+    assert out["statistic"] == pytest.approx(chi2)
+    assert out["p"] == pytest.approx(stats.chi2.sf(chi2, k - 1))
+    assert out["mean_ranks"]["d"] == pytest.approx(r["d"]) and \
+        out["mean_ranks"].index[0] == "d"
+    se = np.sqrt(k * (k + 1) / (6 * n))
+    q = abs(r["a"] - r["d"]) / se
+    assert out["nemenyi"].loc["a", "d"] == pytest.approx(
+        stats.studentized_range.sf(q * np.sqrt(2), k, np.inf), abs=1e-3)
+    assert out["cd"] == pytest.approx(2.569 * se, rel=1e-3)   # Demšar's q for k = 4
+
+
+def test_power_by_the_formula_of_statistics_md():
+    """σ = 0.12: δ = 0.08 needs about 18 categories, δ = 0.05 about 45; the two
+    functions are inverses; the normal approximation is at most a couple of
+    categories short of the t-test's (statsmodels, noncentral t)."""
+    from statsmodels.stats.power import TTestPower
+
+    assert evidence.categories_needed(0.12, 0.08) == pytest.approx(
+        (2.8016 * 1.5) ** 2, rel=1e-3)
+    assert np.ceil(evidence.categories_needed(0.12, 0.08)) == 18
+    assert evidence.categories_needed(0.12, 0.05) == pytest.approx(45.2, abs=0.1)
+    delta = evidence.detectable_gain(0.12, 24)
+    assert delta == pytest.approx(2.8016 * 0.12 / np.sqrt(24), rel=1e-3)
+    assert evidence.categories_needed(0.12, delta) == pytest.approx(24)
+    t = TTestPower().solve_power(effect_size=0.08 / 0.12, alpha=0.05, power=0.8)
+    assert 0 < t - evidence.categories_needed(0.12, 0.08) < 2.5
+
+
+def test_spread_splits_categories_from_seeds_by_hand():
+    rows = _rows({"a": 0.0, "b": 0.04, "c": 0.08}, noise=0.01, seed=3)
+    got = evidence.spread(rows, "image_auroc", {"method": "sp", "noise_ratio": 0.2},
+                          {"method": "rd", "noise_ratio": 0.2})
+    at = rows[rows.noise_ratio == 0.2].pivot_table(
+        index=["category", "seed"], columns="method", values="image_auroc")
+    d = (at.sp - at.rd).unstack("seed")                  # categories x seeds
+    assert got["n_categories"] == 3 and got["n_seeds"] == 3
+    assert got["mean"] == pytest.approx(d.to_numpy().mean())
+    assert got["sd"] == pytest.approx(np.std(d.mean(axis=1), ddof=1))
+    assert got["seed_sd"] == pytest.approx(np.sqrt(np.mean(d.var(axis=1, ddof=1))))
+    assert got["sd"] == pytest.approx(0.04, abs=0.01)
