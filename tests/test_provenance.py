@@ -50,6 +50,11 @@ SCRIPTS = {
                             "benchmarks/results/vs_anomalib_cpu.csv", (
         "impl", "backbone", "size", "train_seconds", "torch", "date")),
     "power_v3.md": ("benchmarks/power.py", ()),
+    "llb_heldout_demo.csv": ("benchmarks/llb_heldout.py", (
+        "stage1_rule", "method", "category", "regime", "seed", "profile",
+        "image_auroc", "detection_auroc", *PROVENANCE)),
+    "llb_substeps_64px_demo.csv": ("benchmarks/llb_substeps.py", (
+        "method", "category", "subset", "loss", "flattened", "steps", *PROVENANCE)),
 }
 # written by hand from sources outside the repository, or by a command no longer kept
 BY_HAND = {
@@ -87,6 +92,8 @@ FROZEN = {
     "funad_diagnosis_demo.csv": (55, "bb44aadc1d16ae82"),
     "funad_long_curve_demo.csv": (41, "4f6187ae6b663685"),
     "llb_demo.csv": (19, "fa6b74ddba087373"),
+    "llb_heldout_demo.csv": (97, "df761c74a6e0a2eb"),
+    "llb_substeps_64px_demo.csv": (2401, "15a0d7b503997da9"),
     "memorybank_demo.csv": (19, "8c0fd335642f3ba9"),
     "memorybank_regimes_demo.csv": (211, "79c70ccff0d3a017"),
     "published.csv": (17, "ea1e9770eb0acc53"),
