@@ -5,7 +5,8 @@ reference does; bf16 is an option whose cost in accuracy this table measures (on
 CPU at the demo profile's small setting; the same script with ``--device cuda
 --profile paper`` on a GPU with the real datasets).
 
-    nice python benchmarks/precision.py --out benchmarks/results/precision_cpu.csv
+    nice python benchmarks/precision.py --image-size 64 \
+        --out benchmarks/results/precision_cpu.csv
 
 Rows: one per (method, category, precision) with the run's metrics, fit and predict
 seconds and provenance; then one ``bf16 - fp32`` row per (method, category) with the
@@ -33,8 +34,10 @@ PROVENANCE = ("noise_ratio", "regime", "seed", "profile", "teacher", "cfg.image_
 
 
 def measure(methods: list[str], categories: list[str], *, root: Path, profile: str,
-            noise: float, seed: int, device: str, runs: Path) -> pd.DataFrame:
-    """The runs, fp32 and bf16 for each method and category, and their differences."""
+            noise: float, seed: int, device: str, runs: Path,
+            image_size: int | None = None) -> pd.DataFrame:
+    """The runs, fp32 and bf16 for each method and category, and their differences
+    (`image_size`: every method's, None: the profile's)."""
     rows = []
     for method in methods:
         for category in categories:
@@ -44,7 +47,8 @@ def measure(methods: list[str], categories: list[str], *, root: Path, profile: s
             for precision in ("fp32", "bf16"):
                 row = experiment.run(method, scenario, profile=profile, device=device,
                                      runs_root=runs,
-                                     options={"precision": precision}).row
+                                     options={"precision": precision,
+                                              "image_size": image_size}).row
                 pair[precision] = row
                 rows.append({"method": method, "category": category,
                              "precision": row["cfg.precision"],
@@ -65,13 +69,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--profile", default="demo")
     p.add_argument("--noise", type=float, default=0.1, help="noise ratio (iid)")
     p.add_argument("--seed", type=int, default=111)
+    p.add_argument("--image-size", type=int, help="every method's input size "
+                   "(default: each method's profile value)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--runs", type=Path, default=Path("runs"))
     p.add_argument("--out", type=Path, required=True, help="the CSV to write")
     args = p.parse_args(argv)
     table = measure(args.methods, args.categories, root=args.root,
                     profile=args.profile, noise=args.noise, seed=args.seed,
-                    device=args.device, runs=args.runs)
+                    device=args.device, runs=args.runs, image_size=args.image_size)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
     print(table[["method", "category", "precision", *METRICS]].to_string(index=False))
