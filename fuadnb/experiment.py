@@ -178,8 +178,9 @@ def run(method: str, scenario: Scenario, *, profile: str = "demo",
             a strategy's as ``"<strategy>.<field>"`` (e.g. ``{"llb.keep": 0.5}``).
             They win over the method's per-category values (``category_options``,
             e.g. RD-E's foreground and iterations), which win over the profile.
-            ``precision`` "auto" becomes the device's (`fuadnb.engine.resolve`), so
-            the run key names what was computed.
+            ``precision`` "auto" becomes the device's (`fuadnb.engine.resolve`), and
+            settings that depend on where the data lies are resolved by the method's
+            ``locate`` (RD-E's textures), so the run key names what was computed.
         curve_every: record the learning-bias curve (`Curve`) every that many
             optimiser steps (0: none); methods whose ``fit`` takes a ``monitor``
             (``MONITOR``), without a strategy.
@@ -194,6 +195,7 @@ def run(method: str, scenario: Scenario, *, profile: str = "demo",
                                           category=scenario.category, profile=profile,
                                           seed=scenario.seed, options=options)
     cfg = dataclasses.replace(cfg, precision=engine.resolve(cfg.precision, dev))
+    cfg, located = module.locate(cfg, scenario.root)
     split = scenario.split()
     runs.check_root(runs_root)
     spec = runs.RunSpec(method, scenario.dataset, scenario.category,
@@ -257,7 +259,7 @@ def run(method: str, scenario: Scenario, *, profile: str = "demo",
         (steps, seen), fit_seconds, extra = strategy.report(module, cfg, model,
                                                             train_injected)
     row = runs.flat_row(spec) | {
-        "teacher": model.label, **metrics, **extra,
+        "teacher": model.label, **located, **metrics, **extra,
         "steps": steps, "images_seen": seen, "fit_seconds": fit_seconds,
         "train_images_per_second": seen / fit_seconds,
         "predict_seconds": predict_timer.seconds,

@@ -79,6 +79,12 @@ def no_category_options(profile: str, dataset: str, category: str, kind: str
     return {}
 
 
+def no_locate(cfg: Any, data_root: Path | str) -> tuple[Any, dict[str, Any]]:
+    """``locate`` of a method with no setting that depends on where the data lies:
+    `cfg` as it is, and no results column."""
+    return cfg, {}
+
+
 def inputs(cfg: Any) -> dict[str, Path | list[Path]]:
     """The files a model is trained from besides its training images, by name: a
     teacher weights file when ``cfg.weights`` names one (not ``imagenet``,

@@ -52,12 +52,13 @@ from fuadnb.models.patchcore import (
     build,
     category_options,
     inputs,
+    locate,
     predict,
     score_train,
 )
 
 __all__ = ["Config", "PROFILES", "EVALUATION", "MONITOR", "config", "build", "fit",
-           "predict", "score_train", "budget", "category_options", "inputs",
+           "predict", "score_train", "budget", "category_options", "locate", "inputs",
            "anomaly_map", "lof", "nearest_other", "gaussian", "bank_weights"]
 
 Discriminator = Literal["lof", "nearest", "gaussian"]
