@@ -123,3 +123,17 @@ def test_rde_foreground_and_iterations_per_category(dataset):
                                          profile="paper")
         assert (cfg.foreground, cfg.iterations) == (rule, iterations), category
         assert cfg.precision == "fp32" and cfg.textures == "auto"
+
+
+def test_an_image_size_override_keeps_the_crop_proportion():
+    """An ``image_size`` given without ``load_size`` where the profile crops (256 ->
+    224) resizes in the same proportion (a 64 px rehearsal: 73 -> 64), not to 256
+    (which would keep only the centre quarter); a ``load_size`` given wins; profiles
+    that do not crop stay uncropped."""
+    patchcore, funad = models.get("patchcore"), models.get("funad")
+    assert patchcore.config("paper", image_size=64).load_size == int(64 * 256 / 224)
+    assert funad.config("paper", image_size=448).load_size == 512
+    assert patchcore.config("paper", image_size=64, load_size=96).load_size == 96
+    assert patchcore.config("paper", image_size=64, load_size=0).load_size == 0
+    assert patchcore.config("demo", image_size=96).load_size == 0
+    assert models.get("rd").config("paper", image_size=128).load_size == 0
