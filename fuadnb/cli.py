@@ -147,8 +147,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    "profile)")
     g.add_argument("--precision", choices=engine.PRECISIONS, help="numerics of "
                    "every method: fp32; bf16 = bf16 autocast, bf16 cached features "
-                   "and channels_last, on the CPU as on CUDA; auto = bf16 on CUDA, "
-                   "fp32 elsewhere (default: auto)")
+                   "and channels_last, on the CPU as on CUDA; auto = the "
+                   "profile's: bf16 on CUDA in smoke and demo, fp32 elsewhere and in "
+                   "paper (default: auto)")
     g.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                    help="any other field of the method's Config, repeatable, e.g. "
                    "--option domains=5 --option partition=kmeans (cdd), --option "

@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any
 
 PROFILES: tuple[str, ...] = ("smoke", "demo", "paper")
+# The profiles where speed comes first: their ``precision="auto"`` is bf16 on CUDA
+# (`fuadnb.engine.resolve`). Every other profile (``paper``) computes in float32, as
+# every reference does, unless bf16 is asked for by name.
+FAST_PROFILES: tuple[str, ...] = ("smoke", "demo")
 MAX_IMAGE_SIZE = 4096   # pixels a side; larger sizes only exhaust memory
 
 
@@ -49,7 +53,12 @@ def from_profile(cls: type, profiles: dict[str, dict], profile: str, method: str
     values are ignored); an unknown profile or field is one clear ValueError.
 
     A schedule given as ``epochs`` (without ``steps``) trains by epochs even where the
-    profile sets exact ``steps``."""
+    profile sets exact ``steps``. An ``image_size`` given without ``load_size``,
+    where the profile resizes and crops (``load_size`` > 0: Resize 256, CenterCrop
+    224), keeps the profile's proportion (64 px: resize 73, crop 64), not its 256.
+    A ``precision`` left unset or ``"auto"`` is
+    ``"auto"`` in the `FAST_PROFILES` (bf16 on CUDA, float32 elsewhere) and
+    ``"fp32"`` in the others; ``"bf16"`` or ``"fp32"`` given by name stays."""
     if profile not in profiles:
         raise ValueError(f"unknown profile {profile!r}; choose one of {list(profiles)}")
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -65,7 +74,21 @@ def from_profile(cls: type, profiles: dict[str, dict], profile: str, method: str
     for name, value in values.items():
         if value is not None:      # None: an optional field left unset
             values[name] = _checked(method, name, fields[name].type, value)
+    if ("load_size" in names and "image_size" in given and "load_size" not in given
+            and values.get("load_size", fields["load_size"].default)):
+        values["load_size"] = _scaled_load_size(cls, profiles[profile], values)
+    if "precision" in names and values.get("precision", "auto") == "auto":
+        values["precision"] = "auto" if profile in FAST_PROFILES else "fp32"
     return cls(**values)
+
+
+def _scaled_load_size(cls: type, profile: dict, values: dict) -> int:
+    """The resize before the centre crop for ``values["image_size"]``, in the
+    proportion of the profile's ``load_size`` to its ``image_size``."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    load, size = (profile.get(k, fields[k].default) for k in ("load_size",
+                                                              "image_size"))
+    return int(values["image_size"] * load / size)
 
 
 def _checked(method: str, name: str, kind: Any, value: Any) -> Any:

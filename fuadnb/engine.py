@@ -10,7 +10,10 @@ Numerics follow one setting, the Config field ``precision`` of every method, on 
 device: ``fp32`` computes in float32 with the standard memory layout; ``bf16`` runs
 the networks under bf16 autocast, stores cached features in bf16 and uses the
 channels_last layout (the GPU's fast path), on the CPU as on CUDA, so a CPU test sees
-the GPU's numerics; ``auto`` is bf16 on CUDA and fp32 elsewhere (`resolve`).
+the GPU's numerics; ``auto`` is bf16 on CUDA and fp32 elsewhere (`resolve`). A
+method's ``paper`` profile never leaves ``auto`` to this module: its Config is made
+with ``fp32`` unless bf16 is named (`fuadnb.config.from_profile`), because every
+reference computes in float32.
 """
 
 from __future__ import annotations

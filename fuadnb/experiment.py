@@ -243,6 +243,8 @@ class Plan:
             ``inputs_key`` everything the results row depends on.
         recipe: JSON-ready arguments that `plan` turns into the same spec again
             on any machine (`current`), stored in every row.
+        located: the row's columns of what the method found beside the data
+            (``locate``: RD-E's ``textures``).
     """
 
     module: ModuleType
@@ -251,6 +253,7 @@ class Plan:
     split: data.Split
     spec: runs.RunSpec
     recipe: dict[str, Any]
+    located: dict[str, Any]
 
 
 def plan(method: str, scenario: Scenario, *, profile: str = "demo",
@@ -286,6 +289,7 @@ def plan(method: str, scenario: Scenario, *, profile: str = "demo",
                                           category=scenario.category, profile=profile,
                                           seed=scenario.seed, options=options)
     cfg = dataclasses.replace(cfg, precision=engine.resolve(cfg.precision, dev))
+    cfg, located = module.locate(cfg, scenario.root)
     split = scenario.split()
     if curve_every:
         _check_curve(method, module, name, cfg, len(split.train), curve_every)
@@ -301,7 +305,8 @@ def plan(method: str, scenario: Scenario, *, profile: str = "demo",
     recipe = {"method": method, "profile": profile, "curve_every": int(curve_every),
               "scenario": scenario.as_dict() | {"root": _portable(scenario.root)},
               "options": config.to_jsonable(given | {"precision": cfg.precision})}
-    return Plan(module, STRATEGIES[name] if name else None, cfg, split, spec, recipe)
+    return Plan(module, STRATEGIES[name] if name else None, cfg, split, spec, recipe,
+                located)
 
 
 def _check_curve(method: str, module: ModuleType, strategy: str | None, cfg: Any,
@@ -373,8 +378,9 @@ def run(method: str, scenario: Scenario, *, profile: str = "demo",
             a strategy's as ``"<strategy>.<field>"`` (e.g. ``{"llb.keep": 0.5}``).
             They win over the method's per-category values (``category_options``,
             e.g. RD-E's foreground and iterations), which win over the profile.
-            ``precision`` "auto" becomes the device's (`fuadnb.engine.resolve`), so
-            the run key names what was computed.
+            ``precision`` "auto" becomes the device's (`fuadnb.engine.resolve`), and
+            settings that depend on where the data lies are resolved by the method's
+            ``locate`` (RD-E's textures), so the run key names what was computed.
         curve_every: record the learning-bias curve (`Curve`) every that many
             optimiser steps (0: none); methods whose ``fit`` takes a ``monitor``
             (``MONITOR``), without a strategy.
@@ -388,7 +394,7 @@ def run(method: str, scenario: Scenario, *, profile: str = "demo",
     planned = plan(method, scenario, profile=profile, device=dev,
                    runs_root=runs_root, options=options, curve_every=curve_every)
     module, strategy, cfg = planned.module, planned.strategy, planned.cfg
-    split, spec = planned.split, planned.spec
+    split, spec, located = planned.split, planned.spec, planned.located
     runs.check_root(runs_root)
     spec.dir   # noqa: B018 -- refuses a run folder outside runs_root before training
     with Timer() as load_timer:
@@ -438,7 +444,7 @@ def run(method: str, scenario: Scenario, *, profile: str = "demo",
         (steps, seen), fit_seconds, extra = strategy.report(module, cfg, model,
                                                             train_injected)
     row = runs.flat_row(spec) | {
-        "teacher": model.label, **metrics, **extra,
+        "teacher": model.label, **located, **metrics, **extra,
         "steps": steps, "images_seen": seen, "fit_seconds": fit_seconds,
         "train_images_per_second": seen / fit_seconds,
         "predict_seconds": predict_timer.seconds,

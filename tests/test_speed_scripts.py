@@ -156,3 +156,44 @@ def test_the_gpu_check_runs_on_the_cpu_at_toy_size(tmp_path):
             "pixel_aupro_bf16_minus_fp32"} <= set(wide.columns)
     assert "tests collected" in (out / "gpu_tests.txt").read_text()
     assert "skipped" in (out / "vs_anomalib.log").read_text()
+
+
+def _precision_script():
+    spec = importlib.util.spec_from_file_location(
+        "precision", REPO / "benchmarks" / "precision.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_precision_table_pairs_fp32_and_bf16_runs(tiny_synth, tmp_path):
+    """benchmarks/precision.py at the smoke profile: one fp32 and one bf16 run of the
+    same scenario (two run keys), and their difference row."""
+    table = _precision_script().measure(
+        ["patchcore"], ["brick"], root=tiny_synth, profile="smoke", noise=0.2,
+        seed=111, device="cpu", runs=tmp_path / "runs")
+    assert table.precision.tolist() == ["fp32", "bf16", "diff"]
+    fp32, bf16, diff = (table.iloc[i] for i in range(3))
+    for key in ("image_auroc", "pixel_auroc", "pixel_aupro"):
+        assert diff[key] == pytest.approx(bf16[key] - fp32[key])
+    assert len(list((tmp_path / "runs").rglob("metrics.json"))) == 2
+
+
+def test_the_committed_precision_table_is_what_its_rows_say():
+    """benchmarks/results/precision_cpu.csv: per method and category an fp32 and a
+    bf16 row of the same setting (the demo profile at 64 px on the CPU), made at a
+    clean commit, and their differences (book/running.md quotes their range)."""
+    table = pd.read_csv(REPO / "benchmarks" / "results" / "precision_cpu.csv")
+    metrics = ["image_auroc", "pixel_auroc", "pixel_aupro"]
+    for (method, category), rows in table.groupby(["method", "category"]):
+        rows = rows.set_index("precision")
+        assert list(rows.index) == ["fp32", "bf16", "diff"], (method, category)
+        np.testing.assert_allclose(rows.loc["diff", metrics].astype(float),
+                                   (rows.loc["bf16", metrics]
+                                    - rows.loc["fp32", metrics]).astype(float))
+        runs = rows.drop(index="diff")
+        assert runs.profile.nunique() == runs["cfg.image_size"].nunique() == 1
+        assert runs.device.str.startswith("cpu").all()
+    assert set(table.method) == {"rd", "patchcore"}
+    assert set(table.category) == {"grass", "coin"}
+    assert not table.commit.dropna().str.endswith("+dirty").any()

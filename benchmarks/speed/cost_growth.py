@@ -74,6 +74,9 @@ def measure(method: str, n_images: int, image_size: int, profile: str, device: s
         method, dataset="synthetic", category="grass", profile=profile,
         options={k: v for k, v in options.items() if k in fields}
         | {"image_size": image_size})
+    # what a run on the synthetic data would resolve (RD-E's textures="auto" in the
+    # paper profile: DTD at data/dtd/images when there, else the bundled set)
+    cfg, _ = module.locate(cfg, "data/synthetic")
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (n_images, 3, image_size, image_size),
                            generator=g, dtype=torch.uint8).to(dev)

@@ -39,17 +39,22 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, help="default: the profile's")
     p.add_argument("--steps", type=int, default=8, help="timed batches")
     p.add_argument("--weights", default="random", help="random: no download")
-    p.add_argument("--foreground", action="store_true", help="object categories: "
-                   "the Otsu foreground too (URD's restriction)")
+    p.add_argument("--foreground", default="none", choices=anomalies.FOREGROUNDS,
+                   help="object categories: keep the anomalies on the object found "
+                   "by this rule (URD's restriction: grabcut, or otsu_inverse for "
+                   "capsule and screw); its masks are made once per training image, "
+                   "before the timed batches, as rde.training_batches does")
     args = p.parse_args()
     device = pick_device(args.device)
     cfg = rde.config(args.profile, weights=args.weights, image_size=args.image_size,
                      batch_size=args.batch_size, iterations=args.steps,
-                     whole_epochs=False, foreground=args.foreground)
+                     whole_epochs=False, foreground=args.foreground,
+                     textures="bundled")
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.images, 3, cfg.image_size, cfg.image_size),
                            generator=g, dtype=torch.uint8)
     textures = rde.texture_source(cfg)
+    objects = anomalies.foreground(images, cfg.foreground)    # (N, S, S) or None
     model = engine.prepare(rde.build(cfg), device, cfg.precision)
     opt_t = torch.optim.Adam(model.teacher.parameters(), lr=cfg.lr_teacher,
                              betas=cfg.betas)
@@ -59,10 +64,12 @@ def main() -> None:
     synth, step = [], []
     model.train()
     for k in range(args.steps + 1):                  # the first one warms up
-        batch = images[torch.randperm(args.images, generator=g)[:cfg.batch_size]]
+        idx = torch.randperm(args.images, generator=g)[:cfg.batch_size]
+        batch = images[idx]
         start = time.perf_counter()
-        aug, mask = anomalies.synthesize(batch, textures, synth_gen,
-                                         restrict_to_foreground=cfg.foreground)
+        aug, mask = anomalies.synthesize(
+            batch, textures, synth_gen,
+            foreground=None if objects is None else objects[idx])
         made = time.perf_counter() - start
         every = torch.arange(len(batch))
         with Timer(device) as t:

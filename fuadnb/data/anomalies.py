@@ -7,19 +7,35 @@ L109-L175 (methods.md §3.4), after DRAEM: a Perlin-noise mask with lattice scal
 foreground; inside the mask the image is replaced by a texture blended with itself:
 ``x~ = x (1 - m) + (1 - b) tex m + b x m``, ``b ~ U[0, 0.8)``.
 
-Deviations (offline): DTD cannot be downloaded, so the textures come from photographs
-bundled with scikit-image and scikit-learn that the synthetic benchmark does not use,
-plus procedural patterns (`texture_bank`); a DTD-like folder of images, when the user
-has one, can be passed instead (`textures_from_folder`). The foreground is an Otsu
-threshold (the side touching the border less is the object) instead of OpenCV's
-GrabCut. Everything is drawn from a seeded ``torch.Generator``: the same seed gives the
-same anomalies.
+The object's foreground (`foreground`), computed once per training image as the
+reference does when it builds its dataset (dataset_noise.py L53-L64,
+perlin.py L161-L175), by one of the `FOREGROUNDS` rules:
+
+* ``grabcut``: OpenCV's GrabCut from the rectangle of the whole image less its first
+  row and column, 11 iterations, definite and probable foreground (the released
+  code's rule for every object but MVTec AD capsule and screw);
+* ``otsu_inverse``: Otsu's threshold on the grey levels, the darker side (the
+  released code's rule for capsule and screw);
+* ``otsu_border``: Otsu's threshold, the side that touches the image border less
+  (ours, this module's only rule before; kept as an option).
+
+Deviations: DTD is not shipped, so the textures come from photographs bundled with
+scikit-image and scikit-learn that the synthetic benchmark does not use, plus
+procedural patterns (`texture_bank`), unless a DTD-like folder of images is given
+(`textures_from_folder`). The foreground is computed on the training image as
+loaded (PIL's bilinear resize), not on a separate OpenCV resize of the file, and
+OpenCV's random generator is seeded before each GrabCut (the reference leaves it
+in whatever state the thread's earlier calls left it). Everything else is drawn
+from a seeded ``torch.Generator``: the same seed gives the same anomalies.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -85,9 +101,50 @@ def perlin_mask(size: int, generator: torch.Generator, *, threshold: float = 0.5
     return rotated > threshold
 
 
-def foreground(image: torch.Tensor) -> torch.Tensor:
+Foreground = Literal["none", "grabcut", "otsu_inverse", "otsu_border"]
+FOREGROUNDS: tuple[str, ...] = ("none", "grabcut", "otsu_inverse", "otsu_border")
+GRABCUT_ITERATIONS = 11   # perlin.py L161-L171: cv2.grabCut(..., 11, ...)
+
+
+def grabcut(image: torch.Tensor, *, iterations: int = GRABCUT_ITERATIONS,
+            seed: int = 0) -> torch.Tensor:
+    """Object mask (H, W) bool of a uint8 RGB image (3, H, W) by OpenCV's GrabCut, as
+    URD's ``get_forehead_mask`` (perlin.py L161-L171): the rectangle (1, 1, W - 1,
+    H - 1) marks everything outside it (the first row and column) as background and
+    the rest as probably foreground; `iterations` rounds; the definite and probable
+    foreground are the object. OpenCV's generator (the k-means++ start of GrabCut's
+    colour models) is seeded with `seed` first, so a mask does not depend on the
+    calls made before it. A constant image is all object (GrabCut has no colours to
+    separate)."""
+    import cv2
+
+    rgb = image.permute(1, 2, 0).contiguous().numpy()
+    if np.ptp(rgb) == 0:
+        return torch.ones(rgb.shape[:2], dtype=torch.bool)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])          # as cv2.imread gives it
+    h, w = bgr.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    cv2.setRNGSeed(seed)
+    cv2.grabCut(bgr, mask, (1, 1, w - 1, h - 1), np.zeros((1, 65)),
+                np.zeros((1, 65)), iterations, cv2.GC_INIT_WITH_RECT)
+    return torch.from_numpy((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD))
+
+
+def otsu_inverse(image: torch.Tensor) -> torch.Tensor:
+    """Object mask (H, W) bool of a uint8 RGB image (3, H, W): OpenCV's grey levels
+    (0.299 R + 0.587 G + 0.114 B), Otsu's threshold, the pixels at or below it
+    (``THRESH_BINARY_INV + THRESH_OTSU``, perlin.py L172-L174: the darker side)."""
+    import cv2
+
+    grey = cv2.cvtColor(image.permute(1, 2, 0).contiguous().numpy(),
+                        cv2.COLOR_RGB2GRAY)
+    _, below = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    return torch.from_numpy(below > 0)
+
+
+def otsu_border(image: torch.Tensor) -> torch.Tensor:
     """Object mask of a uint8 (3, H, W) image: Otsu's threshold on the grey levels;
-    the side that covers less of the border is the object."""
+    the side that covers less of the border is the object (ours)."""
     from skimage.filters import threshold_otsu
 
     grey = image.float().mean(0).numpy()
@@ -99,15 +156,37 @@ def foreground(image: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(mask)
 
 
+RULES = {"grabcut": grabcut, "otsu_inverse": otsu_inverse, "otsu_border": otsu_border}
+
+
+def foreground(images: torch.Tensor, rule: Foreground, *, workers: int | None = None
+               ) -> torch.Tensor | None:
+    """The object masks (N, H, W) bool of uint8 images (N, 3, H, W) by `rule` (one
+    of `FOREGROUNDS`), or None for ``"none"`` (anomalies go anywhere). Images are
+    processed by `workers` threads (OpenCV releases the GIL; default: the CPU
+    count); each mask depends on its image alone."""
+    if rule not in FOREGROUNDS:
+        raise ValueError(f"foreground must be one of {', '.join(FOREGROUNDS)}; got "
+                         f"{rule!r}")
+    if rule == "none":
+        return None
+    images = images.cpu()
+    if not len(images):
+        return torch.empty(0, *images.shape[-2:], dtype=torch.bool)
+    with ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1)) as pool:
+        return torch.stack(list(pool.map(RULES[rule], images)))
+
+
 def synthesize(images: torch.Tensor, textures: torch.Tensor, generator: torch.Generator,
-               *, restrict_to_foreground: bool = False, max_beta: float = 0.8
+               *, foreground: torch.Tensor | None = None, max_beta: float = 0.8
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Paste textured Perlin-shaped anomalies into uint8 images (N, 3, S, S).
 
     Args:
         textures: uint8 (K, 3, S, S) anomaly sources, one drawn per image.
-        restrict_to_foreground: AND the mask with the object's `foreground` (object
-            categories; URD train.py L102-L113).
+        foreground: (N, S, S) bool, each image's object mask (`foreground`), ANDed
+            with its anomaly mask (object categories; URD train.py L102-L113); None:
+            anywhere.
 
     Returns:
         the augmented images, uint8 (N, 3, S, S), and their masks, bool (N, 1, S, S).
@@ -116,12 +195,15 @@ def synthesize(images: torch.Tensor, textures: torch.Tensor, generator: torch.Ge
     if textures.shape[1:] != images.shape[1:]:
         raise ValueError(f"textures {tuple(textures.shape)} must have the images' "
                          f"shape {tuple(images.shape[1:])} per item")
+    if foreground is not None and foreground.shape != (n, size, images.shape[-1]):
+        raise ValueError(f"foreground {tuple(foreground.shape)} must be one (H, W) "
+                         f"mask per image, {(n, size, images.shape[-1])}")
     out = torch.empty_like(images)
     masks = torch.empty(n, 1, size, size, dtype=torch.bool)
     for i in range(n):
         mask = perlin_mask(size, generator)
-        if restrict_to_foreground:
-            mask &= foreground(images[i])
+        if foreground is not None:
+            mask &= foreground[i].cpu()
         tex = textures[torch.randint(len(textures), (), generator=generator)].float()
         beta = torch.rand((), generator=generator).item() * max_beta
         x, m = images[i].float(), mask.float()

@@ -44,6 +44,12 @@ class Method(Protocol):
         """Config values that depend on the dataset and category (below the
         caller's options, above the profile's)."""
 
+    def locate(self, cfg: Any, data_root: Path | str
+               ) -> tuple[Any, dict[str, Any]]:
+        """`cfg` with the settings that depend on where the data lies resolved
+        (RD-E's ``textures="auto"``: DTD beside the dataset root, if there), and
+        results-row columns saying what was found."""
+
     def build(self, cfg: Any) -> base.Model:
         """An untrained model (loads a cached run's weights)."""
 
@@ -75,9 +81,9 @@ class Method(Protocol):
 
 
 REQUIRED = ("Config", "PROFILES", "EVALUATION", "MONITOR", "config",
-            "category_options", "build", "fit", "predict", "predict_train",
-            "score_train", "budget", "inputs")
-CALLABLE = ("config", "category_options", "build", "fit", "predict",
+            "category_options", "locate", "build", "fit", "predict",
+            "predict_train", "score_train", "budget", "inputs")
+CALLABLE = ("config", "category_options", "locate", "build", "fit", "predict",
             "predict_train", "score_train", "budget", "inputs")
 REGISTRY: dict[str, ModuleType] = {}
 

@@ -35,7 +35,8 @@ class Config:
     """The fields every method's Config has, with one meaning across methods (each
     method's Config adds its own after them and calls ``super().__post_init__()``)."""
 
-    precision: engine.Precision = "auto"   # ours: fp32, bf16; auto = bf16 on CUDA
+    precision: engine.Precision = "fp32"   # every reference; bf16: an option, and
+                                           # auto's choice on CUDA in smoke/demo
     load_size: int = 0                     # > image_size: resize, centre-crop
 
     def __post_init__(self):
@@ -76,6 +77,12 @@ def no_category_options(profile: str, dataset: str, category: str, kind: str
     """``category_options`` of a method whose settings do not depend on the
     category: none."""
     return {}
+
+
+def no_locate(cfg: Any, data_root: Path | str) -> tuple[Any, dict[str, Any]]:
+    """``locate`` of a method with no setting that depends on where the data lies:
+    `cfg` as it is, and no results column."""
+    return cfg, {}
 
 
 def inputs(cfg: Any) -> dict[str, Path | list[Path]]:

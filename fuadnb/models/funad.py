@@ -130,6 +130,7 @@ PROFILES: dict[str, dict] = {
 
 config = base.configurator(Config, PROFILES, "FUN-AD")
 category_options = base.no_category_options   # nothing depends on the category
+locate = base.no_locate                       # nor on where the data is
 inputs = base.inputs                           # a weights file, if named
 MONITOR = True
 

@@ -30,8 +30,17 @@ Steps, for an image x (B, 3, S, S):
    noise weights in `fuadnb.models.softpatch`); map bilinear to S, Gaussian-smoothed;
    image score = max patch score (before smoothing).
 
+Preprocessing: the ``paper`` profile resizes the shorter side to ``load_size`` 256
+and centre-crops ``image_size`` 224, images and masks alike (Resize(256) +
+CenterCrop(224) in src/datasets/mvtec.py L76-L89; patchcore-inspection@fcaa92f
+datasets/mvtec.py L75-L84), so the map and the pixel metrics cover the crop, not the
+border. The CPU profiles (``demo``, ``smoke``) resize the whole image (``load_size``
+0) and share the test set with RD in the chapter.
+
 Deliberate deviations:
-* Images are resized to ``image_size`` (the reference resizes to 256 and crops 224).
+* Masks are binarised, resized bilinearly and thresholded at 0.5 (the book's one
+  rule, `fuadnb.data.images`); the reference resizes the 0/255 mask bilinearly
+  and keeps the interpolated values.
 * Exact nearest neighbours in torch (chunked matmul), not faiss; same squared L2.
 * The coreset's random projection and starting points come from generators seeded
   by ``cfg.seed`` (the reference uses the global torch/numpy RNGs).
@@ -78,7 +87,8 @@ class Config(base.Config):
 
     backbone: str = "wide_resnet50_2"   # main.py L39 (wideresnet50), layer2 + layer3
     weights: str = "imagenet"
-    image_size: int = 224               # main.py L60: Resize 256, CenterCrop 224
+    image_size: int = 224               # mvtec.py L76-L89: CenterCrop 224
+    load_size: int = 256                # mvtec.py L76-L89: Resize 256 (0: none)
     patch_size: int = 3                 # softpatch.py L35: PatchMaker(3, stride 1)
     pretrain_dim: int = 1024            # L33 pretrain_embed_dimension
     target_dim: int = 1024              # L34 target_embed_dimension
@@ -110,14 +120,17 @@ EVALUATION = ("sigma", "block")
 PROFILES: dict[str, dict] = {
     "paper": {},
     "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-             "image_size": 128, "pretrain_dim": 120, "target_dim": 120},
+             "image_size": 128, "load_size": 0, "pretrain_dim": 120,
+             "target_dim": 120},
     "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-              "image_size": 64, "pretrain_dim": 120, "target_dim": 120},
+              "image_size": 64, "load_size": 0, "pretrain_dim": 120,
+              "target_dim": 120},
 }
 
 
 config = base.configurator(Config, PROFILES, "PatchCore")
 category_options = base.no_category_options   # nothing depends on the category
+locate = base.no_locate                       # nor on where the data is
 inputs = base.inputs                           # a weights file, if named
 MONITOR = False
 

@@ -88,6 +88,7 @@ PROFILES: dict[str, dict] = {
 
 config = base.configurator(Config, PROFILES, "RD")
 category_options = base.no_category_options   # nothing depends on the category
+locate = base.no_locate                       # nor on where the data is
 inputs = base.inputs                           # a weights file, if named
 MONITOR = True   # `fit` takes a monitor (the learning-bias curve)
 

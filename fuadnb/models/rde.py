@@ -42,15 +42,24 @@ below the caller's options):
 * ``foreground``: synthetic anomalies stay on the object for object categories, as
   train.py L102-L113 (nine MVTec AD objects: every object but transistor) and
   train_visa.py (every VisA class); the kind comes from the dataset module
-  (`fuadnb.data.kind`);
+  (`fuadnb.data.kind`). The rule is the released code's (perlin.py L161-L175,
+  dataset_noise.py L53-L64): inverse Otsu for MVTec AD capsule and screw, GrabCut
+  for every other object (`fuadnb.data.anomalies`); ``"otsu_border"`` (ours, the
+  rule before) and ``"none"`` are options;
 * ``iterations`` (``paper`` profile): 5000, but 10000 for MVTec AD cable and
   transistor (train.py L223-L250) and for every VisA class (train_visa.py L222-L235).
 
 Deliberate deviations:
 * The model is the last iteration's; the reference keeps the epoch with the best
   pixel AUROC + AUPRO on the test set, which this book never does.
-* Synthetic anomalies use offline textures (`fuadnb.data.anomalies`) instead of DTD, and
-  an Otsu foreground instead of GrabCut.
+* Textures: ``textures="auto"`` (the ``paper`` profile) draws them from DTD's
+  images where they lie beside the dataset, ``<dataset root>/../dtd/images`` (the
+  reference's ./data/dtd/images beside ./data/mvtec_anomaly_detection; `locate`),
+  and otherwise from the bundled offline set (`fuadnb.data.anomalies.texture_bank`);
+  the results row's ``textures`` column says which (``dtd``, ``bundled`` or
+  ``folder``). The CPU profiles use the bundled set.
+* The foreground is computed on the training image as loaded, and OpenCV's
+  generator is seeded before each GrabCut (`fuadnb.data.anomalies`).
 * The offline profiles use the EfficientNet-Lite2 teacher with the signed readout of
   `fuadnb.nn.blocks.ResNetDecoder` (as RD); GII's gate then compares the student's
   prediction (after the readout) with the teacher.
@@ -60,7 +69,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -76,6 +85,10 @@ from fuadnb.models import base, rd
 from fuadnb.nn import backbones, blocks, maps
 
 GiiMode = Literal["gated", "ungated"]
+Foreground = anomalies.Foreground
+# textures: "auto" = DTD beside the dataset if there, else the bundled set (`locate`)
+TEXTURE_CHOICES = ("auto", "bundled")
+DTD = Path("dtd") / "images"   # beside the dataset root (train.py: ./data/dtd/images)
 
 
 @dataclass(frozen=True)
@@ -93,8 +106,9 @@ class Config(base.Config):
     betas: tuple[float, float] = (0.5, 0.999)  # train.py, both optimisers
     gii: GiiMode = "ungated"                   # train.py attn=True (the text: gated)
     global_term: bool = True                   # teacher.py (not in the paper, URD#2)
-    foreground: bool = False                   # see category_options
-    textures: str = "bundled"                  # or a folder of images (e.g. DTD)
+    foreground: Foreground = "none"            # per category: category_options
+    textures: str = "auto"                     # train.py: ./data/dtd/images; or
+                                               # "bundled", or a folder of images
     fusion: maps.Fusion = "add"                # student.py L221-L247
     sigma: float | None = None                 # train.py: 4 px at 256, scaled
     seed: int = 111                            # train.py
@@ -105,9 +119,10 @@ class Config(base.Config):
         derive_sigma(self)
         check_sizes(self, ("iterations", "batch_size", "eval_batch_size"))
         check_choice(self, "gii", ("gated", "ungated"))
-        if self.textures != "bundled" and not Path(self.textures).is_dir():
+        check_choice(self, "foreground", anomalies.FOREGROUNDS)
+        if self.textures not in TEXTURE_CHOICES and not Path(self.textures).is_dir():
             raise ValueError(f"textures: no folder {self.textures}; pass a folder of "
-                             "texture images (DTD's dtd/images) or 'bundled'")
+                             "texture images (DTD's dtd/images), 'bundled' or 'auto'")
 
 
 # The paper's text, as overrides of the released code's Config (see the docstring).
@@ -122,6 +137,9 @@ OBJECT_CATEGORIES = frozenset({"bottle", "cable", "capsule", "hazelnut", "metal_
 
 # MVTec AD: no foreground mask for transistor (train.py L102-L113 lists nine objects)
 NO_FOREGROUND = frozenset({("mvtec_ad", "transistor")})
+# inverse Otsu instead of GrabCut (dataset_noise.py L53-L64, by class name: the two
+# MVTec AD classes called so)
+OTSU_INVERSE = frozenset({("mvtec_ad", "capsule"), ("mvtec_ad", "screw")})
 # the longer schedules: MVTec AD cable, transistor (train.py), all of VisA
 LONG = 10000
 
@@ -136,9 +154,10 @@ PROFILES: dict[str, dict] = {
     # cores at 64 px (fine-tuning the teacher; ~6 s at 256 px); the gated GII
     "demo": {"backbone": "efficientnet_lite2", "weights": "imagenet",
              "image_size": 64, "iterations": 245,
-             "gii": "gated"},
+             "gii": "gated", "textures": "bundled"},
     "smoke": {"backbone": "efficientnet_lite2", "weights": "imagenet",
-              "image_size": 64, "iterations": 4, "batch_size": 8, "gii": "gated"},
+              "image_size": 64, "iterations": 4, "batch_size": 8, "gii": "gated",
+              "textures": "bundled"},
 }
 
 
@@ -155,13 +174,22 @@ def paper_iterations(dataset: str, category: str) -> int:
     return Config.iterations
 
 
+def foreground_rule(dataset: str, category: str, kind: str) -> str:
+    """The released code's foreground for a category (`kind`: ``"object"`` or
+    ``"texture"``): ``"none"`` for textures and MVTec AD transistor,
+    ``"otsu_inverse"`` for MVTec AD capsule and screw, else ``"grabcut"``."""
+    if kind != "object" or (dataset, category) in NO_FOREGROUND:
+        return "none"
+    return "otsu_inverse" if (dataset, category) in OTSU_INVERSE else "grabcut"
+
+
 def category_options(profile: str, dataset: str, category: str, kind: str
                      ) -> dict[str, object]:
     """Config values that depend on the dataset and category (`kind`: ``"object"`` or
-    ``"texture"``, from `fuadnb.data.kind`): ``foreground`` for objects (not MVTec AD
-    transistor), and the ``paper`` profile's `paper_iterations`."""
-    options: dict[str, object] = {
-        "foreground": kind == "object" and (dataset, category) not in NO_FOREGROUND}
+    ``"texture"``, from `fuadnb.data.kind`): the `foreground_rule`, and the ``paper``
+    profile's `paper_iterations`."""
+    options: dict[str, object] = {"foreground": foreground_rule(dataset, category,
+                                                                kind)}
     if profile == "paper":
         options["iterations"] = paper_iterations(dataset, category)
     return options
@@ -298,13 +326,51 @@ def inputs(cfg: Config) -> dict[str, Path | list[Path]]:
     """`base.inputs` and, for a texture folder, its images (their contents key the
     run); the bundled bank is made from the seed, so it adds nothing."""
     found = base.inputs(cfg)
-    if cfg.textures != "bundled":
+    if cfg.textures not in TEXTURE_CHOICES:
         found["textures"] = anomalies.texture_files(cfg.textures)
     return found
 
 
+def dtd_folder(data_root: Path | str) -> Path | None:
+    """DTD's images beside the dataset root (``<data_root>/../dtd/images``, as the
+    reference's ./data/dtd/images beside ./data/<dataset>), if that folder holds
+    texture images; else None."""
+    folder = Path(data_root).parent / DTD
+    if not folder.is_dir():
+        return None
+    try:
+        anomalies.texture_files(folder)
+    except FileNotFoundError:
+        return None
+    return folder
+
+
+def texture_kind(textures: str) -> str:
+    """What a resolved ``textures`` setting draws from, for the results row:
+    ``bundled``, ``dtd`` (a folder ``.../dtd/images`` or ``.../dtd``) or ``folder``."""
+    if textures in TEXTURE_CHOICES:
+        return textures
+    parts = Path(textures).parts
+    return "dtd" if parts[-2:] == DTD.parts or parts[-1:] == ("dtd",) else "folder"
+
+
+def locate(cfg: Config, data_root: Path | str) -> tuple[Config, dict[str, str]]:
+    """``textures="auto"`` resolved where the data lies: DTD's images beside the
+    dataset (`dtd_folder`) when present, else ``"bundled"``; and the results row's
+    ``textures`` column (`texture_kind`)."""
+    if cfg.textures == "auto":
+        found = dtd_folder(data_root)
+        cfg = replace(cfg, textures=str(found) if found else "bundled")
+    return cfg, {"textures": texture_kind(cfg.textures)}
+
+
 def texture_source(cfg: Config) -> torch.Tensor:
-    """The anomaly sources of ``cfg.textures`` at the model's image size (uint8)."""
+    """The anomaly sources of ``cfg.textures`` at the model's image size (uint8);
+    ``"auto"`` must be resolved first (`locate`)."""
+    if cfg.textures == "auto":
+        raise ValueError("textures='auto' is resolved where the data lies: call "
+                         "rde.locate(cfg, data_root) first, or pass 'bundled' or a "
+                         "folder of texture images")
     if cfg.textures == "bundled":
         return anomalies.texture_bank(cfg.image_size, seed=cfg.seed)
     return anomalies.textures_from_folder(cfg.textures, cfg.image_size)
@@ -334,18 +400,22 @@ def training_batches(cfg: Config, train_images: torch.Tensor, textures: torch.Te
                      total: int) -> Iterator[tuple[torch.Tensor, ...]]:
     """The `total` training batches of a fit, in order: (images, their synthetic-
     anomaly copies, the masks), uint8 (B, 3, S, S) twice and bool (B, 1, S, S), on
-    the CPU. Batches are drawn epoch by epoch in an order seeded by ``cfg.seed``;
+    the CPU. The objects' foreground masks (``cfg.foreground``) are computed once,
+    before the first batch, as the reference computes them when it builds its
+    dataset. Batches are drawn epoch by epoch in an order seeded by ``cfg.seed``;
     each batch's anomalies come from one generator seeded by ``cfg.seed + 1``, used
     by nothing else, so the batches are the same wherever they are produced."""
     n = len(train_images)
     order_gen = torch.Generator().manual_seed(cfg.seed)
     synth_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    objects = anomalies.foreground(train_images, cfg.foreground)   # (N, S, S) | None
     step = 0
     while step < total:
         for idx in engine.batches(n, cfg.batch_size, generator=order_gen):
             cpu_images = train_images[idx.to(train_images.device)].cpu()
-            aug, mask = anomalies.synthesize(cpu_images, textures, synth_gen,
-                                             restrict_to_foreground=cfg.foreground)
+            aug, mask = anomalies.synthesize(
+                cpu_images, textures, synth_gen,
+                foreground=None if objects is None else objects[idx.cpu()])
             yield cpu_images, aug, mask
             step += 1
             if step == total:

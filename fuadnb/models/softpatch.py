@@ -52,6 +52,7 @@ from fuadnb.models.patchcore import (
     build,
     category_options,
     inputs,
+    locate,
     predict,
     predict_train,
     score_train,
@@ -59,7 +60,8 @@ from fuadnb.models.patchcore import (
 
 __all__ = ["Config", "PROFILES", "EVALUATION", "MONITOR", "config", "build", "fit",
            "predict", "predict_train", "score_train", "budget", "category_options",
-           "inputs", "anomaly_map", "lof", "nearest_other", "gaussian", "bank_weights"]
+           "locate", "inputs", "anomaly_map", "lof", "nearest_other", "gaussian",
+           "bank_weights"]
 
 Discriminator = Literal["lof", "nearest", "gaussian"]
 

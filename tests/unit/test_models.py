@@ -157,7 +157,8 @@ def test_a_method_missing_part_of_the_interface_fails_at_registration():
     from fuadnb import models
     half = types.ModuleType("half")
     for name in ("Config", "PROFILES", "EVALUATION", "MONITOR", "config",
-                 "category_options", "build", "fit", "predict_train", "score_train",
+                 "category_options", "locate", "build", "fit", "predict_train",
+                 "score_train",
                  "budget", "inputs"):
         setattr(half, name, getattr(rd, name))
     with pytest.raises(TypeError, match=r"lacks \['predict'\]"):

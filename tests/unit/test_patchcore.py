@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from sklearn.neighbors import LocalOutlierFactor
 
 from fuadnb import cli, experiment, models
+from fuadnb.data import images as data_images
 from fuadnb.models import patchcore, softpatch
 
 CPU = torch.device("cpu")
@@ -361,3 +362,69 @@ def test_bank_matches_point_at_the_training_patch_found():
     picked = model.trace["coreset"][model.trace["coreset"] < 64]
     np.testing.assert_allclose(own["distance"][0, picked], 0, atol=1e-2)
     assert (own["image"][0, picked] == 0).all()
+
+
+def framed_square_category(root, side: int = 320, n_train: int = 3):
+    """An MVTec AD ``bottle`` at `root`: grey `side` px images in a red frame 15 px
+    wide; two test images carry a white square off-centre (rows 60-140, columns
+    180-260), with its mask. Resize(256) + CenterCrop(224) drops 20 px of a 320 px
+    side, so the frame lies wholly in the border the crop removes and the square maps
+    to rows 32-96, columns 128-192 exactly (x 0.8, - 16)."""
+    from PIL import Image
+
+    base = np.full((side, side, 3), 128, np.uint8)
+    for edge in (np.s_[:15], np.s_[-15:], np.s_[:, :15], np.s_[:, -15:]):
+        base[edge] = (220, 30, 30)
+    defect = base.copy()
+    defect[60:140, 180:260] = 255
+    mask = np.zeros((side, side), np.uint8)
+    mask[60:140, 180:260] = 255
+    cat = root / "bottle"
+    files = {"train/good": [base] * n_train, "test/good": [base],
+             "test/broken_large": [defect, defect],
+             "ground_truth/broken_large": [mask, mask]}
+    for folder, arrays in files.items():
+        (cat / folder).mkdir(parents=True)
+        for i, arr in enumerate(arrays):
+            name = f"{i:03d}_mask.png" if "ground_truth" in folder else f"{i:03d}.png"
+            Image.fromarray(arr).save(cat / folder / name)
+    return root
+
+
+@pytest.mark.parametrize("method", ["patchcore", "softpatch"])
+def test_paper_profile_crops_images_and_masks_alike(method, tmp_path):
+    """The paper profile's Resize(256) + CenterCrop(224) (SoftPatch
+    src/datasets/mvtec.py L76-L89) reaches the test images, their masks and the maps
+    through `experiment.run`: the frame in the border is gone, the mask square sits
+    exactly on the image's white square, and the images equal torchvision's."""
+    from PIL import Image
+    from torchvision import transforms
+
+    root = framed_square_category(tmp_path / "mvtec")
+    offline = {"backbone": "efficientnet_lite2", "pretrain_dim": 120,
+               "target_dim": 120}                      # the paper's crop, offline
+    result = experiment.run(method, experiment.Scenario("mvtec_ad", root, "bottle"),
+                            profile="paper", options=offline, device="cpu",
+                            runs_root=tmp_path / "runs")
+    assert (result.row["cfg.load_size"], result.row["cfg.image_size"]) == (256, 224)
+    imgs, masks = result.test_images, result.test_masks    # (3, 3, 224, 224), (3, ..)
+    assert imgs.shape[-2:] == masks.shape[-2:] == result.test_maps.shape[-2:] == \
+        (224, 224)
+    red = (imgs[:, 0] > 180) & (imgs[:, 1] < 80)
+    assert not red.any()                                   # the border is gone
+    square = np.zeros((224, 224), bool)
+    square[32:96, 128:192] = True
+    defective = result.split.test["label"].to_numpy() == 1
+    assert defective.sum() == 2
+    for img, mask in zip(imgs[defective], masks[defective], strict=True):
+        assert np.array_equal(mask, square)                # the analytic position
+        white = (img.min(0).values > 191).numpy()          # above mid grey-white
+        assert np.array_equal(white, mask)                 # the mask on the square
+    assert not masks[~defective].any()
+    crop = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224)])
+    paths = result.split.test["image_path"]
+    expected = np.stack([np.asarray(crop(Image.open(p).convert("RGB"))) for p in paths])
+    np.testing.assert_array_equal(imgs.permute(0, 2, 3, 1).numpy(), expected)
+    # the whole image resized (load_size 0, the CPU profiles): the frame stays
+    whole, _ = data_images.load(result.split.test, 224)
+    assert ((whole[:, 0] > 180) & (whole[:, 1] < 80)).any()

@@ -1,6 +1,11 @@
 """RD-E: shapes for the papers' and the offline backbone, GII against a numpy
 re-statement, the teacher loss's mask regression on a hand-made case, training order
-and a loss that falls."""
+and a loss that falls; the released foreground rule per category and the textures
+found beside the dataset."""
+
+import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 from fuadnb import data, experiment, models, runs
+from fuadnb.data import anomalies
 from fuadnb.models import rde
 from fuadnb.nn import blocks
 
@@ -167,15 +173,27 @@ def _options(profile, dataset, category):
 
 
 def test_foreground_follows_the_reference_per_dataset():
-    mvtec_fg = {c for c in data.mvtec.CATEGORIES
-                if _options("demo", "mvtec_ad", c)["foreground"]}
-    assert mvtec_fg == {"bottle", "cable", "capsule", "hazelnut", "metal_nut", "pill",
-                        "screw", "toothbrush", "zipper"}          # URD train.py: nine
-    assert all(_options("paper", "visa", c)["foreground"]
-               for c in data.visa.CATEGORIES)                   # every VisA class
-    synth = {c for c in data.synthetic.CATEGORIES
-             if _options("smoke", "synthetic", c)["foreground"]}
-    assert synth == {"capsule", "coin", "washer"}
+    """URD train.py L102-L113 (nine MVTec AD objects), dataset_noise.py L53-L64
+    (inverse Otsu for capsule and screw, GrabCut otherwise), train_visa.py (every
+    VisA class, GrabCut); other datasets' objects: GrabCut, textures: none."""
+    mvtec = {c: _options("demo", "mvtec_ad", c)["foreground"]
+             for c in data.mvtec.CATEGORIES}
+    assert {c for c, rule in mvtec.items() if rule == "grabcut"} == {
+        "bottle", "cable", "hazelnut", "metal_nut", "pill", "toothbrush", "zipper"}
+    assert {c for c, rule in mvtec.items() if rule == "otsu_inverse"} == {
+        "capsule", "screw"}
+    assert {c for c, rule in mvtec.items() if rule == "none"} == {
+        "carpet", "grid", "leather", "tile", "wood", "transistor"}
+    assert {_options("paper", "visa", c)["foreground"]
+            for c in data.visa.CATEGORIES} == {"grabcut"}
+    synth = {c: _options("smoke", "synthetic", c)["foreground"]
+             for c in data.synthetic.CATEGORIES}
+    assert {c for c, rule in synth.items() if rule != "none"} == {
+        "capsule", "coin", "washer"}
+    assert synth["capsule"] == "grabcut"          # inverse Otsu is MVTec AD's only
+    with pytest.raises(ValueError, match="foreground must be one of"):
+        rde.config("smoke", foreground=True)      # the former switch: one clear error
+    assert rde.config("smoke", foreground="otsu_border").foreground == "otsu_border"
 
 
 def test_paper_iterations_per_dataset_and_category():
@@ -199,13 +217,79 @@ def test_experiment_applies_category_options_below_the_callers(smoke_kw, monkeyp
 
     monkeypatch.setattr(rde, "fit", fake_fit)
     kw = smoke_kw | {"scenario": smoke_kw["scenario"].replace(category="washer")}
-    for options in (None, {"foreground": False}):
+    for options in (None, {"foreground": "none"}, {"foreground": "otsu_border"}):
         with pytest.raises(RuntimeError, match="stop"):
             experiment.run("rde", **kw, options=options)
-    assert [c.foreground for c in seen] == [True, False]
+    assert [c.foreground for c in seen] == ["grabcut", "none", "otsu_border"]
     with pytest.raises(RuntimeError, match="stop"):
         experiment.run("rde", **smoke_kw)                           # brick: texture
-    assert seen[-1].foreground is False
+    assert seen[-1].foreground == "none"
+
+
+def test_the_foreground_masks_are_made_once_and_keep_anomalies_on_the_object(
+        monkeypatch):
+    """`training_batches` computes each training image's object mask once (as the
+    reference builds its dataset) and every batch's anomalies stay inside it."""
+    yy, xx = np.mgrid[0:64, 0:64]
+    disc = torch.from_numpy((yy - 30) ** 2 + (xx - 36) ** 2 < 18 ** 2)
+    gen = torch.Generator().manual_seed(3)
+    noise = (torch.rand(6, 3, 64, 64, generator=gen) * 60).to(torch.uint8)
+    images = torch.where(disc, torch.tensor([200, 120, 30])[:, None, None] + noise,
+                         torch.tensor([40, 70, 110])[:, None, None] + noise)
+    images = images.to(torch.uint8)
+    calls = []
+    real = anomalies.foreground
+    monkeypatch.setattr(anomalies, "foreground",
+                        lambda imgs, rule: calls.append(len(imgs)) or real(imgs, rule))
+    cfg = rde.config("smoke", batch_size=4, foreground="grabcut")
+    batches = list(rde.training_batches(cfg, images, rde.texture_source(cfg), 6))
+    assert calls == [6]                                      # once, every image
+    masks = torch.cat([m for _, _, m in batches])[:, 0]
+    assert masks.any() and not masks[:, ~disc].any()
+    free = rde.config("smoke", batch_size=4)                  # "none": anywhere
+    loose = torch.cat([m for _, _, m in rde.training_batches(
+        free, images, rde.texture_source(free), 6)])[:, 0]
+    assert loose[:, ~disc].any()
+
+
+def test_textures_auto_is_dtd_beside_the_dataset_else_bundled(tiny_synth, tmp_path):
+    """``textures="auto"`` (the paper profile's): DTD's images at
+    ``<dataset root>/../dtd/images`` when there (the reference's ./data/dtd/images),
+    the bundled set otherwise; the row's ``textures`` column says which and a DTD
+    folder's contents key the run."""
+    assert rde.config("paper").textures == "auto"
+    assert rde.config("demo").textures == rde.config("smoke").textures == "bundled"
+    with pytest.raises(ValueError, match="locate"):
+        rde.texture_source(rde.config("smoke", textures="auto"))
+    data_dir = tmp_path / "data"
+    root = Path(shutil.copytree(tiny_synth, data_dir / "synthetic"))
+    kw = {"profile": "smoke", "runs_root": tmp_path / "runs", "device": "cpu",
+          "options": {"textures": "auto"}}
+    scenario = experiment.Scenario("synthetic", root, "brick", 0.0)
+    bundled = experiment.run("rde", scenario, **kw)
+    assert (bundled.row["textures"], bundled.row["cfg.textures"]) == ("bundled",
+                                                                      "bundled")
+    folder = data_dir / "dtd" / "images" / "banded"
+    folder.mkdir(parents=True)
+    for k in range(2):
+        rgb = np.full((16, 16, 3), 60 + 90 * k, np.uint8)
+        rgb[::4] = 255
+        Image.fromarray(rgb).save(folder / f"banded_000{k}.jpg")
+    dtd = experiment.run("rde", scenario, **kw)
+    assert dtd.row["textures"] == "dtd"
+    assert Path(dtd.row["cfg.textures"]) == data_dir / "dtd" / "images"
+    assert dtd.dir != bundled.dir
+    found = json.loads((dtd.dir / "config.json").read_text())["inputs"]
+    assert found["textures"] == runs.fingerprint(sorted(folder.glob("*.jpg")))
+    assert rde.locate(rde.config("smoke", textures="auto"), root)[0].textures == \
+        str(data_dir / "dtd" / "images")
+    explicit = rde.config("smoke", textures=str(folder))
+    assert rde.locate(explicit, root) == (explicit, {"textures": "folder"})
+    assert rde.texture_kind(str(data_dir / "dtd")) == "dtd"
+    assert experiment.run("rd", scenario, **kw | {"options": {}}).row.get(
+        "textures") is None                                  # RD-E's column only
+
+
 
 
 def test_whole_epochs_as_the_reference():
@@ -279,7 +363,7 @@ def test_prefetched_synthesis_gives_the_same_anomalies_and_the_same_model(
 
     gen = torch.Generator().manual_seed(0)
     images = (torch.rand(6, 3, 64, 64, generator=gen) * 255).to(torch.uint8)
-    cfg = rde.config("smoke", iterations=3, batch_size=4, foreground=True)
+    cfg = rde.config("smoke", iterations=3, batch_size=4, foreground="grabcut")
     textures = rde.texture_source(cfg)
     inline = list(rde.training_batches(cfg, images, textures, 5))
     ahead = list(engine.prefetch(rde.training_batches(cfg, images, textures, 5)))
