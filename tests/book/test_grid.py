@@ -111,7 +111,8 @@ def test_overrides_set_every_point_under_the_same_names(toy_notebook, tmp_path):
     assert list(table["name"]) == ["z", "z"]
     assert grids.pending(grid, out, {"NAME": "z"}) == []
     assert grids.pending(grid, out) == ["X-2", "X-3"]
-    with pytest.raises(notebooks.BookError, match=r"no parameter\(s\) \['DEVICE'\]"):
+    with pytest.raises(notebooks.BookError,
+                       match=r"no parameter\(s\) DEVICE; the declared"):
         grids.load_grid(grid, {"DEVICE": "cuda"})
 
 
