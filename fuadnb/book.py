@@ -24,6 +24,7 @@ from fuadnb.notebooks import (
     CHAPTERS,
     BookError,
     check_names,
+    check_types,
     execute,
     only_declared,
     repo_root,
@@ -105,6 +106,7 @@ def preflight(root: Path, parameters: dict[str, Any]) -> None:
     sources = [root / "notebooks" / f"{name}.ipynb" for name in CHAPTERS]
     check_names(sources, parameters, "book -p")
     for src in sources:
+        check_types(src, parameters, f"book -p (chapter {src.stem})")
         try:
             check_parameters(with_defaults(src, parameters), src.parent)
         except ValueError as err:

@@ -28,6 +28,9 @@ KEYS = ("method", "regime", "noise_ratio", "category", "seed")   # a row's ident
 def _table(rows: object, columns: Sequence[str], where: str) -> None:
     """A results table with `columns`, else one ValueError naming the function and
     what is missing (instead of a KeyError deep inside pandas)."""
+    if any(not isinstance(c, str) for c in columns):
+        raise ValueError(f"evaluate.{where}: column names must be text; a list of "
+                         f"them where several are taken, got {list(columns)!r}")
     if not isinstance(rows, pd.DataFrame):
         raise ValueError(f"evaluate.{where}: rows must be a results table (a pandas "
                          f"DataFrame), got {type(rows).__name__}")
@@ -35,6 +38,15 @@ def _table(rows: object, columns: Sequence[str], where: str) -> None:
     if missing:
         raise ValueError(f"evaluate.{where}: the table has no column(s) {missing}; "
                          "pass results rows (a grid's table, `fuadnb results --csv`)")
+
+
+def _lists(where: str, **named: object) -> None:
+    """Each of `named` a list (or tuple) of column names, not one name (whose
+    letters would be taken for columns)."""
+    for name, value in named.items():
+        if isinstance(value, str) or not isinstance(value, (list, tuple, pd.Index)):
+            raise ValueError(f"evaluate.{where}: {name} must be a list of column "
+                             f"names, e.g. [{value!r}], got {value!r}")
 
 
 def _arrays(where: str, n: int | None = None, **named: object) -> None:
@@ -131,6 +143,7 @@ def per_seed(rows: pd.DataFrame, columns: Sequence[str], by: Sequence[str]
              ) -> pd.DataFrame:
     """Results rows averaged within every `by` group and seed (over whatever else
     varies, e.g. the categories): one row per (`by`..., seed)."""
+    _lists("per_seed", by=by, columns=columns)
     _table(rows, [*by, "seed", *columns], "per_seed")
     return rows.groupby([*by, "seed"], observed=True)[list(columns)].mean()
 
@@ -146,6 +159,7 @@ def seed_summary(rows: pd.DataFrame, columns: Sequence[str], by: Sequence[str]
         one row per `by` group: ``<column>`` (mean over seeds), ``<column>_std``
         (sample standard deviation, ddof 1; NaN for one seed) and ``n_seeds``.
     """
+    _lists("seed_summary", by=by, columns=columns)
     _table(rows, [*by, "seed", *columns], "seed_summary")
     groups = per_seed(rows, columns, by).groupby(level=list(by), observed=True)
     out = groups.mean().join(groups.std(ddof=1).add_suffix("_std"))
@@ -172,6 +186,7 @@ def by_category(rows: pd.DataFrame, index: Sequence[str],
     """`metric` with one column per category and their ``mean``, one row per `index`
     group (averaged over what else differs, e.g. seeds): a sweep's table at a glance.
     """
+    _lists("by_category", index=index)
     _table(rows, [*index, "category", metric], "by_category")
     wide = rows.pivot_table(index=list(index), columns="category", values=metric)
     wide["mean"] = wide.mean(axis=1)
@@ -219,6 +234,9 @@ def paired(diff: pd.Series, *, alpha: float = 0.05, min_pairs: int = 6
     pairs it used and ``n_zero`` those it dropped. Under `min_pairs` used pairs p is
     NaN and the verdict ``too few pairs``. The unit here is the run (category x
     seed); `fuadnb.evidence` compares with the category as the unit."""
+    if not isinstance(diff, pd.Series) or "seed" not in (diff.index.names or []):
+        raise ValueError("evaluate.paired: diff must be a pandas Series of paired "
+                         "differences indexed by (..., seed)")
     per_seed = diff.groupby(level="seed").mean()
     delta = float(diff.mean()) if len(diff) else float("nan")
     test = evidence.signed_rank(diff.to_numpy())
@@ -255,7 +273,7 @@ def cost(rows: pd.DataFrame, metric: str, *, reference: str | None = None,
         (``delta`` = contaminated - clean, negative = a loss). The clean runs are
         looked up under the same regime (`with_clean` repeats them per regime).
     """
-    _table(rows, [*KEYS, metric], "cost")
+    _table(rows, [*KEYS, metric, *([reference] if reference else [])], "cost")
     out = []
     for (method, regime, noise), _ in rows[rows["noise_ratio"] > 0].groupby(
             ["method", "regime", "noise_ratio"]):

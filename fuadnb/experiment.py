@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import os
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -276,9 +277,14 @@ def plan(method: str, scenario: Scenario, *, profile: str = "demo",
     if profile not in config.PROFILES:
         raise ValueError(f"profile must be one of {list(config.PROFILES)}, got "
                          f"{profile!r}")
-    if options is not None and not isinstance(options, Mapping):
-        raise ValueError(f"options must be a mapping of Config field -> value, got "
-                         f"{options!r}")
+    if options is not None and (not isinstance(options, Mapping) or not all(
+            isinstance(k, str) for k in options)):
+        raise ValueError(f"options must be a mapping of Config field name -> value, "
+                         f"got {options!r}")
+    if not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if not isinstance(runs_root, (str, os.PathLike)) or not str(runs_root).strip():
+        raise ValueError(f"runs_root must be a folder path, got {runs_root!r}")
     if not _is_number(curve_every) or curve_every < 0 or curve_every != int(
             curve_every):
         raise ValueError(f"curve_every must be a whole number >= 0, got "
@@ -300,9 +306,12 @@ def plan(method: str, scenario: Scenario, *, profile: str = "demo",
                         # a strategy trains on what its stage-1 scores pick, so
                         # the method's scoring settings are training settings there
                         evaluation=() if name else module.EVALUATION,
-                        test_inputs=test_inputs(split))
+                        test_inputs=test_inputs(split),
+                        paths=tuple(k for k, v in config.to_jsonable(cfg).items()
+                                    if _is_path(v)))
     given = {k: v for k, v in (options or {}).items() if v is not None}
     recipe = {"method": method, "profile": profile, "curve_every": int(curve_every),
+              "cwd": _portable(Path.cwd()),   # relative paths in options start here
               "scenario": scenario.as_dict() | {"root": _portable(scenario.root)},
               "options": config.to_jsonable(given | {"precision": cfg.precision})}
     return Plan(module, STRATEGIES[name] if name else None, cfg, split, spec, recipe,
@@ -326,17 +335,26 @@ def _check_curve(method: str, module: ModuleType, strategy: str | None, cfg: Any
                          f"-p CURVE_EVERY={max(1, total // 10)}")
 
 
-CHECKOUT = Path(__file__).resolve().parents[1]   # the checkout of an editable install
+CHECKOUT = Path(os.path.abspath(__file__)).parents[1]   # an editable install's checkout
 
 
 def _portable(root: Path) -> str:
-    """A dataset root as a recipe keeps it: relative to the checkout when inside it
-    (``data/synthetic``, so a committed row holds in any clone), else absolute."""
-    resolved = Path(root).resolve()
+    """A folder as a recipe keeps it: relative to the checkout when inside it
+    (``data/synthetic``, so a committed row holds in any clone), else absolute.
+    Symbolic links are kept, not followed (``data/mvtec_ad`` may link to the
+    dataset elsewhere)."""
+    absolute = Path(os.path.abspath(root))
     try:
-        return resolved.relative_to(CHECKOUT).as_posix()
+        return absolute.relative_to(CHECKOUT).as_posix()
     except ValueError:
-        return str(resolved)
+        return str(absolute)
+
+
+def _is_path(value: Any) -> bool:
+    """A Config value that names a file or folder on disk (a weights file, a
+    texture folder), as opposed to a choice such as ``imagenet``."""
+    return isinstance(value, str) and ("/" in value or value.endswith(
+        (".pth", ".pt"))) and Path(value).exists()
 
 
 def current(row: Mapping[str, Any]) -> str:
@@ -352,9 +370,13 @@ def current(row: Mapping[str, Any]) -> str:
     try:
         recipe = json.loads(recipe) if isinstance(recipe, str) else recipe
         where = recipe["scenario"] | {"root": CHECKOUT / recipe["scenario"]["root"]}
+        cwd = CHECKOUT / recipe.get("cwd", ".")   # where relative option paths start
+        options = {k: str(cwd / v) if isinstance(v, str) and not Path(v).is_absolute()
+                   and _is_path(str(cwd / v)) else v
+                   for k, v in recipe["options"].items()}
         again = plan(recipe["method"], Scenario(**where),
-                     profile=recipe["profile"], device="cpu",
-                     options=recipe["options"], curve_every=recipe["curve_every"])
+                     profile=recipe["profile"], device="cpu", options=options,
+                     curve_every=recipe["curve_every"])
     except (ValueError, KeyError, TypeError, OSError) as err:
         return f"missing: {' '.join(str(err).split())}"
     if again.spec.inputs_key == row.get("inputs_key"):
@@ -512,27 +534,33 @@ def check_parameters(parameters: Mapping[str, Any], folder: Path | str) -> None:
             raise bad("OPTIONS", "must be a YAML mapping of Config field -> value, "
                       "e.g. {llb.keep: 0.5}")
     root = p.get("DATA_ROOT") or ""
-    if root == "":
-        return
     if not isinstance(root, str):
         raise bad("DATA_ROOT", "must be a folder path (text)")
-    where = (Path(folder) / root).resolve()
-    if not where.is_dir() and dataset != "synthetic":   # synthetic: generated
+    where = (Path(folder) / root).resolve() if root else None   # "": the default
+    if where is not None and not where.is_dir() and dataset != "synthetic":
         raise bad("DATA_ROOT", f"{where} does not exist or is not a folder; pass the "
                   f"folder that holds the {dataset} categories")
-    try:
-        scenario = Scenario(dataset, where, p.get("CATEGORY", "grass"),
+    try:   # every field, whether or not the data is there to read
+        scenario = Scenario(dataset, where or Path(folder), p.get("CATEGORY", "grass"),
                             p.get("NOISE_RATIO", 0.0), p.get("REGIME", "iid"),
                             p.get("DEFINITION", "softpatch"), p.get("REPEAT", False),
                             p.get("SEED", 111))
     except ValueError as err:   # names the field, its option and its parameter
         raise ValueError(f"parameters: {err}") from None
     curve_every = p.get("CURVE_EVERY", 0)
-    if not where.is_dir() or not curve_every:
-        return
+    if not _is_number(curve_every) or curve_every < 0:
+        raise bad("CURVE_EVERY", "must be a whole number >= 0")
     options = {field: p[name] for name, field in OPTION_PARAMETERS.items()
                if name in p and (isinstance(p[name], bool) or p[name])}
-    method = p.get("METHOD", "rd")   # the chapters that record a curve run RD
+    method = str(p.get("METHOD", "rd"))   # the chapters that record a curve run RD
+    if "METHOD" in p:   # the benchmark cell: its options are this method's
+        extra = yaml.safe_load(p["OPTIONS"]) if isinstance(p.get("OPTIONS"), str) \
+            else p.get("OPTIONS")
+        configure(method, dataset=dataset, category=scenario.category,
+                  profile=p.get("PROFILE", "demo"), seed=scenario.seed,
+                  options=options | (extra or {}))
+    if where is None or not where.is_dir() or not curve_every:
+        return
     module, cfg, _ = configure(method, dataset=dataset, category=scenario.category,
                                profile=p.get("PROFILE", "demo"), seed=scenario.seed,
                                options=options)

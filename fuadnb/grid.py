@@ -38,11 +38,11 @@ from fuadnb.notebooks import (
     BookError,
     Outcome,
     check_names,
-    declared_parameters,
+    check_types,
     execute,
     recorded_row,
     repo_root,
-    stop_kernels,
+    stopping,
     with_defaults,
 )
 from fuadnb.runs import write_table
@@ -124,7 +124,8 @@ def _load(path: Path, overrides: dict[str, Any] | None, per: Per | None
         raise BookError(f"{path}: grid points {twice[:3]} appear more than once; "
                         "make the grids disjoint")
     named = [(name, _filled(_per_value(point, per))) for name, point in named]
-    _check_types(path, notebook, [point for _, point in named])
+    for _, point in named:
+        check_types(notebook, point, str(path))
     return notebook, fixed, named
 
 
@@ -144,24 +145,6 @@ def _filled(point: dict[str, Any]) -> dict[str, Any]:
         return TEMPLATE.sub(lambda m: str(point[m[1]]) if m[1] in point else m[0],
                             value)
     return {k: fill(v) for k, v in point.items()}
-
-
-KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
-
-
-def _check_types(path: Path, notebook: Path, points: list[dict[str, Any]]) -> None:
-    """Every point's values against the notebook's parameters cell: each of the
-    declared type (papermill would inject a float into an int parameter); one
-    BookError naming the parameter."""
-    declared = declared_parameters(notebook)
-    for point in points:
-        for name, value in point.items():
-            kind = declared[name].get("inferred_type_name", "")
-            ok = KINDS.get(kind)
-            if ok and (not isinstance(value, ok) or (
-                    isinstance(value, bool) and bool not in ok)):
-                raise BookError(f"{path}: parameter {name}={value!r} must be "
-                                f"{kind} (as declared in {notebook.name})")
 
 
 def check_points(grid_file: Path, notebook: Path, points: list[dict[str, Any]]
@@ -357,8 +340,9 @@ Runner = Callable[[Path, Path, dict[str, Any]], Outcome]
 
 class GridInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a grid: no new point started, the running kernels
-    were stopped, and ``table`` holds the rows of the points that finished (also
-    written to ``grid_results.csv``)."""
+    were stopped, and ``table`` holds the rows that hold now: the points done
+    before the run and those that finished ok in it (``grid_results.csv`` also
+    keeps the others' last rows, failed or stale, so that they run again)."""
 
     def __init__(self, table: pd.DataFrame):
         super().__init__("grid interrupted")
@@ -419,8 +403,10 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
         with lock:
             log(line)
 
+    current_rows: set[str] = set()   # done before this run, or ok in it
     for k, (name, point) in enumerate(named, 1):
         if _done(out, rows, name, point_key(code, point)):
+            current_rows.add(name)
             say(f"[{k}/{len(named)}] {name}: done before, skipped")
         else:
             todo.append((f"[{k}/{len(named)}] {name}", name, point))
@@ -445,45 +431,60 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
         finally:
             slots.put(slot)
 
-    def finished(every: bool = False) -> pd.DataFrame:
+    def finished(every: bool = False, only_current: bool = False) -> pd.DataFrame:
         """The rows of this run's points in grid order (`every`: then the table's
-        other points, e.g. those left out by `only`)."""
+        other points, e.g. those left out by `only`; `only_current`: only the
+        points done before this run or finished ok in it)."""
         names = [n for n in order if n in rows] + (
             [n for n in rows if n not in order] if every else [])
+        if only_current:
+            names = [n for n in names if n in current_rows]
         return pd.DataFrame([{k: v for k, v in rows[n].items() if k != "resumed"}
                              for n in names])
 
     def record(item, outcome: Outcome | None) -> None:   # only ever in this thread
-        if outcome is None or stop.is_set():   # not run, or stopped mid-way
-            return
+        if outcome is None or (stop.is_set() and not outcome.ok):
+            return   # not run, or stopped mid-way
         label, name, point = item
         row = {"point": name, "status": "ok" if outcome.ok else "failed",
                "error": outcome.error, "seconds": round(outcome.seconds, 1),
                "notebook": f"{name}.ipynb", "params_hash": point_key(code, point),
                **{f"param.{p}": v for p, v in point.items()}}
         rows[name] = row | (recorded_row(outcome.notebook) if outcome.ok else {})
+        if outcome.ok:
+            current_rows.add(name)
         write_table(finished(every=True), table)
         say(f"{label}: {row['status']} in {outcome.seconds:.0f} s"
             + (f": {outcome.error}" if outcome.error else ""))
 
+    futures, seen = [], set()
     with _threads_per_kernel(jobs if runner is None else 1):
         pool = ThreadPoolExecutor(max_workers=jobs)
         try:
             if todo:   # alone: it may prepare what the others share
-                record(*pool.submit(execute_point, todo[0]).result())
-            for done in as_completed([pool.submit(execute_point, item)
-                                      for item in todo[1:]]):
+                futures.append(pool.submit(execute_point, todo[0]))
+                seen.add(futures[0])
+                record(*futures[0].result())
+            futures += [pool.submit(execute_point, item) for item in todo[1:]]
+            for done in as_completed(futures[1:]):
+                seen.add(done)
                 record(*done.result())
-        except KeyboardInterrupt:
+        except BaseException as err:   # Ctrl-C, SIGTERM, or a failure here
             stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
-            stop_kernels()   # the running points end now, unrecorded
-            pool.shutdown(wait=True)
+            with stopping():   # running kernels die now, starting ones at once
+                pool.shutdown(wait=True)
+            for done in futures:   # points that finished meanwhile are kept
+                if done not in seen and done.done() and not done.cancelled() \
+                        and done.exception() is None:
+                    record(*done.result())
             if rows:
                 write_table(finished(every=True), table)
+            if not isinstance(err, KeyboardInterrupt):
+                raise
             say(f"interrupted: no new point started; {table} holds the finished "
                 "points")
-            raise GridInterrupted(finished()) from None
+            raise GridInterrupted(finished(only_current=True)) from None
         finally:
             pool.shutdown(wait=True)
     return finished()

@@ -15,7 +15,9 @@ The only module that imports papermill; nothing in fuadnb imports this one but
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
+import functools
 import os
 import signal
 import threading
@@ -63,8 +65,15 @@ def repo_root(start: Path | str = ".") -> Path:
 
 def declared_parameters(notebook: Path) -> dict[str, dict]:
     """The names (and papermill's inferred types/defaults) of a notebook's
-    ``parameters`` cell."""
-    return pm.inspect_notebook(str(notebook))
+    ``parameters`` cell (read once per version of the file)."""
+    st = Path(notebook).stat()
+    return _inspect(os.path.abspath(notebook), st.st_mtime_ns, st.st_ctime_ns,
+                    st.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _inspect(path: str, *version: int) -> dict[str, dict]:
+    return pm.inspect_notebook(path)
 
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -83,12 +92,13 @@ def kernel_pythonpath() -> str:
 
 _RUNNING: set[int] = set()   # process ids of the kernels `execute` started
 _RUNNING_LOCK = threading.Lock()
+_STOPPING = threading.Event()   # set by `stopping`: a kernel starting now dies
 
 
 def kernel_manager(env: dict[str, str]) -> type[AsyncKernelManager]:
     """nbclient's kernel manager class, whose kernels start with the environment
     `env` (instead of this process's ``os.environ``, which stays as it is) and are
-    known to `stop_kernels` while they run."""
+    known to `stopping` while they run."""
 
     class KernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:
@@ -97,6 +107,8 @@ def kernel_manager(env: dict[str, str]) -> type[AsyncKernelManager]:
             if self._fuadnb_pid:
                 with _RUNNING_LOCK:
                     _RUNNING.add(self._fuadnb_pid)
+                    if _STOPPING.is_set():   # started while a grid was stopping
+                        _kill(self._fuadnb_pid)
 
         async def shutdown_kernel(self, *args: Any, **kw: Any) -> None:
             with _RUNNING_LOCK:
@@ -106,19 +118,33 @@ def kernel_manager(env: dict[str, str]) -> type[AsyncKernelManager]:
     return KernelManager
 
 
-def stop_kernels() -> int:
-    """Kill every kernel `execute` started that still runs (an interrupted grid:
-    its points end now instead of running to the end); returns how many. Their
-    `execute` calls return failed Outcomes."""
+def _kill(pid: int) -> None:
+    """SIGKILL a kernel and what it started (a kernel leads its own process group
+    when jupyter_client starts it in a new session; else only the kernel)."""
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@contextlib.contextmanager
+def stopping():
+    """While inside: every kernel `execute` started is killed, and one that starts
+    is killed at once (an interrupted grid: its points end now instead of running
+    to the end; their `execute` calls return failed Outcomes). Kernels of this
+    process only; other processes' grids are untouched."""
+    _STOPPING.set()
     with _RUNNING_LOCK:
         pids = sorted(_RUNNING)
-        _RUNNING.clear()
     for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            continue
-    return len(pids)
+        _kill(pid)
+    try:
+        yield
+    finally:
+        _STOPPING.clear()
 
 
 def execute(src: Path, dst: Path, parameters: dict[str, Any], *,
@@ -179,6 +205,23 @@ def check_names(notebooks: list[Path], parameters: dict[str, Any], what: str
             for k in unknown]
         raise BookError(f"{what}: no parameter(s) {', '.join(hints)}; the "
                         f"declared ones are {', '.join(declared)}")
+
+
+KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def check_types(notebook: Path, parameters: dict[str, Any], where: str) -> None:
+    """Each of `parameters` that `notebook` declares, of its declared type
+    (papermill would inject a float into an int parameter, or a list into a text
+    one); one BookError naming `where` and the parameter."""
+    declared = declared_parameters(notebook)
+    for name, value in parameters.items():
+        ok = KINDS.get(declared.get(name, {}).get("inferred_type_name", ""))
+        if ok and (not isinstance(value, ok) or (
+                isinstance(value, bool) and bool not in ok)):
+            kind = declared[name]["inferred_type_name"]
+            raise BookError(f"{where}: parameter {name}={value!r} must be {kind} (as "
+                            f"declared in {notebook.name})")
 
 
 def only_declared(notebook: Path, parameters: dict[str, Any]) -> dict[str, Any]:

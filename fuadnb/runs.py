@@ -105,6 +105,7 @@ class RunSpec:
     curve_every: int = 0                       # steps between learning-bias records
     evaluation: tuple[str, ...] = ()           # cfg fields left out of the key
     test_inputs: dict = field(default_factory=dict)  # test images' and masks'
+    paths: tuple[str, ...] = ()   # cfg fields naming files fingerprinted in inputs
 
     def identity(self) -> dict:
         """Everything hashed into the run key (JSON-ready): what the trained model
@@ -131,9 +132,14 @@ class RunSpec:
     @property
     def inputs_key(self) -> str:
         """What a results row depends on: the run key's inputs, the evaluation
-        settings it leaves out, and the contents of the test images and masks."""
-        return short_hash({"run": self.identity(), "cfg": to_jsonable(self.cfg),
-                           "test": dict(self.test_inputs)})
+        settings it leaves out, and the contents of the test images and masks.
+        The cfg fields in `paths` (a weights file, a texture folder) count by their
+        contents (in `inputs`), not by how their path was written, so the key is
+        the same from any folder or clone."""
+        ident, cfg = self.identity(), to_jsonable(self.cfg)
+        for name in self.paths:
+            ident["cfg"][name] = cfg[name] = "<file>"
+        return short_hash({"run": ident, "cfg": cfg, "test": dict(self.test_inputs)})
 
     @property
     def dir(self) -> Path:
@@ -148,6 +154,7 @@ class RunSpec:
         return folder
 
 
+RECENT = 1.0   # seconds: a file changed this recently is hashed again next time
 _FILE_HASHES: dict[tuple, str] = {}   # (path, dev, inode, size, mtime, ctime) -> sha1
 
 
@@ -158,16 +165,22 @@ def file_hash(path: Path | str) -> str:
     The modification time alone is not enough: a program can write a file and set
     its mtime back (``touch -r``, ``os.utime``, an archive tool). The change time
     (ctime) is set by the kernel on every write, rename or utime, and no user call
-    can set it, so a rewritten file always gets a new key; a file replaced by
-    another (a rename) also has another inode."""
+    can set it, so a later rewrite gets a new key; a file replaced by another (a
+    rename) also has another inode. Where the file system's ctime is coarse (one
+    clock tick on older kernels), a rewrite within the same tick could keep its
+    ctime: a file changed less than `RECENT` seconds before it is hashed is not
+    remembered (git's "racy clean" rule)."""
     path = Path(path)
     st = path.stat()
     key = (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
            st.st_ctime_ns)
-    if key not in _FILE_HASHES:
-        with open(path, "rb") as f:
-            _FILE_HASHES[key] = hashlib.file_digest(f, "sha1").hexdigest()
-    return _FILE_HASHES[key]
+    if key in _FILE_HASHES:
+        return _FILE_HASHES[key]
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha1").hexdigest()
+    if time.time_ns() - max(st.st_ctime_ns, st.st_mtime_ns) > RECENT * 1e9:
+        _FILE_HASHES[key] = digest
+    return digest
 
 
 def fingerprint(paths: Any) -> str:
@@ -200,8 +213,9 @@ def check_root(root: Path | str) -> Path:
     return root
 
 
-ROW_COLUMNS = ("method", "dataset", "category", "noise_ratio", "regime", "seed",
-               "profile", "run_key", "image_auroc")   # every results row has them
+TEXT = ("method", "dataset", "category", "regime", "profile", "run_key")
+NUMBERS = ("noise_ratio", "seed", "image_auroc")
+ROW_COLUMNS = (*TEXT, *NUMBERS)   # every results row has them, of these kinds
 
 
 def read_row(path: Path) -> dict:
@@ -216,6 +230,13 @@ def read_row(path: Path) -> dict:
     if missing:
         raise RunCacheError(f"{path}: not a results row (no {', '.join(missing)}); "
                             f"delete {path.parent} and rerun the same command")
+    wrong = [c for c in TEXT if not isinstance(row[c], str)] + [
+        c for c in NUMBERS if row[c] is not None and (
+            isinstance(row[c], bool) or not isinstance(row[c], (int, float)))]
+    if wrong:
+        raise RunCacheError(f"{path}: not a results row ({', '.join(wrong)} of the "
+                            f"wrong kind); delete {path.parent} and rerun the same "
+                            "command")
     return row
 
 

@@ -64,10 +64,13 @@ def flip_first_training_image(root: Path) -> Path:
 
 # 1. a result computed from other inputs is never served ------------------------
 
-def test_a_rewritten_file_with_its_mtime_restored_gets_a_new_hash(tmp_path):
+def test_a_rewritten_file_with_its_mtime_restored_gets_a_new_hash(tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setattr(runs, "RECENT", 0)   # remember even a file just written
     f = tmp_path / "image.png"
     f.write_bytes(b"aaaa")
     before = runs.file_hash(f)
+    assert any(k[0] == str(f) for k in runs._FILE_HASHES)    # remembered
     st = f.stat()
     time.sleep(0.01)
     f.write_bytes(b"bbbb")                                  # same size
@@ -128,6 +131,33 @@ def test_a_grid_point_reruns_when_its_training_images_change(
     assert np.isfinite(first)
 
 
+def test_a_recipe_holds_from_another_folder_and_through_a_link(
+        tiny_synth, tmp_path, monkeypatch):
+    """Relative option paths are read from the run's folder, a linked data root is
+    kept as the link: a row is current wherever `current` is asked from."""
+    import torch
+
+    from fuadnb.nn import backbones
+    work = tmp_path / "work"
+    work.mkdir()
+    torch.manual_seed(0)
+    torch.save(backbones.SPECS["efficientnet_lite2"].build().state_dict(),
+               work / "teacher.pth")
+    (tmp_path / "link").symlink_to(tiny_synth)
+    monkeypatch.chdir(work)
+    result = experiment.run("rd", Scenario("synthetic", "../link", "brick"),
+                            profile="smoke", device="cpu", runs_root="runs",
+                            options={"weights": "./teacher.pth"})
+    recipe = json.loads(result.row["recipe"])
+    assert recipe["scenario"]["root"].endswith("link")          # not the target
+    monkeypatch.chdir(tmp_path)
+    assert experiment.current(result.row) == "current"
+    torch.manual_seed(1)
+    torch.save(backbones.SPECS["efficientnet_lite2"].build().state_dict(),
+               work / "teacher.pth")
+    assert experiment.current(result.row) == "changed: teacher_weights"
+
+
 # 2. paths stay inside their folder ------------------------------------------------
 
 @pytest.mark.parametrize("category", ["esc/../../../../outside/esc", "../ds/base",
@@ -178,8 +208,15 @@ def test_grid_outputs_are_refused_inside_the_dataset(tiny_synth, tmp_path, capsy
 
 # 3. one bad run file hides nothing ---------------------------------------------------
 
-@pytest.mark.parametrize("text, why", [("[]", "found list"), ('"a text"', "found str"),
-                                       ("{}", "no method"), ("{half", "unreadable")])
+ROW = {"method": "rd", "dataset": "synthetic", "category": "brick",
+       "noise_ratio": 0.0, "regime": "iid", "seed": 1, "profile": "smoke",
+       "run_key": "abc", "image_auroc": 0.5}
+
+
+@pytest.mark.parametrize("text, why", [
+    ("[]", "found list"), ('"a text"', "found str"), ("{}", "no method"),
+    ("{half", "unreadable"), (json.dumps(ROW | {"seed": {"a": 1}}), "seed of the"),
+    (json.dumps(ROW | {"method": ["rd"]}), "method of the wrong kind")])
 def test_a_malformed_metrics_file_is_listed_and_hides_nothing(
         tiny_synth, tmp_path, capsys, text, why):
     runs_root = tmp_path / "runs"
@@ -283,6 +320,23 @@ def test_a_malformed_grid_file_is_one_error(no_kernel, write_notebook, tmp_path,
     grid_file = tmp_path / "g.yaml"
     grid_file.write_text(yaml.safe_dump(spec))
     expect_error(capsys, ("grid", grid_file, "--out", tmp_path / "o"), fragment)
+
+
+def test_grid_checks_run_parameters_without_a_data_root(no_kernel, tmp_path,
+                                                         capsys):
+    for fixed, fragment in [({"CATEGORY": "../x"}, "plain name"),
+                            ({"NOISE_RATIO": -1.0}, "NOISE_RATIO"),
+                            ({"OPTIONS": "{no_such_field: 1}"}, "no_such_field")]:
+        grid_file = tmp_path / "g.yaml"
+        grid_file.write_text(yaml.safe_dump({
+            "notebook": str(REPO / "benchmarks" / "grids" / "cell.ipynb"),
+            "fixed": {"PROFILE": "smoke"} | fixed, "grid": {"SEED": [1]}}))
+        expect_error(capsys, ("grid", grid_file, "--out", tmp_path / "o"), fragment)
+
+
+def test_book_checks_parameter_types(no_kernel, capsys):
+    expect_error(capsys, ("book", "-p", "CURVE_EVERY=abc"), "CURVE_EVERY='abc'",
+                 "must be int")
 
 
 def test_grid_checks_run_parameters_before_any_kernel(no_kernel, tiny_synth,

@@ -35,7 +35,7 @@ __all__ = ["COLUMNS", "DATASETS", "DatasetError", "Split", "anomalies", "categor
 
 
 def _check(dataset: str, root: Path | str) -> Path:
-    if dataset not in READERS:
+    if not isinstance(dataset, str) or dataset not in READERS:
         raise DatasetError(f"unknown dataset layout {dataset!r}; choose one of "
                            f"{list(DATASETS)}")
     if not isinstance(root, (str, os.PathLike)) or not str(root).strip():
