@@ -103,7 +103,7 @@ def _bright_module(fits):
         Config=BrightCfg, PROFILES={"smoke": {}}, EVALUATION=(), MONITOR=False,
         config=lambda profile="demo", **kw: BrightCfg(**{k: v for k, v in kw.items()
                                                          if v is not None}),
-        category_options=base.no_category_options,
+        category_options=base.no_category_options, locate=base.no_locate,
         inputs=base.inputs,
         build=lambda cfg: Brightness(), fit=fit, predict=predict,
         predict_train=predict,
