@@ -90,16 +90,23 @@ from fuadnb.data.synthetic.samples import (
 from fuadnb.data.synthetic.sources import SOURCE_SHA256, SourceImageError, source_hashes
 from fuadnb.data.synthetic.spec import (
     CATEGORIES,
+    CATEGORIES_V3,
     DEFECTS,
+    DEFECTS_V3,
+    FAMILIES,
     SPLITS,
     VERSION,
+    VERSIONS,
     Category,
     Spec,
+    catalogue,
+    family,
     kind,
 )
 
-__all__ = ["CATEGORIES", "DEFECTS", "MANIFEST", "MAX_ATTEMPTS", "MIN_CHANGE",
-           "SOURCE_SHA256", "SPLITS", "STALE_SECONDS", "VERSION", "Category",
-           "DatasetExistsError", "Sample", "SourceImageError", "Spec", "ensure",
+__all__ = ["CATEGORIES", "CATEGORIES_V3", "DEFECTS", "DEFECTS_V3", "FAMILIES",
+           "MANIFEST", "MAX_ATTEMPTS", "MIN_CHANGE", "SOURCE_SHA256", "SPLITS",
+           "STALE_SECONDS", "VERSION", "VERSIONS", "Category", "DatasetExistsError",
+           "Sample", "SourceImageError", "Spec", "catalogue", "ensure", "family",
            "foreground", "generate", "kind", "max_area", "min_area", "prototypes",
            "remove_stale", "render", "render_base", "source_hashes", "verify"]

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
-from fuadnb.data.synthetic.spec import VERSION, Spec
+from fuadnb.data.synthetic.spec import Spec
 
 MANIFEST = "manifest.json"
 
 
 def header(spec: Spec, categories: list[str]) -> dict:
-    """What identifies a benchmark: `VERSION`, the spec and the categories."""
-    return {"version": VERSION, "spec": asdict(spec), "categories": categories}
+    """What identifies a benchmark: its version, the spec's other fields and the
+    categories."""
+    return {"version": spec.version, "spec": spec.fields(), "categories": categories}
 
 
 def read(root: Path) -> dict | None:
