@@ -81,7 +81,8 @@ def test_every_category_has_v2s_split_shape(tiny3, manifest3):
     for name, cat in synthetic.CATEGORIES_V3.items():
         entry = manifest3["categories"][name]
         assert entry == {"kind": cat.kind, "source": cat.source,
-                         "defects": list(cat.defects), "family": cat.family}
+                         "defects": list(cat.defects), "family": cat.family,
+                         "severity": cat.severity}
         c = tiny3 / name
         assert len(list((c / "train/good").glob("*.png"))) == SPEC3.n_train
         assert len(list((c / "test/good").glob("*.png"))) == SPEC3.n_test_good

@@ -111,7 +111,8 @@ def _describe(spec: Spec, name: str) -> dict:
     """A category's entry in the manifest (v3 adds its family)."""
     cat = spec.categories[name]
     entry = {"kind": cat.kind, "source": cat.source, "defects": list(cat.defects)}
-    return entry | ({"family": cat.family} if spec.version >= 3 else {})
+    v3 = {"family": cat.family, "severity": cat.severity} if spec.version >= 3 else {}
+    return entry | v3
 
 
 def generate(root: str | Path, spec: Spec = Spec(), *,

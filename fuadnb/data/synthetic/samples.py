@@ -153,9 +153,12 @@ def _fresh(spec: Spec, category: str, split: str, defect: str, index: int) -> Sa
     if b.bg is not None:
         b = b._replace(dist=ndi.distance_transform_edt(b.fg > 0.5))
     allowed = b.fg > _FG_MIN
+    severity = spec.categories[category].severity
     for attempt in range(MAX_ATTEMPTS):
         rng = _rng(spec.seed, category, split, defect, index, "defect", attempt)
         img, params = DEFECT_FNS[defect](rng, b)
+        if severity != 1.0:   # v3's difficulty knob (1.0: v2's bytes, untouched)
+            img = b.img + severity * (img - b.img)
         out = _quantize(img, b.noise)
         sample = _admit(spec, out, base, allowed, info | params,
                         type=defect, attempt=attempt)

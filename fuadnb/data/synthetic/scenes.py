@@ -405,8 +405,9 @@ def _brushed(rgb: tuple, angle_deg: float, streaks: float
             grain = streaks * fbm(rng, v / size * 40, u / size * 1.5, 2)
         else:
             grain = 0.1 * fbm(rng, yy / size * 24, xx / size * 24, 2)
-        sheen = 0.1 * np.cos(2 * np.pi * (u / size * 0.6 + rng.uniform()))
-        blotch = 0.04 * perlin(rng, yy / size * 2, xx / size * 2)
+        sheen = rng.uniform(0.05, 0.2) * np.cos(2 * np.pi * (u / size * 0.6
+                                                            + rng.uniform()))
+        blotch = 0.08 * perlin(rng, yy / size * 2, xx / size * 2)
         img = np.asarray(rgb, float) * (0.85 + grain + sheen + blotch)[..., None]
         img = img * rng.uniform(0.96, 1.04)
         noise = rng.normal(0.0, 1.5, (size, size, 1))

@@ -32,6 +32,9 @@ class Category:
         defects: defect types, sorted.
         family: the family (v3): categories of one family share a scene generator
             and differ in its parameters (colours, scales, layouts) and defect mix.
+        severity: how strongly a defect changes the image (v3's difficulty knob):
+            the defect image is ``base + severity * (defect - base)`` before the
+            mask is taken; 1 leaves it as drawn (every v2 category).
     """
 
     name: str
@@ -39,6 +42,7 @@ class Category:
     source: str
     defects: tuple[str, ...]
     family: str = ""
+    severity: float = 1.0
 
 
 _V2 = (
@@ -116,9 +120,18 @@ _NEW = (
     Category("cap", "object", _P, ("color", "missing", "scratch", "stain"),
              "bottles"),
 )
+# Defect severity of the new categories, tuned on the pilot's generation seed (1)
+# only, from a clean PatchCore screen at 64 px (benchmarks/results/pilot_v3.md):
+# categories it saturated get fainter defects, moss stronger ones.
+_SEVERITY = {"bolt": 0.5, "bottle_brown": 0.5, "bottle_green": 0.4, "brick_grey": 0.4,
+             "brushed_brass": 0.4, "brushed_steel": 0.3, "button": 0.5, "canvas": 0.6,
+             "cap": 0.6, "moss": 1.5, "nail": 0.4, "pine": 0.7, "sandblasted": 0.5,
+             "screw": 0.7, "softgel": 0.3, "tablet": 0.6, "tiles": 0.6}
 CATEGORIES_V3: dict[str, Category] = {
-    c.name: c for c in sorted((*_V2, *(replace(c, defects=tuple(sorted(c.defects)))
-                                       for c in _NEW)), key=lambda c: c.name)}
+    c.name: c for c in sorted(
+        (*_V2, *(replace(c, defects=tuple(sorted(c.defects)),
+                         severity=_SEVERITY.get(c.name, 1.0)) for c in _NEW)),
+        key=lambda c: c.name)}
 FAMILIES: dict[str, tuple[str, ...]] = {
     f: tuple(n for n, c in CATEGORIES_V3.items() if c.family == f)
     for f in sorted({c.family for c in CATEGORIES_V3.values()})}
