@@ -196,5 +196,24 @@ def test_ensure_keeps_a_v3_benchmark(tiny3, tmp_path):
     assert synthetic.ensure(root, SPEC3, categories=["twill"]) == first
     with pytest.raises(synthetic.DatasetExistsError, match="version 3"):
         synthetic.generate(root, synthetic.Spec.tiny(), categories=["brick"])
+    # a v3 folder from an older generator revision is not taken for the current one
+    head = json.loads(first.read_text())
+    assert head["revision"] == synthetic.spec.REVISION_V3
+    first.write_text(json.dumps(head | {"revision": 0}))
+    with pytest.raises(synthetic.DatasetExistsError):
+        synthetic.ensure(root, SPEC3, categories=["twill"])
     index = data.index("synthetic", root, "bolt")
     assert len(index) == len(list((tiny3 / "bolt").rglob("[0-9][0-9][0-9].png")))
+
+
+def test_cli_generates_v3(tmp_path, capsys):
+    from fuadnb import cli
+
+    root = tmp_path / "cli3"
+    assert cli.main(["generate", "--v3", "--tiny", "--categories", "twill", "bolt",
+                     "--root", str(root), "--quiet"]) == 0
+    assert "v3 (64 px, seed 0)" in capsys.readouterr().out
+    head = json.loads((root / synthetic.MANIFEST).read_text())
+    assert head["version"] == 3 and head["spec"] == SPEC3.fields()
+    assert {n: c["family"] for n, c in head["categories"].items()} == {
+        "bolt": "screws", "twill": "fabric"}

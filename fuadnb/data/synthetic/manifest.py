@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from fuadnb.data.synthetic.spec import Spec
+from fuadnb.data.synthetic.spec import REVISION_V3, Spec
 
 MANIFEST = "manifest.json"
 
@@ -15,7 +15,8 @@ MANIFEST = "manifest.json"
 def header(spec: Spec, categories: list[str]) -> dict:
     """What identifies a benchmark: its version, the spec's other fields and the
     categories."""
-    return {"version": spec.version, "spec": spec.fields(), "categories": categories}
+    head = {"version": spec.version, "spec": spec.fields(), "categories": categories}
+    return head | ({"revision": REVISION_V3} if spec.version >= 3 else {})
 
 
 def read(root: Path) -> dict | None:
@@ -32,6 +33,8 @@ def same(found: dict | None, wanted: dict, *, subset: bool = False) -> bool:
     if not found or found.get("version") != wanted["version"]:
         return False
     if found.get("spec") != wanted["spec"]:
+        return False
+    if found.get("revision") != wanted.get("revision"):   # v3's generator revision
         return False
     have = list(found.get("categories", {}))
     if subset:
