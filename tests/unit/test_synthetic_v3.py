@@ -54,6 +54,7 @@ def test_enough_families_and_categories():
             cat = cats[name]
             assert (cat.name, cat.family, synthetic.family(name)) == (name, f, f)
             assert synthetic.kind(name) == data.kind("synthetic", name) == cat.kind
+            assert data.family("synthetic", name) == f
             # 4 defect types x 16 = v2's 64 anomalous test images
             assert len(cat.defects) == 4 and list(cat.defects) == sorted(cat.defects)
             assert set(cat.defects) <= set(synthetic.DEFECTS_V3), name
@@ -63,6 +64,7 @@ def test_enough_families_and_categories():
                 assert defect not in cat.defects or f == family, (name, defect)
     for defect, family in OWN_DEFECTS.items():   # each used by its family
         assert any(defect in cats[n].defects for n in families[family])
+    assert data.family("mvtec_ad", "bottle") == "bottle"   # real data: its own
     # v2's categories are members, unchanged; v2 stays the default
     assert all(cats[n] is c for n, c in synthetic.CATEGORIES.items())
     assert synthetic.catalogue(2) is synthetic.CATEGORIES
