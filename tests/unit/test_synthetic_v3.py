@@ -219,3 +219,31 @@ def test_cli_generates_v3(tmp_path, capsys):
     assert head["version"] == 3 and head["spec"] == SPEC3.fields()
     assert {n: c["family"] for n, c in head["categories"].items()} == {
         "bolt": "screws", "twill": "fabric"}
+
+
+def test_the_pilot_grid_is_the_benchmark_cell_on_the_pilot_seed():
+    """benchmarks/grids/pilot_v3.yaml: clean RD at the benchmark's size and budget on
+    every v3 category of generation seed 1, its first lines the commands that remake
+    its table."""
+    import yaml
+
+    grids = Path(__file__).parents[2] / "benchmarks" / "grids"
+    text = (grids / "pilot_v3.yaml").read_text()
+    head = text.splitlines()[:4]
+    assert "generate --v3 --seed 1 --root data/synthetic_v3_pilot" in head[1]
+    assert "grid benchmarks/grids/pilot_v3.yaml --jobs 1" in head[2]
+    assert "--table benchmarks/results/pilot_v3_demo.csv" in head[3]
+    spec = yaml.safe_load(text)
+    fixed = spec["fixed"]
+    assert fixed == {"PROFILE": "demo", "DATASET": "synthetic",
+                     "DATA_ROOT": "../../data/synthetic_v3_pilot", "METHOD": "rd",
+                     "IMAGE_SIZE": 64, "STEPS": 400, "REGIME": "recurring",
+                     "NOISE_RATIO": 0.0, "SEED": 111}
+    (points,) = spec["grid"]
+    assert sorted(points["CATEGORY"]) == sorted(synthetic.CATEGORIES_V3)
+    # the benchmark's budget and size: RD's points in demo.yaml
+    demo = yaml.safe_load((grids / "demo.yaml").read_text())
+    rd = [p for p in demo["grid"] if "rd" in p["METHOD"]]
+    assert {s for p in rd for s in p["STEPS"]} == {fixed["STEPS"]}
+    assert demo["fixed"]["IMAGE_SIZE"] == fixed["IMAGE_SIZE"] \
+        == synthetic.Spec.v3().size
