@@ -615,7 +615,7 @@ RENDERERS: dict[str, Callable[[np.random.Generator, int], Base]] = {
     "pine": _grain((236.0, 206.0, 150.0), (180.0, 122.0, 62.0), 9.0, 0.02, 0.06),
     "granite": _granite,
     "tiles": _tiles,
-    "brushed_steel": _brushed((168.0, 174.0, 182.0), 0.0, 0.12),
+    "brushed_steel": _brushed((168.0, 174.0, 182.0), 0.0, 0.18),
     "brushed_brass": _brushed((204.0, 170.0, 96.0), 90.0, 0.16),
     "sandblasted": _brushed((186.0, 188.0, 190.0), 0.0, 0.0),
     "button": _button,
