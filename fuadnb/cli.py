@@ -215,13 +215,16 @@ def _print_table(df: pd.DataFrame) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    spec = synthetic.Spec.tiny() if args.tiny else synthetic.Spec()
+    version = 3 if args.v3 else synthetic.VERSION
+    spec = (synthetic.Spec.tiny(version=version) if args.tiny
+            else synthetic.Spec.v3() if args.v3 else synthetic.Spec())
     spec = dataclasses.replace(spec, seed=args.seed,
                                size=spec.size if args.size is None else args.size)
     manifest = synthetic.generate(args.root, spec, categories=args.categories,
                                   workers=args.workers, progress=not args.quiet,
                                   overwrite=args.overwrite)
-    print(f"synthetic benchmark ({spec.size} px, seed {spec.seed}) at {args.root}; "
+    print(f"synthetic benchmark v{spec.version} ({spec.size} px, seed {spec.seed}) "
+          f"at {args.root}; "
           f"manifest {manifest}")
 
 
@@ -435,11 +438,14 @@ def parser() -> argparse.ArgumentParser:
     g = command("generate", ("root", "quiet"), help="write the synthetic benchmark "
                 "(MVTec AD layout, with a pool of extra anomalies)")
     g.add_argument("--size", type=int, help="image side in pixels, a power of two "
-                   "(default: 256; 64 with --tiny)")
+                   "(v3: a multiple of 32) (default: 256; 64 with --tiny or --v3)")
     g.add_argument("--tiny", action="store_true", help="the tiny test-sized variant")
+    g.add_argument("--v3", action="store_true", help="the third edition: 30 "
+                   "categories in 10 families, 64 px (default: version 2's eight)")
     g.add_argument("--seed", type=_seed, default=0, help="generator seed "
                    "(default: %(default)s)")
-    g.add_argument("--categories", nargs="+", choices=sorted(synthetic.CATEGORIES),
+    g.add_argument("--categories", nargs="+",
+                   choices=sorted(synthetic.CATEGORIES_V3),
                    help="only these categories (default: all)")
     g.add_argument("--workers", type=int, help="processes (default: up to 4); the "
                    "output is byte-identical whatever the number")

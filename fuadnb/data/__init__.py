@@ -31,7 +31,8 @@ READERS = {"mvtec_ad": mvtec, "visa": visa, "mpdd": mpdd, "btad": btad,
 DATASETS = tuple(READERS)
 
 __all__ = ["COLUMNS", "DATASETS", "DatasetError", "Split", "anomalies", "categories",
-           "contaminate", "contamination", "images", "index", "kind", "synthetic"]
+           "contaminate", "contamination", "family", "images", "index", "kind",
+           "synthetic"]
 
 
 def _check(dataset: str, root: Path | str) -> Path:
@@ -71,6 +72,16 @@ def kind(dataset: str, category: str) -> str:
         raise DatasetError(f"unknown dataset layout {dataset!r}; choose one of "
                            f"{list(DATASETS)}")
     return READERS[dataset].kind(category)
+
+
+def family(dataset: str, category: str) -> str:
+    """The family `category` belongs to, the cluster a bootstrap over categories
+    resamples: the synthetic benchmark's (`fuadnb.data.synthetic.family`, e.g.
+    ``"fabric"`` for ``"twill"``); a real dataset's category is its own family."""
+    if dataset not in READERS:
+        raise DatasetError(f"unknown dataset layout {dataset!r}; choose one of "
+                           f"{list(DATASETS)}")
+    return synthetic.family(category) if dataset == "synthetic" else category
 
 
 def categories(dataset: str, root: Path | str) -> list[str]:

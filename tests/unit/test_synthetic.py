@@ -49,7 +49,10 @@ def test_spec_defaults_and_tiny():
             spec.seed) == (256, 100, 60, 16, 10, 10, 2, 0)
     assert asdict(SPEC) == {"size": 64, "n_train": 10, "n_test_good": 4,
                             "n_test_per_defect": 2, "n_pool_per_defect": 2,
-                            "n_recurring_per_defect": 2, "n_prototypes": 1, "seed": 0}
+                            "n_recurring_per_defect": 2, "n_prototypes": 1, "seed": 0,
+                            "version": 2}
+    # the manifest's "spec" leaves the version to its own field: v2's is unchanged
+    assert SPEC.fields() == {k: v for k, v in asdict(SPEC).items() if k != "version"}
     # half of each defect type's test images copy a prototype, all recurring files do
     assert [spec.prototype("test", "hole", i) for i in range(16)] == \
         [0, 1] * 4 + [None] * 8
@@ -180,7 +183,9 @@ def test_different_seed_gives_different_files(tiny, tmp_path):
 
 def test_manifest_content(tiny, manifest):
     assert manifest["version"] == synthetic.VERSION
-    assert manifest["spec"] == asdict(SPEC)
+    assert manifest["spec"] == SPEC.fields()
+    assert all(set(c) == {"kind", "source", "defects"}       # v2: no family field
+               for c in manifest["categories"].values())
     assert {"numpy", "Pillow", "scikit-image"} <= set(manifest["libraries"])
     assert manifest["sources"] == {k: synthetic.SOURCE_SHA256[k]
                                    for k in manifest["sources"]}

@@ -25,7 +25,7 @@ from fuadnb.data.synthetic import manifest
 from fuadnb.data.synthetic.manifest import MANIFEST
 from fuadnb.data.synthetic.samples import render
 from fuadnb.data.synthetic.sources import source_hashes
-from fuadnb.data.synthetic.spec import CATEGORIES, VERSION, Spec
+from fuadnb.data.synthetic.spec import VERSION, VERSIONS, Spec
 from fuadnb.utils import pid_alive
 
 
@@ -45,7 +45,7 @@ def _jobs(spec: Spec, categories: list[str]) -> list[_Job]:
     jobs = []
     for name in categories:
         groups = [("train", "good", spec.n_train), ("test", "good", spec.n_test_good)]
-        for defect in CATEGORIES[name].defects:
+        for defect in spec.categories[name].defects:
             groups += [("test", defect, spec.n_test_per_defect),
                        ("pool", defect, spec.n_pool_per_defect),
                        ("recurring", defect, spec.n_recurring_per_defect)]
@@ -92,17 +92,27 @@ def _write_chunk(tmp: str, spec: Spec, jobs: list[_Job]) -> dict[str, dict]:
     return out
 
 
-def _category_names(categories: Iterable[str] | None) -> list[str]:
+def _category_names(categories: Iterable[str] | None, spec: Spec) -> list[str]:
+    cats = spec.categories
     if categories is None:
-        return sorted(CATEGORIES)
+        return sorted(cats)
     if isinstance(categories, str):
         categories = [categories]
     names = sorted(set(categories))
-    unknown = [n for n in names if n not in CATEGORIES]
+    unknown = [n for n in names if n not in cats]
     if unknown or not names:
         raise ValueError(f"categories must be a non-empty list of names from "
-                         f"{sorted(CATEGORIES)}; got {names} (unknown: {unknown})")
+                         f"{sorted(cats)} (version {spec.version}); got {names} "
+                         f"(unknown: {unknown})")
     return names
+
+
+def _describe(spec: Spec, name: str) -> dict:
+    """A category's entry in the manifest (v3 adds its family)."""
+    cat = spec.categories[name]
+    entry = {"kind": cat.kind, "source": cat.source, "defects": list(cat.defects)}
+    v3 = {"family": cat.family, "severity": cat.severity} if spec.version >= 3 else {}
+    return entry | v3
 
 
 def generate(root: str | Path, spec: Spec = Spec(), *,
@@ -118,7 +128,8 @@ def generate(root: str | Path, spec: Spec = Spec(), *,
         root: target folder; it must not exist, be empty, or hold this very benchmark
             (same `VERSION`, spec and categories: returned at once).
         spec: sizes, counts and seed.
-        categories: names from `CATEGORIES`; all of them by default.
+        categories: names from the spec's version's categories (`CATEGORIES`,
+            `CATEGORIES_V3`); all of them by default.
         workers: processes; 1 renders in-process. Default ``min(os.cpu_count(),
             4)``, fewer for small runs (one per 150 images: ``Spec.tiny()`` renders
             in-process).
@@ -140,7 +151,7 @@ def generate(root: str | Path, spec: Spec = Spec(), *,
     Explained in: book/chapters/01_contamination
     """
     root = Path(root)
-    names = _category_names(categories)
+    names = _category_names(categories, spec)
     jobs = _jobs(spec, names)
     if workers is None:  # a process costs ~0.5 s to start: ~150 images' worth
         workers = max(1, min(os.cpu_count() or 1, 4, len(jobs) // 150))
@@ -154,7 +165,8 @@ def generate(root: str | Path, spec: Spec = Spec(), *,
         if not overwrite:
             raise DatasetExistsError(
                 f"{root} already holds {manifest.describe(existing)}, not the "
-                f"requested version {VERSION}, spec {wanted['spec']} and categories "
+                f"requested version {spec.version}, spec {wanted['spec']} and "
+                f"categories "
                 f"{names}. "
                 f"Delete {root} or pass overwrite=True (--overwrite on the command "
                 "line).")
@@ -167,9 +179,7 @@ def generate(root: str | Path, spec: Spec = Spec(), *,
         files = _render_all(tmp, spec, jobs, workers, progress)
         content = {
             **wanted,
-            "categories": {n: {"kind": CATEGORIES[n].kind,
-                               "source": CATEGORIES[n].source,
-                               "defects": list(CATEGORIES[n].defects)} for n in names},
+            "categories": {n: _describe(spec, n) for n in names},
             "libraries": _libraries(),
             "sources": sources,
             "files": {k: files[k] for k in sorted(files)},
@@ -277,7 +287,7 @@ def ensure(root: str | Path, spec: Spec | None = Spec(), *,
            categories: Iterable[str] | None = None, progress: bool = False) -> Path:
     """Return the manifest of the benchmark at ``root``, generating it on first use.
 
-    An existing benchmark with the same `VERSION` and spec that holds (at least) the
+    An existing benchmark with the same version and spec that holds (at least) the
     requested categories is used as it is. ``spec=None`` accepts a benchmark of any
     spec already at ``root`` (e.g. the tiny one) and otherwise generates the default
     benchmark with every category.
@@ -290,10 +300,12 @@ def ensure(root: str | Path, spec: Spec | None = Spec(), *,
     root = Path(root)
     found = manifest.read(root)
     if spec is None and found and "spec" in found:
-        spec = Spec(**found["spec"])
+        version = found.get("version")
+        spec = Spec(**found["spec"], version=version if version in VERSIONS
+                    else VERSION)
     elif spec is None:   # nothing there yet: the default benchmark, every category
         spec, categories = Spec(), None
-    wanted = manifest.header(spec, _category_names(categories))
+    wanted = manifest.header(spec, _category_names(categories, spec))
     if manifest.same(found, wanted, subset=True):
         return root / MANIFEST
     return generate(root, spec, categories=wanted["categories"], progress=progress)

@@ -1,5 +1,8 @@
 """Defects: one function per type, ``(rng, base) -> (image, params)``, which changes
-a `Base` image in float (the exact mask is taken afterwards from what changed)."""
+a `Base` image in float (the exact mask is taken afterwards from what changed).
+
+Version 3 adds one defect type of its own to three families: a loose ``thread`` lying
+on fabric, a ``knot`` in wood, a ``dent`` in metal sheet."""
 
 from __future__ import annotations
 
@@ -36,7 +39,10 @@ def _region(b: Base, margin: float) -> np.ndarray:
     the silhouette, or the image minus a ``margin`` border for textures."""
     size = b.img.shape[0]
     if b.dist is not None:
-        return b.dist > margin
+        region = b.dist > margin
+        if not region.any():   # a thin object (v3's screws): half its thickness
+            region = b.dist > min(margin, 0.5 * float(b.dist.max()))
+        return region
     m = min(max(1, round(margin)), size // 2 - 1)
     region = np.zeros((size, size), bool)
     region[m:size - m, m:size - m] = True
@@ -272,8 +278,77 @@ def _color(rng: np.random.Generator, b: Base) -> tuple[np.ndarray, dict]:
                  "hue": [float(h) for h in hue]}
 
 
+_YARNS = ((236.0, 232.0, 220.0), (30.0, 30.0, 36.0), (180.0, 40.0, 40.0),
+          (60.0, 100.0, 170.0))
+
+
+def _thread(rng: np.random.Generator, b: Base) -> tuple[np.ndarray, dict]:
+    """Fabric: a loose thread of another yarn lying across the cloth, gently curved,
+    its twist showing as a light and dark stripe along it."""
+    size = b.img.shape[0]
+    s = size / 256
+    start = _point_in(rng, _region(b, 0.15 * size))
+    length = rng.uniform(0.25, 0.5) * size
+    path = _walk(rng, start, length, int(rng.integers(4, 8)), 0.18)
+    width = max(1.0, rng.uniform(2, 4) * s)
+    alpha = _lines_alpha([path], width, size)
+    yarn = int(rng.integers(len(_YARNS)))
+    opacity = rng.uniform(0.6, 0.9)
+    yy, xx = np.indices((size, size)) + 0.5
+    twist = 1 + 0.15 * np.sin((yy + xx) * 2.2 / max(1.0, s * 4))
+    colour = np.asarray(_YARNS[yarn]) * twist[..., None]
+    a = (alpha * opacity)[..., None]
+    img = b.img * (1 - a) + colour * a
+    return img, {"length": length, "width": width, "yarn": yarn,
+                 "opacity": opacity}
+
+
+def _knot(rng: np.random.Generator, b: Base) -> tuple[np.ndarray, dict]:
+    """Wood: a knot, a dark elliptical core inside rings, stretched along the
+    grain (x)."""
+    size = b.img.shape[0]
+    a = rng.uniform(0.05, 0.1) * size
+    bb = a * rng.uniform(0.45, 0.75)
+    cy, cx = _point_in(rng, _region(b, a))
+    rows, cols = _window(size, cy, cx, 1.4 * a + 2)
+    yy, xx = _grid_at(rows, cols)
+    d = np.sqrt(((xx - cx) / a) ** 2 + ((yy - cy) / bb) ** 2)
+    d = d + 0.08 * perlin(rng, yy / a * 2, xx / a * 2)
+    cover = np.clip((1.15 - d) * bb / 1.5, 0, 1)
+    rings = 0.5 + 0.5 * np.cos(2 * np.pi * 3 * d)
+    darkness = np.clip(0.75 * np.exp(-(d / 0.45) ** 2) + 0.25 * rings * (d < 1.1),
+                       0, 1)
+    core = np.asarray((74.0, 44.0, 24.0)) * rng.uniform(0.7, 1.2)
+    k = (cover * darkness * rng.uniform(0.6, 0.9))[..., None]
+    img = b.img.copy()
+    img[rows, cols] = b.img[rows, cols] * (1 - k) + core * k
+    return img, {"a": a, "b": bb, "cy": cy, "cx": cx}
+
+
+def _dent(rng: np.random.Generator, b: Base) -> tuple[np.ndarray, dict]:
+    """Metal: a shallow round dent, lit from one side: the slope facing the light
+    brightens, the other darkens (the shading of a Gaussian hollow)."""
+    size = b.img.shape[0]
+    sigma = rng.uniform(0.03, 0.06) * size
+    cy, cx = _point_in(rng, _region(b, 2 * sigma))
+    rows, cols = _window(size, cy, cx, 3 * sigma + 1)
+    yy, xx = _grid_at(rows, cols)
+    dy, dx = (yy - cy) / sigma, (xx - cx) / sigma
+    depth = np.exp(-(dy**2 + dx**2) / 2)
+    light = rng.uniform(0, 2 * np.pi)
+    slope = (np.cos(light) * dx + np.sin(light) * dy) * depth  # -d(depth)/dn, scaled
+    strength = rng.uniform(0.3, 0.55)
+    shade = 1 + strength * slope - 0.1 * depth
+    img = b.img.copy()
+    img[rows, cols] = b.img[rows, cols] * shade[..., None]
+    return img, {"sigma": sigma, "cy": cy, "cx": cx, "strength": strength,
+                 "light_deg": np.rad2deg(light)}
+
+
 _DefectFn = Callable[[np.random.Generator, Base], tuple[np.ndarray, dict]]
 DEFECT_FNS: dict[str, _DefectFn] = {
     "color": _color, "crack": _crack, "cutpaste": _cutpaste,
     "foreign_texture": _foreign_texture, "hole": _hole, "missing": _missing,
-    "scratch": _scratch, "stain": _stain}
+    "scratch": _scratch, "stain": _stain,
+    # version 3
+    "dent": _dent, "knot": _knot, "thread": _thread}

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
-from fuadnb.data.synthetic.spec import VERSION, Spec
+from fuadnb.data.synthetic.spec import REVISION_V3, Spec
 
 MANIFEST = "manifest.json"
 
 
 def header(spec: Spec, categories: list[str]) -> dict:
-    """What identifies a benchmark: `VERSION`, the spec and the categories."""
-    return {"version": VERSION, "spec": asdict(spec), "categories": categories}
+    """What identifies a benchmark: its version, the spec's other fields and the
+    categories."""
+    head = {"version": spec.version, "spec": spec.fields(), "categories": categories}
+    return head | ({"revision": REVISION_V3} if spec.version >= 3 else {})
 
 
 def read(root: Path) -> dict | None:
@@ -32,6 +33,8 @@ def same(found: dict | None, wanted: dict, *, subset: bool = False) -> bool:
     if not found or found.get("version") != wanted["version"]:
         return False
     if found.get("spec") != wanted["spec"]:
+        return False
+    if found.get("revision") != wanted.get("revision"):   # v3's generator revision
         return False
     have = list(found.get("categories", {}))
     if subset:

@@ -13,7 +13,7 @@ from scipy import ndimage as ndi
 from fuadnb.data.synthetic.defects import DEFECT_FNS
 from fuadnb.data.synthetic.scenes import RENDERERS
 from fuadnb.data.synthetic.sources import Base
-from fuadnb.data.synthetic.spec import CATEGORIES, SPLITS, Category, Spec
+from fuadnb.data.synthetic.spec import SPLITS, Category, Spec
 
 MIN_CHANGE = 2  # grey levels (max over RGB) for a pixel to count as defective
 MAX_ATTEMPTS = 64
@@ -53,11 +53,13 @@ def max_area(size: int) -> int:
     return round(0.12 * size * size)
 
 
-def _check_file(category: str, split: str, defect: str, index: int) -> Category:
-    if category not in CATEGORIES:
-        raise ValueError(f"category must be one of {sorted(CATEGORIES)}, "
-                         f"got {category!r}")
-    cat = CATEGORIES[category]
+def _check_file(category: str, split: str, defect: str, index: int,
+                spec: Spec) -> Category:
+    cats = spec.categories
+    if category not in cats:
+        raise ValueError(f"category must be one of {sorted(cats)} (version "
+                         f"{spec.version}), got {category!r}")
+    cat = cats[category]
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     allowed = ("good",) if split == "train" else (
@@ -73,7 +75,7 @@ def _check_file(category: str, split: str, defect: str, index: int) -> Category:
 def _base(spec: Spec, category: str, split: str, defect: str, index: int) -> Base:
     rng = _rng(spec.seed, category, split, defect, index, "base")
     base = RENDERERS[category](rng, spec.size)
-    base.info.setdefault("source", CATEGORIES[category].source)
+    base.info.setdefault("source", spec.categories[category].source)
     return base
 
 
@@ -84,7 +86,7 @@ def render_base(category: str, split: str, defect: str, index: int,
     For a ``good`` file this is the file itself. Outside its mask an anomalous image
     equals its base exactly; inside, every pixel differs by at least `MIN_CHANGE`.
     """
-    _check_file(category, split, defect, index)
+    _check_file(category, split, defect, index, spec)
     b = _base(spec, category, split, defect, index)
     return _quantize(b.img, b.noise)
 
@@ -93,7 +95,7 @@ def foreground(category: str, split: str, defect: str, index: int,
                spec: Spec = Spec()) -> np.ndarray:
     """Where a file's defect may lie (H, W) bool: the object's silhouette (any
     coverage) for objects, the whole image for textures."""
-    _check_file(category, split, defect, index)
+    _check_file(category, split, defect, index, spec)
     return _base(spec, category, split, defect, index).fg > _FG_MIN
 
 
@@ -120,7 +122,8 @@ def render(category: str, split: str, defect: str, index: int,
     """Render one file of the benchmark exactly as `generate` writes it.
 
     Args:
-        category: a key of `CATEGORIES`.
+        category: a category of the spec's version (`CATEGORIES`,
+            `CATEGORIES_V3`).
         split: ``"train"``, ``"test"``, ``"pool"`` or ``"recurring"``.
         defect: ``"good"`` or one of the category's defect types.
         index: file number inside its folder.
@@ -133,7 +136,7 @@ def render(category: str, split: str, defect: str, index: int,
     Raises:
         RuntimeError: no draw out of `MAX_ATTEMPTS` gave a mask of admissible area.
     """
-    _check_file(category, split, defect, index)
+    _check_file(category, split, defect, index, spec)
     prototype = spec.prototype(split, defect, index)
     if prototype is not None:
         return _recurring(spec, category, split, defect, index, prototype)
@@ -150,9 +153,12 @@ def _fresh(spec: Spec, category: str, split: str, defect: str, index: int) -> Sa
     if b.bg is not None:
         b = b._replace(dist=ndi.distance_transform_edt(b.fg > 0.5))
     allowed = b.fg > _FG_MIN
+    severity = spec.categories[category].severity
     for attempt in range(MAX_ATTEMPTS):
         rng = _rng(spec.seed, category, split, defect, index, "defect", attempt)
         img, params = DEFECT_FNS[defect](rng, b)
+        if severity != 1.0:   # v3's difficulty knob (1.0: v2's bytes, untouched)
+            img = b.img + severity * (img - b.img)
         out = _quantize(img, b.noise)
         sample = _admit(spec, out, base, allowed, info | params,
                         type=defect, attempt=attempt)

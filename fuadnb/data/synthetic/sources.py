@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from fuadnb.data.synthetic.spec import CATEGORIES, VERSION
+from fuadnb.data.synthetic.spec import CATEGORIES, CATEGORIES_V3, VERSION
 
 # sha256 of the decoded source arrays (`_array_sha256`), scikit-image 0.26.0. A
 # release that changes one of these images must not silently change the benchmark.
@@ -89,7 +89,7 @@ def source_image(name: str) -> np.ndarray:
 def _sources_for(categories: Iterable[str]) -> list[str]:
     names = set()
     for name in categories:
-        cat = CATEGORIES[name]
+        cat = CATEGORIES_V3[name]  # every version's categories (v2's are members)
         if cat.source != "procedural":
             names.add(cat.source)
         if "foreign_texture" in cat.defects:
@@ -124,12 +124,13 @@ def _resize(arr: np.ndarray, size: int) -> np.ndarray:
 
 
 def crop(rng: np.random.Generator, src: np.ndarray, size: int,
-         rotate: bool) -> tuple[np.ndarray, dict]:
-    """A random `_WINDOW` crop of a source (H, W[, C]) rescaled to size, float."""
-    y = int(rng.integers(src.shape[0] - _WINDOW + 1))
-    x = int(rng.integers(src.shape[1] - _WINDOW + 1))
+         rotate: bool, window: int = _WINDOW) -> tuple[np.ndarray, dict]:
+    """A random ``window`` crop (default `_WINDOW` source pixels) of a source
+    (H, W[, C]) rescaled to size, float."""
+    y = int(rng.integers(src.shape[0] - window + 1))
+    x = int(rng.integers(src.shape[1] - window + 1))
     k = int(rng.integers(4)) if rotate else 0
-    window = np.rot90(src[y:y + _WINDOW, x:x + _WINDOW].astype(np.float64), k)
+    window = np.rot90(src[y:y + window, x:x + window].astype(np.float64), k)
     if window.ndim == 2:
         return _resize(window, size), {"y": y, "x": x, "rot90": k}
     out = np.stack([_resize(window[..., c], size) for c in range(3)], axis=-1)
