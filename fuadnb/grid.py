@@ -498,6 +498,8 @@ def summary(table: pd.DataFrame, metric: str = "image_auroc") -> pd.DataFrame | 
     ok = table[table["status"] == "ok"]
     if ok.empty or "category" not in ok or metric not in ok:
         return None
+    # rows resumed from a committed table are read as text (`read_table`)
+    ok = ok.assign(**{metric: pd.to_numeric(ok[metric], errors="coerce")})
     varied = [c for c in ok.columns if c.startswith("param.") and c not in (
         "param.CATEGORY", "param.SEED") and ok[c].nunique(dropna=False) > 1]
     rows = ok.assign(**{c.removeprefix("param."): ok[c].map(

@@ -409,3 +409,14 @@ def test_experiment_run_and_evaluate_name_the_bad_argument(tiny_synth, tmp_path)
         evaluate.score(labels=np.array([0, 1, 1]), scores=np.zeros(2),
                        masks=np.zeros((3, 4, 4)), maps=np.zeros((3, 4, 4)))
     assert json.loads(json.dumps(scenario.as_dict()))["category"] == "brick"
+
+
+def test_the_summary_of_rows_resumed_as_text_is_numeric():
+    """Rows resumed from a committed table are read as text (`grid.read_table`):
+    the printed summary still averages them (it raised before)."""
+    from fuadnb import grid
+    rows = pd.DataFrame({"status": ["ok", "ok", "ok"], "category": ["a", "a", "b"],
+                         "image_auroc": ["0.5", 0.7, ""],
+                         "method": ["rd", "rd", "rd"]})
+    wide = grid.summary(rows)
+    assert wide.loc["rd", "a"] == pytest.approx(0.6)   # "b" has no number: left out

@@ -101,7 +101,7 @@ FROZEN = {
     "funad_diagnosis_demo.csv": (55, "bb44aadc1d16ae82"),
     "funad_long_curve_demo.csv": (41, "4f6187ae6b663685"),
     "llb_demo.csv": (19, "fa6b74ddba087373"),
-    "pilot_v3_demo.csv": (16, "ba09cd9fba521987"),
+    "pilot_v3_demo.csv": (31, "e3e9711e350a4fb4"),   # re-run: every point
     "precision_cpu.csv": (13, "f1506cf85a183357"),
     "llb_heldout_demo.csv": (97, "df761c74a6e0a2eb"),
     "llb_substeps_64px_demo.csv": (2401, "15a0d7b503997da9"),
