@@ -524,6 +524,7 @@ def check_parameters(parameters: Mapping[str, Any], folder: Path | str) -> None:
             parse_device(str(p["DEVICE"]))
         except RuntimeError as err:
             raise bad("DEVICE", str(err)) from None
+    extra = {}
     if "OPTIONS" in p and p["OPTIONS"] not in ("", None):
         try:
             extra = yaml.safe_load(p["OPTIONS"]) if isinstance(p["OPTIONS"], str) \
@@ -553,17 +554,15 @@ def check_parameters(parameters: Mapping[str, Any], folder: Path | str) -> None:
     options = {field: p[name] for name, field in OPTION_PARAMETERS.items()
                if name in p and (isinstance(p[name], bool) or p[name])}
     method = str(p.get("METHOD", "rd"))   # the chapters that record a curve run RD
-    if "METHOD" in p:   # the benchmark cell: its options are this method's
-        extra = yaml.safe_load(p["OPTIONS"]) if isinstance(p.get("OPTIONS"), str) \
-            else p.get("OPTIONS")
-        configure(method, dataset=dataset, category=scenario.category,
-                  profile=p.get("PROFILE", "demo"), seed=scenario.seed,
-                  options=options | (extra or {}))
-    if where is None or not where.is_dir() or not curve_every:
+    curve = where is not None and where.is_dir() and curve_every
+    if "METHOD" not in p and not curve:   # a chapter's options: not one method's
         return
+    # the benchmark cell: its options (OPTIONS too) are this method's
     module, cfg, _ = configure(method, dataset=dataset, category=scenario.category,
                                profile=p.get("PROFILE", "demo"), seed=scenario.seed,
-                               options=options)
+                               options=options | (extra if "METHOD" in p else {}))
+    if not curve:
+        return
     split = scenario.split()
     _check_curve(method, module, parse_method(method)[0], cfg, len(split.train),
                  curve_every)
