@@ -65,7 +65,9 @@ def load_grid(path: Path, overrides: dict[str, Any] | None = None,
     `per` sets parameters by the value of another, after the points are named (so
     they keep the file's names): ``{"METHOD": {"rd": {"STEPS": 2}}}`` gives the
     points whose METHOD is rd STEPS 2, whatever the file says (the dress
-    rehearsal's schedules, `fuadnb.rehearsal`). Last, a text value that holds
+    rehearsal's schedules, `fuadnb.rehearsal`). A grid file may hold an
+    ``order`` (`_ordered`): the parameters by which its points run. Last, a text
+    value that holds
     ``{NAME}``, NAME another parameter of its point, gets that parameter's value
     there: ``DATA_ROOT: /data/{DATASET}`` follows each point's dataset.
 
@@ -91,7 +93,7 @@ def _load(path: Path, overrides: dict[str, Any] | None, per: Per | None
     shape = (f"{path}: a grid file needs 'notebook' (e.g. 02_reverse_distillation) "
              "and 'grid' (a non-empty mapping of parameter name -> list of values, "
              "or a list of such mappings); optional 'fixed' (a mapping of parameter "
-             "name -> value)")
+             "name -> value) and 'order' (a list of parameter names, `load_grid`)")
     grids = spec.get("grid") if isinstance(spec, dict) else None
     grids = [grids] if isinstance(grids, dict) else grids
     if not isinstance(grids, list) or not grids or "notebook" not in spec or \
@@ -123,10 +125,31 @@ def _load(path: Path, overrides: dict[str, Any] | None, per: Per | None
     if twice:
         raise BookError(f"{path}: grid points {twice[:3]} appear more than once; "
                         "make the grids disjoint")
+    named = _ordered(path, spec.get("order"), named)
     named = [(name, _filled(_per_value(point, per))) for name, point in named]
     for _, point in named:
         check_types(notebook, point, str(path))
     return notebook, fixed, named
+
+
+def _ordered(path: Path, order: Any, named: list[tuple[str, dict[str, Any]]]
+             ) -> list[tuple[str, dict[str, Any]]]:
+    """`named` in the grid file's ``order``: a list of parameter names, the points
+    sorted (stably) by their value of the first, then the second, ..., each value
+    ranked where it first appears in the file; e.g. ``order: [SEED, CATEGORY]`` runs
+    every category at the first seed before the next seed, one category's points
+    together, so a grid stopped early leaves whole categories."""
+    if order is None:
+        return named
+    if not isinstance(order, list) or not all(
+            isinstance(k, str) and all(k in p for _, p in named) for k in order):
+        raise BookError(f"{path}: 'order' must be a list of parameter names every "
+                        f"point has, got {order!r}")
+    rank = {k: {} for k in order}
+    for _, point in named:
+        for k in order:
+            rank[k].setdefault(repr(point[k]), len(rank[k]))
+    return sorted(named, key=lambda item: [rank[k][repr(item[1][k])] for k in order])
 
 
 def _per_value(point: dict[str, Any], per: Per) -> dict[str, Any]:

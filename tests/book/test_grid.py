@@ -626,3 +626,22 @@ def test_each_job_gets_its_own_gpu_in_its_kernel_only(gpu_notebook, tmp_path,
     cpu = grids.run_grid(gpu_notebook, tmp_path / "cpu", jobs=2, progress=False,
                          log=lambda _: None)
     assert (cpu.gpu == "unset").all()                # no GPU: nothing set
+
+
+def test_a_grid_file_orders_its_points(write_notebook, tmp_path):
+    write_notebook(tmp_path / "toy.ipynb", "A: str = 'x'  # a\nB: int = 0  # b\n"
+                   "D: str = ''  # d", "pass")
+    grid = tmp_path / "g.yaml"
+    grid.write_text("notebook: toy.ipynb\norder: [B, A]\n"
+                    "grid:\n  - {A: [p, q], B: [1]}\n  - {A: [p], B: [2, 1], D: [e]}\n")
+    # B first (1 before 2, as first seen), then A; the file's order within a tie
+    assert [n for n, _ in grids.named_points(grid)] == [
+        "A-p__B-1", "A-p__B-1__D-e", "A-q__B-1", "A-p__B-2__D-e"]
+    grid.write_text(grid.read_text().replace("order: [B, A]", "order: [A]"))
+    assert [n for n, _ in grids.named_points(grid)] == [
+        "A-p__B-1", "A-p__B-2__D-e", "A-p__B-1__D-e", "A-q__B-1"]
+    for bad in ("order: [Z]", "order: B", "order: [D]"):   # D: not every point's
+        grid.write_text(f"notebook: toy.ipynb\n{bad}\ngrid:\n  - {{A: [p], B: [1]}}\n"
+                        "  - {A: [q], B: [1], D: [e]}\n")
+        with pytest.raises(notebooks.BookError, match="'order'"):
+            grids.named_points(grid)
