@@ -77,7 +77,7 @@ SUBSET ?= all
 JOBS ?= 2
 rehearsal: $(VENV)/.installed-dev
 	FUADNB_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m fuadnb rehearse --subset $(SUBSET) \
-	  --jobs $(JOBS) --out runs/rehearsal
+	  --jobs $(JOBS) --out runs/rehearsal --tables benchmarks/results
 
 ## on a machine with a GPU, about 10 minutes: the CUDA tests, one paper-profile fit
 ## per method in fp32 and bf16 (images/s, peak memory, metrics side by side) and

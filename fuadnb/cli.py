@@ -415,7 +415,7 @@ def cmd_rehearse(args: argparse.Namespace) -> None:
     report = rehearsal.rehearse(args.out, subset=args.subset, jobs=args.jobs,
                                 datasets=tuple(args.datasets),
                                 chapters=() if args.no_chapter else None,
-                                progress=not args.quiet)
+                                progress=not args.quiet, tables=args.tables)
     print("\n".join(["", *report.lines()]))
     for name, table in report.tables.items():
         _raise_failed(table, args.out / name)
@@ -556,6 +556,12 @@ def parser() -> argparse.ArgumentParser:
                     help="only these datasets (default: all five)")
     rh.add_argument("--no-chapter", action="store_true", help="do not execute "
                     "chapter 08")
+    rh.add_argument("--tables", type=Path, help="a folder of committed rehearsal "
+                    "tables (rehearsal_paper_cpu.csv, rehearsal_readers_cpu.csv; "
+                    "make rehearsal: benchmarks/results): the points they hold "
+                    "with the same parameters, code and inputs are done, on any "
+                    "clone, and the finished points are written back, also when "
+                    "interrupted (default: none)")
     rh.set_defaults(func=cmd_rehearse)
 
     s = command("results", ("runs",), help="list the finished runs as a table",

@@ -29,6 +29,7 @@ points keep their names):
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,7 @@ from fuadnb import data, grid, models
 from fuadnb.data import standin
 from fuadnb.experiment import parse_method
 from fuadnb.notebooks import BookError, execute
+from fuadnb.runs import write_table
 
 Subset = Literal["all", "stratified", "ci"]
 SUBSETS: tuple[str, ...] = ("all", "stratified", "ci")
@@ -74,21 +76,28 @@ def crop(method: str, size: int = SIZE) -> int:
     return round(cfg.load_size * size / cfg.image_size)
 
 
+def _from_cell(path: Path) -> str:
+    """`path` relative to the benchmark cell's folder (where its kernel runs), so a
+    point's parameters, and its `grid.point_key`, are the same in every clone of the
+    checkout: a committed rehearsal table resumes anywhere (`rehearse`'s `tables`)."""
+    return os.path.relpath(Path(path).resolve(), grid.cell_notebook().parent.resolve())
+
+
 def overrides(stand: Path, runs: Path, methods: list[str]
               ) -> tuple[dict[str, Any], grid.Per]:
     """What the rehearsal sets in every point (``DATA_ROOT`` follows each point's
     DATASET) and per method (schedule, crop, RD-E's textures): `grid.load_grid`'s
     `overrides` and `per`; `stand` holds the stand-ins (`rehearse`)."""
     every = {"DEVICE": "cpu", "IMAGE_SIZE": SIZE, **TEACHER,
-             "DATA_ROOT": f"{Path(stand).resolve()}/{{DATASET}}",
-             "RUNS_ROOT": str(Path(runs).resolve())}
+             "DATA_ROOT": f"{_from_cell(stand)}/{{DATASET}}",
+             "RUNS_ROOT": _from_cell(runs)}
     per: dict[str, dict[str, Any]] = {}
     for method in methods:
         options: dict[str, Any] = {}
         if crop(method):
             options["load_size"] = crop(method)
         if parse_method(method)[1] == "rde":
-            options["textures"] = str((Path(stand) / "dtd" / "images").resolve())
+            options["textures"] = _from_cell(Path(stand) / "dtd" / "images")
         per[method] = dict(SCHEDULE.get(method, {}))
         if options:
             per[method]["OPTIONS"] = yaml.safe_dump(options, default_flow_style=True
@@ -177,15 +186,37 @@ class Report:
         return out
 
 
+def table_path(tables: Path, name: str) -> Path:
+    """The committed table of rehearsal grid `name` (``paper``, ``readers``)."""
+    return Path(tables) / f"rehearsal_{name}_cpu.csv"
+
+
+def _keep(kept: Path, table: pd.DataFrame, named: list[tuple[str, Any]]) -> None:
+    """Write `table`'s ok rows into the committed table `kept`, beside the rows it
+    holds of other points (another subset's), in grid order."""
+    new = table[table["status"] == "ok"]
+    old = grid.read_table(kept) if kept.is_file() else new.iloc[:0]
+    rank = {name: k for k, (name, _) in enumerate(named)}
+    rows = pd.concat([old[~old["point"].isin(new["point"])], new], ignore_index=True)
+    write_table(rows.iloc[sorted(range(len(rows)), key=lambda k: rank.get(
+        rows["point"].iloc[k], len(rank)))], kept)
+
+
 def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all",
              jobs: int = 1, datasets: tuple[str, ...] = standin.DATASETS,
              chapters: tuple[str, ...] | None = None, progress: bool = False,
+             tables: Path | None = None,
              log: Callable[[str], None] = print) -> Report:
     """Generate the stand-ins under ``<out>/data``, run the paper grid (and the
     readers' grid) with the rehearsal's `overrides` into ``<out>/paper`` (and
     ``<out>/readers``), then execute chapter 08 once per dataset from those tables
     into ``<out>/08_benchmark_<dataset>.ipynb`` (for the `chapters` datasets only,
     when given). Finished points are skipped on a rerun, as in any grid.
+
+    With `tables` (e.g. ``benchmarks/results``), each grid resumes from its committed
+    table there (`table_path`: the points whose parameters, code and inputs match
+    count as done, on any clone) and writes the points that hold back to it, also
+    when interrupted: a rehearsal longer than one sitting goes on from the commit.
 
     Returns:
         the `Report` (also written to ``<out>/REHEARSAL.md``).
@@ -209,7 +240,7 @@ def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all"
     if set(READERS) & set(datasets):
         grids["readers"] = readers_grid(out / "readers" / "grid.yaml", methods,
                                         dict(fixed))
-    tables, totals = {}, {}
+    ran, totals = {}, {}
     for name, grid_file in grids.items():
         named = [(n, p) for n, p in grid.named_points(grid_file, every, per)
                  if p["DATASET"] in datasets]
@@ -218,11 +249,20 @@ def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all"
         only = select(named, subset, every_case=name == "paper")
         totals[name] = len(named)
         log(f"{BANNER}\n{name}: {len(only)} of {len(named)} points ({subset})")
-        tables[name] = grid.run_grid(grid_file, out / name, jobs=jobs,
-                                     progress=progress, overrides=every, per=per,
-                                     only=only, log=log)
+        kept = table_path(tables, name) if tables is not None else None
+        try:
+            ran[name] = grid.run_grid(grid_file, out / name, jobs=jobs,
+                                      progress=progress, overrides=every, per=per,
+                                      only=only, log=log,
+                                      resume=kept if kept and kept.is_file() else None)
+        except grid.GridInterrupted as stopped:   # the finished points kept
+            if kept is not None and len(stopped.table):
+                _keep(kept, stopped.table, named)
+            raise
+        if kept is not None:
+            _keep(kept, ran[name], named)
     done = {}
-    for name, table in tables.items():
+    for name, table in ran.items():
         path = out / name / "grid_results.csv"
         for dataset in dict.fromkeys(table.get("param.DATASET", [])):
             if (chapters is not None and dataset not in chapters) or not (
@@ -235,7 +275,7 @@ def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all"
                 raise BookError(f"chapter 08 on the rehearsal table of {dataset} "
                                 f"failed: {outcome.error} (see {dst})")
             done[dataset] = dst
-    report = Report(tables, totals, done, indexed, time.perf_counter() - start)
+    report = Report(ran, totals, done, indexed, time.perf_counter() - start)
     (out / "REHEARSAL.md").write_text("\n\n".join(report.lines()) + "\n")
     return report
 

@@ -41,7 +41,7 @@ def test_help_explains_every_option(capsys):
                              "grid": ["--out", "--jobs", "--table", "--dry-run",
                                       "--quiet", "--scheduler", "--cluster", "--set"],
                              "rehearse": ["--out", "--subset", "--jobs",
-                                          "--datasets", "--no-chapter"],
+                                          "--datasets", "--no-chapter", "--tables"],
                              "results": ["--csv", "--runs"]}.items():
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])

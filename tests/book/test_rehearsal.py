@@ -3,6 +3,7 @@ rehearsal's override (same points, same names, other values), its subsets, and i
 fast slice end to end (one point a dataset through the benchmark cell, the table,
 chapter 08)."""
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -73,7 +74,10 @@ def test_the_override_keeps_every_point_and_name_of_the_paper_grid(tmp_path):
     assert len(over) == len(plain) == 3240
     assert [n for n, _ in over] == [n for n, _ in plain]
     for (_, p), (_, q) in zip(plain, over, strict=True):
-        assert q["DATA_ROOT"] == f"{(tmp_path / 'data').resolve()}/{p['DATASET']}"
+        cell = grids.cell_notebook().parent   # relative: the same on every clone
+        assert not Path(q["DATA_ROOT"]).is_absolute()
+        assert (cell / q["DATA_ROOT"]).resolve() == (tmp_path / "data").resolve() / \
+            p["DATASET"]
         assert q["PROFILE"] == p["PROFILE"] == "paper" and q["DEVICE"] == "cpu"
         assert q["IMAGE_SIZE"] == 64 and q["BACKBONE"] == "efficientnet_lite2"
         assert {k: q[k] for k in ("METHOD", "CATEGORY", "REGIME", "NOISE_RATIO",
@@ -133,7 +137,8 @@ def test_the_ci_slice_runs_end_to_end(tmp_path):
     """One point of each dataset through the benchmark cell at the paper profile
     with the rehearsal's override, the tables, and chapter 08 from one of them."""
     report = rehearsal.rehearse(tmp_path / "r", subset="ci", jobs=2,
-                                chapters=("visa",), log=lambda _: None)
+                                chapters=("visa",), tables=tmp_path / "t",
+                                log=lambda _: None)
     assert {k: len(t) for k, t in report.tables.items()} == {"paper": 2, "readers": 3}
     for name, table in report.tables.items():
         assert (table["status"] == "ok").all(), table["error"].tolist()
@@ -146,3 +151,18 @@ def test_the_ci_slice_runs_end_to_end(tmp_path):
     assert report.totals == {"paper": 3240, "readers": 624}
     text = (tmp_path / "r" / "REHEARSAL.md").read_text()
     assert "NOT results" in text and "2 of 3240 grid points run, 2 ok" in text
+    # the committed tables: on a fresh clone (no run folders, notebooks or cache)
+    # the rehearsal resumes from them and runs nothing again
+    kept = {n: grids.read_table(rehearsal.table_path(tmp_path / "t", n))
+            for n in ("paper", "readers")}
+    assert {n: len(t) for n, t in kept.items()} == {"paper": 2, "readers": 3}
+    for name in ("paper", "readers", "runs"):
+        shutil.rmtree(tmp_path / "r" / name)
+    said = []
+    again = rehearsal.rehearse(tmp_path / "r", subset="ci", datasets=("mvtec_ad",),
+                               chapters=(), tables=tmp_path / "t", log=said.append)
+    assert [line.endswith("done before, skipped") for line in said[1:]] == [True]
+    assert again.tables["paper"]["point"].tolist() == kept["paper"]["point"][
+        kept["paper"]["param.DATASET"] == "mvtec_ad"].tolist()
+    after = grids.read_table(rehearsal.table_path(tmp_path / "t", "paper"))
+    assert after.equals(kept["paper"])   # the other dataset's row kept, unchanged
