@@ -247,3 +247,63 @@ def test_the_pilot_grid_is_the_benchmark_cell_on_the_pilot_seed():
     assert {s for p in rd for s in p["STEPS"]} == {fixed["STEPS"]}
     assert demo["fixed"]["IMAGE_SIZE"] == fixed["IMAGE_SIZE"] \
         == synthetic.Spec.v3().size
+
+
+def test_the_benchmark_grid_runs_exactly_the_categories_the_pilot_admits():
+    """benchmarks/grids/benchmark_v3.yaml: its categories are the pilot's in-band ones
+    (clean RD image AUROC in [0.65, 0.97], pilot_v3_demo.csv), every method at the
+    budget of the pilot and demo.yaml, the five conditions, on generation seed 0;
+    the multi-seed five are a subset of them."""
+    import pandas as pd
+
+    from fuadnb import grid
+
+    root = Path(__file__).parents[2] / "benchmarks"
+    pilot = pd.read_csv(root / "results" / "pilot_v3_demo.csv")
+    admitted = set(pilot.category[pilot.image_auroc.between(0.65, 0.97)])
+    assert len(admitted) >= 24 and "washer" not in admitted
+    points = [p for _, p in grid.named_points(root / "grids" / "benchmark_v3.yaml")]
+    small = [p for p in points if p["IMAGE_SIZE"] == 64]
+    assert {p["CATEGORY"] for p in small} == admitted
+    assert {p["DATA_ROOT"] for p in small} == {"../../data/synthetic_v3"}
+    assert {(p["METHOD"], p.get("STEPS"), p.get("ITERATIONS"), p.get("EPOCHS"))
+            for p in small} == {("rd", 400, None, None), ("llb-rd", 400, None, None),
+                                ("rde", None, 245, None), ("cdd", None, None, 10),
+                                *((m, None, None, None) for m in (
+                                    "funad", "patchcore", "softpatch",
+                                    "llb-patchcore", "llb-softpatch"))}
+    conditions = {("recurring", 0.0), ("overlap", 0.1), ("overlap", 0.2),
+                  ("iid", 0.2), ("recurring", 0.2)}
+    by_cell = {}
+    for p in points:
+        key = (p["IMAGE_SIZE"], p["SEED"], p["CATEGORY"], p["METHOD"])
+        by_cell.setdefault(key, set()).add((p["REGIME"], p["NOISE_RATIO"]))
+    assert all(c == conditions for c in by_cell.values())   # every method x all 5
+    seeds = {p["SEED"]: set() for p in small}
+    for p in small:
+        seeds[p["SEED"]].add(p["CATEGORY"])
+    five = seeds[222]
+    assert seeds[111] == admitted and seeds[333] == five and len(five) >= 5
+    assert {p["CATEGORY"] for p in points if p["IMAGE_SIZE"] == 96} == five
+
+
+def test_the_budget_ablation_scales_rds_benchmark_budget_on_six_families():
+    """benchmarks/grids/budget_v3.yaml: RD at 1x, 4x and 16x the benchmark's budget,
+    clean / iid 0.2 / recurring 0.2, six categories of six families, each of them a
+    benchmark category; the memory banks once per condition."""
+    from fuadnb import grid
+
+    grids = Path(__file__).parents[2] / "benchmarks" / "grids"
+    points = [p for _, p in grid.named_points(grids / "budget_v3.yaml")]
+    main = {(p["METHOD"], p["CATEGORY"], p["REGIME"], p["NOISE_RATIO"], p.get("STEPS"))
+            for _, p in grid.named_points(grids / "benchmark_v3.yaml")
+            if p["IMAGE_SIZE"] == 64 and p["SEED"] == 111}
+    cats = {p["CATEGORY"] for p in points}
+    assert len(cats) >= 6 and len({synthetic.family(c) for c in cats}) == len(cats)
+    rd = [p for p in points if p["METHOD"] == "rd"]
+    assert sorted({p["STEPS"] for p in rd}) == [400, 4 * 400, 16 * 400]
+    conditions = {(p["REGIME"], p["NOISE_RATIO"]) for p in points}
+    assert conditions == {("recurring", 0.0), ("iid", 0.2), ("recurring", 0.2)}
+    assert len(rd) == 3 * len(conditions) * len(cats)
+    assert {(p["METHOD"], p["CATEGORY"], p["REGIME"], p["NOISE_RATIO"], p.get("STEPS"))
+            for p in points if p.get("STEPS", 400) == 400} <= main
