@@ -130,6 +130,36 @@ def verdict(delta: float, test: Mapping[str, float], alpha: float = 0.05) -> str
     return "not detected"
 
 
+def statement(what: str, row: Mapping[str, object], *,
+              detectable: float | None = None, unit: str = "AUROC") -> str:
+    """One verdict written out with its evidence, e.g. ``SoftPatch - RD, overlap
+    0.2: +0.052 AUROC [+0.021, +0.083], n 29 of 29 categories, p 0.003: higher``.
+
+    `row` holds `compare`'s columns (``delta``, ``ci_low``, ``ci_high``, ``n``,
+    ``n_categories``, ``p``, ``verdict``; `versus` and `pairwise` rows do, the
+    interval optional). ``not detected`` is written ``not detected at this
+    power``, with the mean difference the categories would detect with power 0.8
+    where `detectable` gives it (`detectable_gain`); never as an absence."""
+    delta = float(row["delta"])
+    low, high = row.get("ci_low", np.nan), row.get("ci_high", np.nan)
+    ci = f" [{low:+.3f}, {high:+.3f}]" if np.isfinite(low) and np.isfinite(high) \
+        else ""
+    p = row.get("p_holm", row["p"])
+    tested = f", p {p:.2g}" + (" (Holm)" if "p_holm" in row else "") \
+        if np.isfinite(p) else ""
+    text = (f"{what}: {delta:+.3f} {unit}{ci}, n {int(row['n'])} of "
+            f"{int(row['n_categories'])} categories{tested}: ")
+    said = str(row["verdict"])
+    if said == "not detected":
+        return text + "not detected at this power" + (
+            f" (a mean difference of {detectable:.3f} would be detected with "
+            "power 0.8)" if detectable is not None and np.isfinite(detectable)
+            else "")
+    if said == "too few categories":
+        return text + "too few categories for any verdict"
+    return text + said
+
+
 COMPARE = ("delta", "ci_low", "ci_high", "median", "n_categories", "n_zero", "n",
            "p", "p_floor", "verdict")
 

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 MARK = "#d62728"      # injected / anomalous
@@ -320,6 +321,70 @@ def recovery_bars(rec, *, title: str = "") -> Figure:
                        bbox_to_anchor=(1, 1))
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def recovery_strip(per_category, overall=None, *, kind: str = "kind",
+                   limits: tuple[float, float] = (-1.0, 1.5), title: str = ""
+                   ) -> Figure:
+    """Each method's recovery of the baseline's damage on every category: one row
+    per method, one dot per category coloured by its `kind` column (e.g. texture /
+    object), and, from `overall` (indexed by method: ``recovery``, ``ci_low``,
+    ``ci_high``, e.g. `fuadnb.evidence.recovery_overall` rows), the ratio of means
+    as a black tick with its interval. `per_category` is indexed by (method,
+    category) with ``recovery`` (NaN where the damage is under the floor: counted in
+    the row's label, not drawn). A dot beyond `limits` is drawn on the edge as a
+    triangle with its value, so one extreme category cannot stretch the axis for
+    all the others; 0 (solid): no better than the contaminated baseline, 1
+    (dashed): as good as the clean one."""
+    methods = list(dict.fromkeys(per_category.index.get_level_values(0)))
+    kinds = list(dict.fromkeys(per_category[kind])) if kind in per_category else []
+    colours = dict(zip(kinds, plt.get_cmap("tab10").colors, strict=False))
+    low, high = limits
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.42 * len(methods)))
+    rng = np.random.default_rng(0)   # the same jitter on every build
+    labels = []
+    for i, method in enumerate(methods):
+        part = per_category.xs(method, level=0)
+        shown = part.dropna(subset=["recovery"])
+        labels.append(f"{method} ({len(shown)} of {len(part)})")
+        y = i + rng.uniform(-0.18, 0.18, len(shown))
+        x = shown["recovery"].to_numpy(float)
+        names = shown[kind].to_numpy() if kinds else np.full(len(shown), None)
+        for name in kinds or [None]:
+            for marker, pick in (("o", (x >= low) & (x <= high)), ("<", x < low),
+                                 (">", x > high)):
+                pick = pick & (names == name)
+                if pick.any():
+                    ax.scatter(np.clip(x[pick], low, high), y[pick], s=16,
+                               marker=marker, color=colours.get(name, CLEAN),
+                               alpha=0.75, linewidths=0)
+        for value, y_at in zip(x, y, strict=True):
+            if value < low or value > high:
+                ax.annotate(f"{value:.2f}", (np.clip(value, low, high), y_at),
+                            xytext=(4 if value < low else -4, 0),
+                            textcoords="offset points", fontsize=6, va="center",
+                            ha="left" if value < low else "right", color="grey")
+        if overall is not None and method in overall.index:
+            r = overall.loc[method]
+            if np.isfinite(r["recovery"]):
+                ax.plot([np.clip(r["recovery"], low, high)] * 2, [i - 0.3, i + 0.3],
+                        color="black", linewidth=2)
+            if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
+                ax.plot(np.clip([r["ci_low"], r["ci_high"]], low, high), [i, i],
+                        color="black", linewidth=1)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.axvline(1, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xlim(low - 0.05 * (high - low), high + 0.05 * (high - low))
+    ax.set_yticks(range(len(methods)), labels, fontsize=7)
+    ax.set_ylim(len(methods) - 0.5, -0.5)
+    ax.set(xlabel="share of the baseline's damage recovered, per category",
+           title=title)
+    if kinds:
+        ax.legend(handles=[Line2D([], [], marker="o", linestyle="", color=colours[k],
+                                  label=str(k)) for k in kinds],
+                  frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
     return fig
 

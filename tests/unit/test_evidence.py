@@ -243,3 +243,27 @@ def test_spread_splits_categories_from_seeds_by_hand():
     assert got["sd"] == pytest.approx(np.std(d.mean(axis=1), ddof=1))
     assert got["seed_sd"] == pytest.approx(np.sqrt(np.mean(d.var(axis=1, ddof=1))))
     assert got["sd"] == pytest.approx(0.04, abs=0.01)
+
+
+def test_a_statement_writes_the_verdict_with_its_n_test_and_power():
+    rng = np.random.default_rng(3)
+    up = pd.Series(rng.normal(0.05, 0.02, 12))          # a clear gain
+    row = evidence.compare(up, n_resamples=999)
+    text = evidence.statement("SoftPatch - RD, overlap 0.2", row)
+    p = stats.wilcoxon(up, method="exact").pvalue
+    assert text == (f"SoftPatch - RD, overlap 0.2: {up.mean():+.3f} AUROC "
+                    f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}], n 12 of 12 "
+                    f"categories, p {p:.2g}: higher")
+    flat = pd.Series([0.01, -0.02, 0.015, -0.01, 0.0, 0.005, -0.004])
+    said = evidence.statement("x", evidence.compare(flat, n_resamples=99),
+                              detectable=0.031)
+    assert said.endswith(": not detected at this power (a mean difference of "
+                         "0.031 would be detected with power 0.8)")
+    assert "n 6 of 7 categories" in said            # the zero dropped, n as used
+    few = evidence.statement("y", evidence.compare(pd.Series([0.1, 0.2]),
+                                                   n_resamples=99))
+    assert few.endswith("too few categories for any verdict")
+    table = pd.DataFrame({"a": up + 0.5, "b": 0.5, "c": up + 0.49})
+    holm = evidence.pairwise(table).iloc[0]
+    assert evidence.statement("a - b", holm).endswith(
+        f"p {holm.p_holm:.2g} (Holm): {holm.verdict}")

@@ -158,3 +158,29 @@ def test_critical_difference_draws_every_method_at_its_mean_rank():
         assert any(method in t and f"{rank:.2f}" in t for t in texts), texts
     assert "10 categories" in fig.axes[0].get_title()
     plt.close(fig)
+
+
+def test_recovery_strip_draws_each_category_and_keeps_extremes_on_the_edge():
+    idx = pd.MultiIndex.from_product([["softpatch", "cdd"], ["a", "b", "c", "d"]],
+                                     names=["method", "category"])
+    per = pd.DataFrame({"recovery": [1.02, -0.29, 0.5, np.nan,
+                                     1.03, -1.28, 0.2, 0.4],
+                        "kind": ["texture", "object"] * 4}, index=idx)
+    overall = pd.DataFrame({"recovery": [0.41, 0.1], "ci_low": [-0.2, -2.5],
+                            "ci_high": [0.9, 0.8]}, index=["softpatch", "cdd"])
+    fig = plot.recovery_strip(per, overall, limits=(-1.0, 1.5))
+    ax = fig.axes[0]
+    drawn = np.concatenate([c.get_offsets()[:, 0] for c in ax.collections])
+    assert len(drawn) == 7                      # the NaN category is not drawn
+    assert drawn.min() == -1.0                  # -1.28 sits on the edge ...
+    assert [t.get_text() for t in ax.texts] == ["-1.28"]   # ... with its value
+    low, high = ax.get_xlim()
+    assert -1.2 < low < -1.0 and 1.5 < high < 1.7   # the axis is not stretched
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["softpatch (3 of 4)", "cdd (4 of 4)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["texture",
+                                                                   "object"]
+    ticks = [line.get_xdata() for line in ax.lines if len(line.get_xdata()) == 2
+             and line.get_linewidth() == 2]
+    assert [round(float(t[0]), 2) for t in ticks] == [0.41, 0.1]
+    plt.close(fig)
