@@ -389,41 +389,6 @@ def recovery(rows: pd.DataFrame, metric: str, *, baseline: str = "rd",
     return pd.DataFrame(out, columns=["method", "regime", "noise_ratio", *RECOVERY])
 
 
-def recovery_reading(rec: pd.DataFrame, *, baseline: str = "rd",
-                     metric: str = "image AUROC") -> str:
-    """A reading of `recovery` rows (one metric) as Markdown bullets, one per regime
-    and noise ratio, every number in it taken from `rec` (3 decimals): the
-    baseline's drop and whether the seeds support it; the methods whose gain over
-    the contaminated baseline the paired test supports (with their recovery ± its
-    spread over seeds where the baseline's drop is supported), those it finds worse,
-    and how many give no ranking. Chapter 08 prints it under the table it reads."""
-    lines = []
-    for (regime, noise), g in rec.groupby(["regime", "noise_ratio"], sort=False):
-        drop, harmed = g["baseline_drop"].iloc[0], g["baseline_verdict"].iloc[0]
-        change = "loses" if drop >= 0 else "gains"
-        support = ("the seeds support it" if harmed == "lower" else
-                   "the seeds support a gain" if harmed == "higher" else
-                   "the seeds support no change")
-        text = (f"**{regime}, {noise:g}**: {baseline} {change} {abs(drop):.3f} "
-                f"{metric} ({support}).")
-        better = [f"{r.method} ({r.gain:+.3f}"
-                  + (f", recovery {r.recovery:.3f} ± {r.recovery_std_seeds:.3f}"
-                     if pd.notna(r.recovery) else "") + ")"
-                  for r in g[g["verdict"] == "higher"].itertuples()]
-        worse = [f"{r.method} ({r.gain:+.3f})"
-                 for r in g[g["verdict"] == "lower"].itertuples()]
-        text += (f" Better than contaminated {baseline}: {', '.join(better)}." if better
-                 else f" No method is better than contaminated {baseline} by a "
-                 "margin the seeds support.")
-        if worse:
-            text += f" Worse: {', '.join(worse)}."
-        rest = int((~g["verdict"].isin(["higher", "lower"])).sum())
-        if rest:
-            text += f" No ranking: {rest} of {len(g)}."
-        lines.append(f"- {text}")
-    return "\n".join(lines)
-
-
 def flattened(losses: Sequence[float], *, every: int = 1, fraction: float = 0.9,
               window: int = 1) -> int:
     """How long a training loss takes to flatten (the demo budgets of chapter 08):

@@ -139,7 +139,8 @@ def statement(what: str, row: Mapping[str, object], *,
     ``n_categories``, ``p``, ``verdict``; `versus` and `pairwise` rows do, the
     interval optional). ``not detected`` is written ``not detected at this
     power``, with the mean difference the categories would detect with power 0.8
-    where `detectable` gives it (`detectable_gain`); never as an absence."""
+    where `detectable` (default: the row's own, `compare`) gives it; never as an
+    absence."""
     delta = float(row["delta"])
     low, high = row.get("ci_low", np.nan), row.get("ci_high", np.nan)
     ci = f" [{low:+.3f}, {high:+.3f}]" if np.isfinite(low) and np.isfinite(high) \
@@ -150,6 +151,8 @@ def statement(what: str, row: Mapping[str, object], *,
     text = (f"{what}: {delta:+.3f} {unit}{ci}, n {int(row['n'])} of "
             f"{int(row['n_categories'])} categories{tested}: ")
     said = str(row["verdict"])
+    if detectable is None:
+        detectable = row.get("detectable")
     if said == "not detected":
         return text + "not detected at this power" + (
             f" (a mean difference of {detectable:.3f} would be detected with "
@@ -160,23 +163,29 @@ def statement(what: str, row: Mapping[str, object], *,
     return text + said
 
 
-COMPARE = ("delta", "ci_low", "ci_high", "median", "n_categories", "n_zero", "n",
-           "p", "p_floor", "verdict")
+COMPARE = ("delta", "ci_low", "ci_high", "median", "sd", "detectable",
+           "n_categories", "n_zero", "n", "p", "p_floor", "verdict")
 
 
 def compare(d: pd.Series, *, alpha: float = 0.05, clusters: Sequence | None = None,
             n_resamples: int = 9999, seed: int = 0) -> dict[str, object]:
     """Per-category differences `d` summarised: the `COMPARE` columns (mean and its
     percentile bootstrap interval over categories, clustered by `clusters` where
-    given; median; `signed_rank`'s n and p; `verdict`)."""
+    given; median; ``sd`` between categories and ``detectable``, the mean
+    difference these categories detect with power 0.8 at `alpha` for that sd
+    (`detectable_gain`, the power statement read from the table itself);
+    `signed_rank`'s n and p; `verdict`)."""
     values = np.asarray(d, float)
     test = signed_rank(values)
     delta = float(values.mean()) if len(values) else np.nan
     low, high = bootstrap_ci(values, np.mean, clusters=clusters,
                              n_resamples=n_resamples, confidence=1 - alpha,
                              seed=seed)[:2] if len(values) > 1 else (np.nan, np.nan)
+    sd = float(values.std(ddof=1)) if len(values) > 1 else np.nan
     return {"delta": delta, "ci_low": low, "ci_high": high,
             "median": float(np.median(values)) if len(values) else np.nan,
+            "sd": sd, "detectable": detectable_gain(sd, len(values), alpha=alpha)
+            if len(values) > 1 else np.nan,
             **{k: test[k] for k in ("n_categories", "n_zero", "n", "p", "p_floor")},
             "verdict": verdict(delta, test, alpha)}
 
@@ -192,6 +201,25 @@ def versus(rows: pd.DataFrame, metric: str, baseline: str, *,
                                                             observed=True):
         where = dict(zip(["method", *by], key, strict=True))
         d = differences(rows, metric, where, where | {"method": baseline})
+        out.append(where | compare(d, alpha=alpha, n_resamples=n_resamples,
+                                   clusters=_families(rows, d.index, family)))
+    return pd.DataFrame(out, columns=["method", *by, *COMPARE])
+
+
+def cost(rows: pd.DataFrame, metric: str, *, by: Sequence[str] = ("regime",
+                                                                  "noise_ratio"),
+         alpha: float = 0.05, family: str | None = None, n_resamples: int = 9999
+         ) -> pd.DataFrame:
+    """What contamination costs each method by its own clean run, paired by
+    category (seeds averaged first): one row per (method, `by`...) with noise ratio
+    > 0 and the `COMPARE` columns, ``delta`` = contaminated - clean (negative: a
+    loss). `rows` hold every method's clean runs under every regime
+    (`fuadnb.evaluate.with_clean`)."""
+    out = []
+    for key, _ in rows[rows["noise_ratio"] > 0].groupby(["method", *by],
+                                                        observed=True):
+        where = dict(zip(["method", *by], key, strict=True))
+        d = differences(rows, metric, where, where | {"noise_ratio": 0.0})
         out.append(where | compare(d, alpha=alpha, n_resamples=n_resamples,
                                    clusters=_families(rows, d.index, family)))
     return pd.DataFrame(out, columns=["method", *by, *COMPARE])

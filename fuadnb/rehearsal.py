@@ -270,7 +270,8 @@ def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all"
                 continue
             dst = out / f"08_benchmark_{dataset}.ipynb"
             outcome = execute(chapter(), dst, {"BENCHMARK": str(path.resolve()),
-                                               "DATASET": dataset})
+                                               "DATASET": dataset, "GRID": "",
+                                               "ABLATION": ""})
             if not outcome.ok:
                 raise BookError(f"chapter 08 on the rehearsal table of {dataset} "
                                 f"failed: {outcome.error} (see {dst})")

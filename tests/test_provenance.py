@@ -227,4 +227,4 @@ def test_benchmark_demo_keeps_what_its_commit_recorded_for_rde():
     assert recount.train_images_per_second.to_numpy() == pytest.approx(
         (recount.images_seen / rde.fit_seconds.reindex(recount.index)).to_numpy())
     chapter = (REPO / "notebooks" / "08_benchmark.ipynb").read_text()
-    assert "benchmark_demo_budget_recomputed.csv" in chapter
+    assert "benchmark_demo_budget_recomputed.csv" in chapter   # said where it lives

@@ -261,39 +261,6 @@ def test_flattened_is_where_the_loss_has_made_the_share_of_its_fall():
     assert evaluate.flattened(loss, fraction=0.5) < expected
 
 
-def test_the_recovery_reading_names_only_numbers_its_table_holds():
-    """Chapter 08's generated reading: one bullet per regime and ratio, the verdicts
-    in words, and every number in it is a value of the table (3 decimals)."""
-    import re
-
-    rec = pd.DataFrame([
-        ("sp", "overlap", 0.2, 0.2004, "lower", 0.05, 0.1502, 0.7491, 0.0812, -0.02,
-         12, 0, 0.001, "higher"),
-        ("cd", "overlap", 0.2, 0.2004, "lower", 0.25, -0.0333, -0.166, 0.05, -0.01,
-         12, 0, 0.02, "lower"),
-        ("fa", "overlap", 0.2, 0.2004, "lower", 0.2, 0.001, 0.005, 0.1, 0.0,
-         12, 0, 0.6, "no ranking"),
-        ("sp", "iid", 0.1, -0.0041, "no ranking", 0.0, 0.0212, np.nan, np.nan, -0.02,
-         12, 0, 0.03, "higher"),
-        ("cd", "iid", 0.1, -0.0041, "no ranking", 0.0, 0.0, np.nan, np.nan, 0.0,
-         12, 0, 1.0, "no ranking"),
-    ], columns=["method", "regime", "noise_ratio", *evaluate.RECOVERY])
-    text = evaluate.recovery_reading(rec)
-    lines = text.splitlines()
-    assert len(lines) == 2 and all(line.startswith("- **") for line in lines)
-    assert lines[0].startswith("- **overlap, 0.2**: rd loses 0.200 image AUROC "
-                               "(the seeds support it).")
-    assert "sp (+0.150, recovery 0.749 ± 0.081)" in lines[0]
-    assert "Worse: cd (-0.033)" in lines[0] and "No ranking: 1 of 3" in lines[0]
-    assert "rd gains 0.004" in lines[1] and "support no change" in lines[1]
-    assert "sp (+0.021)." in lines[1] and "recovery" not in lines[1]
-    held = {f"{v:.3f}" for c in ("baseline_drop", "gain", "recovery",
-                                 "recovery_std_seeds") for v in rec[c].abs()}
-    named = re.findall(r"\d+\.\d+", text.replace("**overlap, 0.2**", "")
-                       .replace("**iid, 0.1**", ""))
-    assert named and set(named) <= held
-
-
 def test_one_dataset_is_read_at_a_time_never_pooled():
     rows = pd.DataFrame({"dataset": ["mvtec_ad", "visa", "visa"], "x": [1, 2, 3]})
     with pytest.raises(ValueError, match=r"holds the datasets \['mvtec_ad', 'visa'\]"):

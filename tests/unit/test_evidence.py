@@ -267,3 +267,37 @@ def test_a_statement_writes_the_verdict_with_its_n_test_and_power():
     holm = evidence.pairwise(table).iloc[0]
     assert evidence.statement("a - b", holm).endswith(
         f"p {holm.p_holm:.2g} (Holm): {holm.verdict}")
+
+
+def test_cost_is_each_methods_own_loss_by_category_with_its_power():
+    from fuadnb import evaluate
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for c in range(8):
+        for seed in (1, 2):
+            for method, loss in (("rd", 0.05), ("softpatch", 0.0)):
+                clean = 0.8 + rng.normal(0, 0.02)
+                rows += [{"method": method, "category": f"c{c}", "seed": seed,
+                          "regime": "recurring", "noise_ratio": 0.0,
+                          "image_auroc": clean},
+                         {"method": method, "category": f"c{c}", "seed": seed,
+                          "regime": "overlap", "noise_ratio": 0.2,
+                          "image_auroc": clean - loss + rng.normal(0, 0.01)}]
+    rows = pd.DataFrame(rows)
+    out = evidence.cost(evaluate.with_clean(rows, ("overlap",)), "image_auroc",
+                        n_resamples=99).set_index("method")
+    frame = rows.assign(key=rows.noise_ratio.map({0.0: "clean", 0.2: "dirty"}))
+    wide = frame.pivot_table(index=["method", "category"], columns="key",
+                             values="image_auroc")     # seeds averaged first
+    for method in ("rd", "softpatch"):
+        d = (wide.loc[method, "dirty"] - wide.loc[method, "clean"]).to_numpy()
+        assert out.loc[method, "delta"] == pytest.approx(d.mean())
+        assert out.loc[method, "sd"] == pytest.approx(d.std(ddof=1))
+        assert out.loc[method, "p"] == pytest.approx(
+            stats.wilcoxon(d, method="exact").pvalue)
+        z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+        assert out.loc[method, "detectable"] == pytest.approx(
+            z * d.std(ddof=1) / np.sqrt(8))
+    assert out.loc["rd", "verdict"] == "lower"
+    assert out.loc["rd", "regime"] == "overlap" and len(out) == 2

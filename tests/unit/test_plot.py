@@ -104,33 +104,6 @@ def test_patch_cells_draws_one_square_per_cell():
         plot.patch_cells(IMAGES[:2], [[0]], grid=4)
 
 
-def test_regime_curves_one_panel_per_regime_with_every_method():
-    rows = pd.DataFrame([{"regime": r, "method": m, "noise_ratio": n, "seed": s,
-                          "image_auroc": 0.9 - n * (r == "overlap") + 0.01 * s}
-                         for r in ("iid", "overlap") for m in ("rd", "sp")
-                         for n in (0.0, 0.1, 0.2) for s in (1, 2, 3)])
-    fig = plot.regime_curves(rows, "image_auroc")
-    assert [ax.get_title() for ax in fig.axes] == ["regime: iid", "regime: overlap"]
-    assert len(fig.axes[1].lines) >= 2
-    labels = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
-    assert labels == ["rd", "sp"]
-
-
-def test_recovery_bars_draw_the_defined_shares_and_say_where_none_is():
-    rec = pd.DataFrame({"method": ["sp", "cd"] * 4,
-                        "regime": ["overlap"] * 4 + ["iid"] * 4,
-                        "noise_ratio": [0.1, 0.1, 0.2, 0.2] * 2,
-                        "recovery": [0.5, -0.2, 0.8, 0.1] + [np.nan] * 4,
-                        "recovery_std_seeds": [0.1] * 4 + [np.nan] * 4})
-    fig = plot.recovery_bars(rec)
-    overlap, iid = fig.axes[:2]
-    heights = sorted(round(p.get_height(), 3) for p in overlap.patches)
-    assert heights == [-0.2, 0.1, 0.5, 0.8]
-    assert [t.get_text() for t in iid.texts] == ["0.1: no damage to repair",
-                                                 "0.2: no damage to repair"]
-    assert not overlap.texts
-
-
 def test_budget_curves_rescale_each_loss_and_mark_the_steps():
     hist = pd.DataFrame({"method": ["rd"] * 4 + ["cdd"] * 3,
                          "record": [1, 2, 3, 4, 1, 2, 3],

@@ -1,0 +1,101 @@
+"""Every sentence a chapter writes by hand about what its committed table shows is
+a claim here, checked against that table (issue 31: no claim stronger than its
+table). A claim is the words the chapter uses and a check of the table; the test
+fails, never skips, when the words are gone (delete the claim) or the table stops
+supporting them (fix the prose or the grid), and each check is shown failing on a
+planted table, so none can pass without looking. Numbers and verdicts the chapters
+compute (glued values, `fuadnb.evidence.statement`) need no claim: they are
+recomputed from the table on every build.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from fuadnb import evidence
+from fuadnb import grid as grids
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS, GRIDS = REPO / "benchmarks" / "results", REPO / "benchmarks" / "grids"
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    chapter: str                            # notebooks/<chapter>.ipynb
+    words: str                              # what its Markdown says, verbatim
+    table: str                              # the grid whose points it is about
+    check: Callable[[pd.DataFrame], bool]   # holds on those points
+    planted: Callable[[pd.DataFrame], pd.DataFrame]   # points it must fail on
+
+
+@functools.cache
+def _points(name: str) -> pd.DataFrame:
+    """A grid file's points as a table (what its committed table grows towards)."""
+    return pd.DataFrame([p for _, p in grids.named_points(GRIDS / f"{name}.yaml")])
+
+
+def _multi_seed(points: pd.DataFrame) -> pd.Series:
+    """Per image size, the categories run with more than one seed."""
+    seeds = points.groupby(["IMAGE_SIZE", "CATEGORY"]).SEED.nunique()
+    return seeds[seeds > 1].groupby(level="IMAGE_SIZE").size()
+
+
+def _five_cannot_reach(points: pd.DataFrame) -> bool:
+    multi = _multi_seed(points)
+    return (len(multi) == 2 and set(multi) == {5}
+            and evidence.signed_rank(np.ones(5))["p_floor"] >= 0.05)
+
+
+def _six_give(points: pd.DataFrame) -> bool:
+    n = points.CATEGORY.nunique()
+    return n == 6 and evidence.signed_rank(np.ones(n))["p_floor"] == 2 / 2**6
+
+
+def _one_seed_each_three_on_five(points: pd.DataFrame) -> bool:
+    seeds = points.groupby("CATEGORY").SEED.nunique()
+    sizes = points.groupby("CATEGORY").IMAGE_SIZE.nunique()
+    return (set(seeds) == {1, 3} and (seeds == 3).sum() == 5
+            and set(sizes[seeds == 3]) == {2} and set(sizes[seeds == 1]) == {1})
+
+
+def _a_sixth_multi_seed_category(points: pd.DataFrame) -> pd.DataFrame:
+    multi = set(points[points.SEED == 222].CATEGORY)
+    one = next(c for c in points.CATEGORY if c not in multi)
+    extra = points[points.CATEGORY == one]
+    return pd.concat([points, *(extra.assign(SEED=s, IMAGE_SIZE=size)
+                                for s in (222, 333) for size in (64, 96))])
+
+
+CLAIMS = [
+    Claim("08_benchmark", "With five categories the exact test cannot reach "
+          "$p < 0.05$", "benchmark_v3", _five_cannot_reach,
+          _a_sixth_multi_seed_category),
+    Claim("08_benchmark", "six categories give a smallest p of 2/2⁶", "budget_v3",
+          _six_give, lambda p: p[p.CATEGORY != p.CATEGORY.iloc[-1]]),
+    Claim("08_benchmark", "one seed each, and three seeds on five of them at two "
+          "image sizes", "benchmark_v3", _one_seed_each_three_on_five,
+          _a_sixth_multi_seed_category),
+]
+
+
+def _markdown(chapter: str) -> str:
+    nb = nbformat.read(REPO / "notebooks" / f"{chapter}.ipynb", as_version=4)
+    return " ".join(" ".join(c.source for c in nb.cells
+                             if c.cell_type == "markdown").split())
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.words[:40])
+def test_a_claim_is_in_its_chapter_and_its_table_supports_it(claim):
+    assert claim.words in _markdown(claim.chapter), "the words are gone: drop it"
+    assert claim.check(_points(claim.table)), claim.words
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=lambda c: c.words[:40])
+def test_a_claims_check_fails_on_a_planted_table(claim):
+    assert not claim.check(claim.planted(_points(claim.table))), claim.words
