@@ -45,6 +45,8 @@ from statsmodels.stats.multitest import multipletests
 ZERO_METHOD = "wilcox"       # zero differences are dropped; n shrinks and is reported
 TEST_METHOD = "exact"        # the exact null distribution, never scipy's "auto"
 FLOOR = 0.02                 # recovery is defined where the baseline loses more
+MIN_CI = 5                   # fewer categories get no bootstrap interval: their
+# resamples are a handful of values (2 categories: 3 distinct means), no interval
 
 
 def category_means(rows: pd.DataFrame, column: str,
@@ -171,7 +173,7 @@ def compare(d: pd.Series, *, alpha: float = 0.05, clusters: Sequence | None = No
             n_resamples: int = 9999, seed: int = 0) -> dict[str, object]:
     """Per-category differences `d` summarised: the `COMPARE` columns (mean and its
     percentile bootstrap interval over categories, clustered by `clusters` where
-    given; median; ``sd`` between categories and ``detectable``, the mean
+    given, from `MIN_CI` categories on; median; ``sd`` between categories and ``detectable``, the mean
     difference these categories detect with power 0.8 at `alpha` for that sd
     (`detectable_gain`, the power statement read from the table itself);
     `signed_rank`'s n and p; `verdict`)."""
@@ -180,7 +182,8 @@ def compare(d: pd.Series, *, alpha: float = 0.05, clusters: Sequence | None = No
     delta = float(values.mean()) if len(values) else np.nan
     low, high = bootstrap_ci(values, np.mean, clusters=clusters,
                              n_resamples=n_resamples, confidence=1 - alpha,
-                             seed=seed)[:2] if len(values) > 1 else (np.nan, np.nan)
+                             seed=seed)[:2] if len(values) >= MIN_CI else (np.nan,
+                                                                           np.nan)
     sd = float(values.std(ddof=1)) if len(values) > 1 else np.nan
     return {"delta": delta, "ci_low": low, "ci_high": high,
             "median": float(np.median(values)) if len(values) else np.nan,
@@ -325,7 +328,7 @@ def recovery_overall(per_category: pd.DataFrame, *, floor: float = FLOOR,
                      ) -> dict[str, object]:
     """`recovery_by_category`'s rows summarised over categories: ``recovery`` =
     mean gain / mean damage (a ratio of means, defined where the mean damage
-    exceeds `floor`) with its percentile bootstrap interval resampling categories
+    exceeds `floor`) with its percentile bootstrap interval resampling categories (from `MIN_CI` on)
     (by ``family`` where the table has one; a replicate whose mean damage is at or
     under the floor is undefined), ``n_qualifying`` (categories whose own damage
     exceeds the floor), ``clean_gap`` (mean), and the exact signed-rank test of the
@@ -337,7 +340,7 @@ def recovery_overall(per_category: pd.DataFrame, *, floor: float = FLOOR,
         return g.mean() / d.mean() if d.mean() > floor else np.nan
 
     low = high = np.nan
-    if defined and len(damage) > 1:
+    if defined and len(damage) >= MIN_CI:
         low, high, _ = bootstrap_ci(np.column_stack([gain, damage]), ratio,
                                     clusters=per_category.get("family"),
                                     n_resamples=n_resamples, confidence=1 - alpha,

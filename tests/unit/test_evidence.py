@@ -301,3 +301,12 @@ def test_cost_is_each_methods_own_loss_by_category_with_its_power():
             z * d.std(ddof=1) / np.sqrt(8))
     assert out.loc["rd", "verdict"] == "lower"
     assert out.loc["rd", "regime"] == "overlap" and len(out) == 2
+
+
+def test_no_interval_from_fewer_categories_than_min_ci():
+    four = evidence.compare(pd.Series([0.1, 0.2, 0.15, 0.3]), n_resamples=99)
+    five = evidence.compare(pd.Series([0.1, 0.2, 0.15, 0.3, 0.05]), n_resamples=99)
+    assert evidence.MIN_CI == 5
+    assert np.isnan(four["ci_low"]) and np.isnan(four["ci_high"])
+    assert five["ci_low"] < five["delta"] < five["ci_high"]
+    assert "[" not in evidence.statement("x", four)
