@@ -173,9 +173,10 @@ def compare(d: pd.Series, *, alpha: float = 0.05, clusters: Sequence | None = No
             n_resamples: int = 9999, seed: int = 0) -> dict[str, object]:
     """Per-category differences `d` summarised: the `COMPARE` columns (mean and its
     percentile bootstrap interval over categories, clustered by `clusters` where
-    given, from `MIN_CI` categories on; median; ``sd`` between categories and ``detectable``, the mean
-    difference these categories detect with power 0.8 at `alpha` for that sd
-    (`detectable_gain`, the power statement read from the table itself);
+    given, from `MIN_CI` categories on; median; ``sd`` between categories and
+    ``detectable``, the mean difference these categories detect with power 0.8 at
+    `alpha` for that sd (`detectable_gain`, the power statement read from the
+    table itself);
     `signed_rank`'s n and p; `verdict`)."""
     values = np.asarray(d, float)
     test = signed_rank(values)
@@ -328,9 +329,9 @@ def recovery_overall(per_category: pd.DataFrame, *, floor: float = FLOOR,
                      ) -> dict[str, object]:
     """`recovery_by_category`'s rows summarised over categories: ``recovery`` =
     mean gain / mean damage (a ratio of means, defined where the mean damage
-    exceeds `floor`) with its percentile bootstrap interval resampling categories (from `MIN_CI` on)
-    (by ``family`` where the table has one; a replicate whose mean damage is at or
-    under the floor is undefined), ``n_qualifying`` (categories whose own damage
+    exceeds `floor`) with its percentile bootstrap interval resampling categories
+    from `MIN_CI` on (by ``family`` where the table has one; a replicate whose mean
+    damage is at or under the floor is undefined), ``n_qualifying`` (categories whose own damage
     exceeds the floor), ``clean_gap`` (mean), and the exact signed-rank test of the
     gain (``n`` as used, ``p``, ``verdict``)."""
     gain, damage = per_category.gain.to_numpy(), per_category.damage.to_numpy()
