@@ -331,8 +331,9 @@ def recovery_overall(per_category: pd.DataFrame, *, floor: float = FLOOR,
     mean gain / mean damage (a ratio of means, defined where the mean damage
     exceeds `floor`) with its percentile bootstrap interval resampling categories
     from `MIN_CI` on (by ``family`` where the table has one; a replicate whose mean
-    damage is at or under the floor is undefined), ``n_qualifying`` (categories whose own damage
-    exceeds the floor), ``clean_gap`` (mean), and the exact signed-rank test of the
+    damage is at or under the floor is undefined), ``n_qualifying`` (categories
+    whose own damage exceeds the floor), ``clean_gap`` (mean), and the exact
+    signed-rank test of the
     gain (``n`` as used, ``p``, ``verdict``)."""
     gain, damage = per_category.gain.to_numpy(), per_category.damage.to_numpy()
     defined = len(damage) and damage.mean() > floor
