@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup tools book demo benchmark regimes speed rehearsal gpu-check test lint clean
+.PHONY: setup tools book demo benchmark budget regimes speed rehearsal gpu-check test lint clean
 
 # one stamp per extra: `make book` installs what the book needs (the `book` extra),
 # `make test` adds the test tools (the `dev` extra: pytest, ruff, timm, playwright)
@@ -29,12 +29,21 @@ book: $(VENV)/.installed-book
 demo: $(VENV)/.installed-book
 	$(PY) -m fuadnb demo
 
-## the benchmark of chapter 08: every method x clean + 3 regimes x 0.1/0.2 x 2
-## synthetic categories x 3 seeds (about two hours on 2 CPU cores; resumes if
-## interrupted), table committed
+## the benchmark of chapter 08, third edition: 9 methods x 5 conditions x 29 synthetic
+## v3 categories (+ 3 seeds on five, at 64 and 96 px): 2205 points, longer than one
+## sitting on 2 CPU cores; resumes from the committed table on any clone
 benchmark: $(VENV)/.installed-book
-	$(PY) -m fuadnb grid benchmarks/grids/demo.yaml --jobs 2 --out runs/grids/demo \
-	  --table benchmarks/results/benchmark_demo.csv
+	$(PY) -m fuadnb generate --v3 --root data/synthetic_v3
+	$(PY) -m fuadnb generate --v3 --size 96 --root data/synthetic_v3_96 \
+	  --categories coin grass gravel brick weave
+	$(PY) -m fuadnb grid benchmarks/grids/benchmark_v3.yaml --jobs 2 \
+	  --out runs/grids/benchmark_v3 --table benchmarks/results/benchmark_v3_demo.csv
+
+## the budget ablation of chapter 08: RD at 1x/4x/16x its budget, six categories
+budget: $(VENV)/.installed-book
+	$(PY) -m fuadnb generate --v3 --root data/synthetic_v3
+	$(PY) -m fuadnb grid benchmarks/grids/budget_v3.yaml --jobs 2 \
+	  --out runs/grids/budget_v3 --table benchmarks/results/budget_v3_demo.csv
 
 ## RD under every contamination regime (chapter 02's table): 105 runs, about 1.5-2 h
 ## on 2 CPU cores (two at a time; resumes if interrupted), table committed
