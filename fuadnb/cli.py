@@ -514,8 +514,9 @@ def parser() -> argparse.ArgumentParser:
                        "Dask LocalCluster of --jobs worker processes on this "
                        "machine")
     gr.add_argument("--table", type=Path, help="also write the results table here "
-                    "when the grid is done, e.g. benchmarks/results/"
-                    "benchmark_demo.csv for the benchmark chapter")
+                    "when the grid is done (and the finished points when it is "
+                    "interrupted), e.g. benchmarks/results/benchmark_v3_demo.csv "
+                    "for the benchmark chapter; its matching rows count as done")
     gr.add_argument("--device", help="set every point's DEVICE parameter (cpu, "
                     "cuda, cuda:N; default: the grid file's, else the notebook's "
                     "auto): the same grid on a GPU, e.g. benchmarks/grids/demo.yaml "
