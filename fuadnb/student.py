@@ -50,17 +50,17 @@ def _closes(line: str, fence: str) -> bool:
     return line.strip() == fence
 
 
-def strip_markdown(source: str, where: str = "a cell") -> tuple[str, int]:
-    """`source` without its ``{solution}`` blocks; returns the text and how many
-    were removed. A colon fence nested in a solution (a note) is skipped whole."""
-    lines, out, removed, i = source.splitlines(keepends=True), [], 0, 0
+def strip_markdown(source: str, where: str = "a cell") -> tuple[str, list[str]]:
+    """`source` without its ``{solution}`` blocks; returns the text and the blocks
+    removed. A colon fence nested in a solution (a note) is skipped whole."""
+    lines, out, removed, i = source.splitlines(keepends=True), [], [], 0
     while i < len(lines):
         opened = _directive(lines[i])
         if opened is None or opened[1] != "solution":
             out.append(lines[i])
             i += 1
             continue
-        fence = opened[0]
+        fence, first = opened[0], i
         if not fence.startswith(":"):
             raise StudentError(f"{where}: write a solution with a colon fence "
                                f"(:::{{solution}}), not {fence}")
@@ -75,7 +75,7 @@ def strip_markdown(source: str, where: str = "a cell") -> tuple[str, int]:
             i += 1
         if depth:
             raise StudentError(f"{where}: a {{solution}} block is never closed")
-        removed += 1
+        removed.append("".join(lines[first:i]))
     text = re.sub(r"\n{3,}", "\n\n", "".join(out)).strip("\n")
     return text, removed
 
@@ -137,8 +137,8 @@ def strip(nb: nbformat.NotebookNode, where: str = "the notebook"
             continue
         cell = nbformat.from_dict(dict(cell))      # a copy: the source is untouched
         if cell.cell_type == "markdown":
-            cell.source, n = strip_markdown(cell.source, here)
-            count["solutions"] += n
+            cell.source, blocks = strip_markdown(cell.source, here)
+            count["solutions"] += len(blocks)
             if not cell.source.strip():
                 count["cells"] += 1
                 continue
