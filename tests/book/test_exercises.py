@@ -68,7 +68,8 @@ def test_every_chapter_has_three_to_five_exercises_each_with_a_solution(path):
 
 def test_exercise_labels_are_unique_across_the_book():
     labels = [label for path in CHAPTERS for c in _cells(path)
-              if c.cell_type == "markdown" for label in student.exercise_labels(c.source)]
+              if c.cell_type == "markdown"
+              for label in student.exercise_labels(c.source)]
     assert len(labels) == len(set(labels)) >= 3 * len(CHAPTERS)
 
 
@@ -96,7 +97,8 @@ def test_solution_code_leaves_nothing_the_chapter_needs(path):
     _, _, dropped = solution_parts(cells)
     assigned = {n.id for src in dropped for n in ast.walk(ast.parse(src))
                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    kept = [c.source for c in cells if c.cell_type == "code" and c.source not in dropped]
+    kept = [c.source for c in cells
+            if c.cell_type == "code" and c.source not in dropped]
     defined = {n.id for src in kept for n in ast.walk(ast.parse(src))
                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     for src in kept:
