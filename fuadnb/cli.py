@@ -421,6 +421,19 @@ def cmd_rehearse(args: argparse.Namespace) -> None:
         _raise_failed(table, args.out / name)
 
 
+def cmd_student(args: argparse.Namespace) -> None:
+    notebooks, _, _ = _papermill()
+    from fuadnb import student
+
+    root = notebooks.repo_root()
+    report = student.write_student_copies(args.out, root=root)
+    exercises = sum(r["exercises"] for r in report.values())
+    solutions = sum(r["solutions"] for r in report.values())
+    print(f"{len(report)} student notebooks in {args.out}: {exercises} exercises "
+          f"kept, {solutions} solutions removed; run them from a folder beside "
+          f"notebooks/ in the checkout (their paths are relative: ../data)")
+
+
 def parser() -> argparse.ArgumentParser:
     """The ``fuadnb`` argument parser."""
     p = Parser(prog="python -m fuadnb", description=(
@@ -564,6 +577,20 @@ def parser() -> argparse.ArgumentParser:
                     "clone, and the finished points are written back, also when "
                     "interrupted (default: none)")
     rh.set_defaults(func=cmd_rehearse)
+
+    st = command("student", (), help="write student copies of the chapters: the "
+                 "exercises kept, their solutions removed", description="Write a "
+                 "copy of every chapter of notebooks/ into a new folder with the "
+                 "solutions of its exercises removed (solution blocks, gated "
+                 "solutions with their code cells, cells tagged solution) and an "
+                 "empty code cell after each exercise, outputs stripped. All or "
+                 "nothing: on an error no folder is left. Run from the repository; "
+                 "see book/course.md.")
+    st.add_argument("--out", type=Path, required=True, help="the new folder for the "
+                    "student notebooks (must not exist, or be empty); put it beside "
+                    "notebooks/, e.g. --out exercises, so that the chapters' "
+                    "relative paths (../data, ../benchmarks) still hold")
+    st.set_defaults(func=cmd_student)
 
     s = command("results", ("runs",), help="list the finished runs as a table",
                 description="List every finished run under --runs as one table. "

@@ -42,7 +42,8 @@ def test_help_explains_every_option(capsys):
                                       "--quiet", "--scheduler", "--cluster", "--set"],
                              "rehearse": ["--out", "--subset", "--jobs",
                                           "--datasets", "--no-chapter", "--tables"],
-                             "results": ["--csv", "--runs"]}.items():
+                             "results": ["--csv", "--runs"],
+                             "student": ["--out"]}.items():
         with pytest.raises(SystemExit):
             cli.main([command, "--help"])
         text = capsys.readouterr().out

@@ -14,8 +14,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "fuadnb"
 LAYERS = [{"utils", "config"}, {"data", "metrics", "runs"}, {"nn"}, {"engine"},
           {"models"}, {"evidence"}, {"evaluate", "strategies"}, {"experiment", "plot"},
-          {"nb"}, {"notebooks"}, {"book", "grid"}, {"cluster", "rehearsal"}, {"cli"},
-          {"__main__"}]
+          {"nb"}, {"notebooks"}, {"book", "grid", "student"}, {"cluster", "rehearsal"},
+          {"cli"}, {"__main__"}]
 RANK = {name: level for level, names in enumerate(LAYERS) for name in names}
 SUBLAYERS = {"data.synthetic": [{"spec", "noise"}, {"sources"}, {"scenes", "defects"},
                                 {"samples", "manifest"}, {"build"}]}

@@ -18,7 +18,7 @@ PAGES = ("intro", "chapters/01_contamination", "chapters/02_reverse_distillation
          "chapters/05_cross_domain_distillation",
          "chapters/06_funad_pseudo_labels",
          "chapters/07_llb_filtering", "chapters/08_benchmark", "running",
-         "bibliography")
+         "course", "bibliography")
 # Known and harmless, each with why; anything else a page logs as an error fails.
 KNOWN_PAGE_ERRORS = {
     # sphinx-book-theme's Thebe launcher declares this `let` in two scripts of a page
@@ -139,3 +139,29 @@ def test_explorer_works_without_a_kernel(smoke_book, browser):
     assert second != first and page.locator(".widget-readout").first.inner_text() == "1"
     image = page.locator(".widget-image:visible").first
     assert image.bounding_box()["width"] > 100
+
+
+@pytest.mark.parametrize("name", ["chapters/02_reverse_distillation",
+                                  "chapters/08_benchmark"])
+def test_a_solution_is_hidden_until_clicked(smoke_book, browser, name):
+    """sphinx-exercise's solutions with ``:class: dropdown`` (sphinx-togglebutton):
+    folded on load, shown by a click on their toggle button, with their glued
+    numbers, and no error or failed request on the page."""
+    html = smoke_book / "_build" / "html" / f"{name}.html"
+    page, errors, requests = _open(browser, html.as_uri())
+    check_page(page, errors, requests)
+    exercises = page.locator("div.exercise.admonition")
+    solutions = page.locator("div.solution.dropdown.admonition")
+    assert exercises.count() >= 3 and solutions.count() == exercises.count()
+    for k in range(solutions.count()):
+        solution = solutions.nth(k)
+        body = solution.locator("section").first
+        solution.scroll_into_view_if_needed()
+        assert solution.locator(".admonition-title").is_visible()
+        assert not body.is_visible(), f"solution {k} is shown before it is clicked"
+        # the toggle button, not the title's link to the exercise
+        solution.locator("button.toggle-button").click()
+        page.wait_for_timeout(300)
+        assert body.is_visible(), f"a click does not show solution {k}"
+        assert body.locator(".pasted-text").count() > 0, "its numbers are not glued"
+    assert errors == []
