@@ -69,6 +69,19 @@ def category_means(rows: pd.DataFrame, column: str,
                          "n_seeds": groups.size()})
 
 
+REGIMES = ("overlap", "iid", "recurring")   # the book's order of the regimes
+
+
+def conditions(rows: pd.DataFrame) -> list[tuple[str, float]]:
+    """The contaminated conditions of `rows`: each (regime, noise ratio) with a
+    noise ratio above 0, in the book's order of the regimes (`REGIMES`, then any
+    other by name), each by ratio."""
+    rank = {regime: k for k, regime in enumerate(REGIMES)}
+    pairs = {(str(r), float(n)) for r, n in zip(rows["regime"], rows["noise_ratio"],
+                                                 strict=True) if n > 0}
+    return sorted(pairs, key=lambda c: (rank.get(c[0], len(rank)), c[0], c[1]))
+
+
 def select(rows: pd.DataFrame, where: Mapping[str, object]) -> pd.DataFrame:
     """The rows whose columns equal every value of `where`."""
     keep = np.ones(len(rows), bool)

@@ -287,8 +287,9 @@ def test_the_book_grids_cover_what_the_benchmark_promises():
 def test_the_committed_demo_table_is_the_whole_demo_grid():
     """What chapter 04 renders (and chapter 08's second edition): every point of
     benchmarks/grids/demo.yaml, run once, ok, from one clean commit, at one image
-    size, each trained method at one budget (RD-E's rounded to whole epochs, CDD's and FUN-AD's epochs over the
-    training set's size), with the provenance columns the chapter reads."""
+    size, each trained method at one budget (RD-E's rounded to whole epochs, CDD's
+    and FUN-AD's epochs over the training set's size), with the provenance columns
+    the chapter reads."""
     table = pd.read_csv(RESULTS / "benchmark_demo.csv")
     named = grids.named_points(GRIDS / "demo.yaml")
     assert table.point.tolist() == [n for n, _ in named]

@@ -310,3 +310,12 @@ def test_no_interval_from_fewer_categories_than_min_ci():
     assert np.isnan(four["ci_low"]) and np.isnan(four["ci_high"])
     assert five["ci_low"] < five["delta"] < five["ci_high"]
     assert "[" not in evidence.statement("x", four)
+
+
+def test_conditions_are_the_contaminated_pairs_in_the_books_order():
+    rows = pd.DataFrame({"regime": ["recurring", "iid", "overlap", "overlap",
+                                    "recurring", "fuiad", "iid"],
+                         "noise_ratio": [0.2, 0.2, 0.2, 0.1, 0.0, 0.1, 0.2]})
+    assert evidence.conditions(rows) == [("overlap", 0.1), ("overlap", 0.2),
+                                         ("iid", 0.2), ("recurring", 0.2),
+                                         ("fuiad", 0.1)]
