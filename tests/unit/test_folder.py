@@ -144,3 +144,18 @@ def test_a_run_on_a_folder_without_masks(tmp_path):
     assert 0 <= row["image_auroc"] <= 1
     assert np.isnan(row["pixel_auroc"]) and np.isnan(row["pixel_aupro"])
     assert folder.kind("cubes") == data.kind("folder", "cubes") == "texture"
+
+
+def test_the_cli_reads_a_folder_and_says_what_is_missing(tmp_path, capsys):
+    from fuadnb import cli
+
+    root = _cubes(tmp_path, n_normal=12)
+    args = ["run", "--dataset", "folder", "--root", str(root), "--category", "cubes",
+            "--method", "patchcore", "--profile", "smoke", "--noise", "0.1",
+            "--regime", "overlap", "--runs", str(tmp_path / "runs"), "--quiet"]
+    assert cli.main(args) == 0
+    assert "folder" in capsys.readouterr().out
+    (root / "cubes" / "mask" / "a.png").rename(root / "cubes" / "mask" / "q.png")
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mask without an image" in err[0] and "q.png" in err[0]
