@@ -1,6 +1,7 @@
 """Build the book: every chapter executed with papermill, then Jupyter Book.
 
-* `build_book`: every chapter in `fuadnb.notebooks.CHAPTERS` from ``notebooks/``
+* `build_book`: every chapter in `fuadnb.notebooks.CHAPTERS` (then the pages in
+  `fuadnb.notebooks.PAGES`) from ``notebooks/``
   executed into ``book/chapters/`` (one parameter set, e.g. the ``demo`` profile), the
   offline browser assets copied into ``book/_vendor`` (`vendor_assets`), then
   ``jupyter-book build book/`` (Jupyter Book 1.x, ``execute_notebooks: off``: the book
@@ -22,6 +23,7 @@ from typing import Any
 from fuadnb.experiment import check_parameters
 from fuadnb.notebooks import (
     CHAPTERS,
+    PAGES,
     BookError,
     check_names,
     check_types,
@@ -103,7 +105,7 @@ def preflight(root: Path, parameters: dict[str, Any]) -> None:
     close match) and a value a chapter could not run with
     (`fuadnb.experiment.check_parameters`: names, paths, the learning-bias curve's
     interval against the run's steps)."""
-    sources = [root / "notebooks" / f"{name}.ipynb" for name in CHAPTERS]
+    sources = [root / "notebooks" / f"{name}.ipynb" for name in (*CHAPTERS, *PAGES)]
     check_names(sources, parameters, "book -p")
     for src in sources:
         check_types(src, parameters, f"book -p (chapter {src.stem})")
@@ -129,7 +131,7 @@ def build_book(parameters: dict[str, Any], *, root: Path | None = None,
     root = root or repo_root()
     if execute_chapters:
         preflight(root, parameters)
-        for name in CHAPTERS:
+        for name in (*CHAPTERS, *PAGES):
             src = root / "notebooks" / f"{name}.ipynb"
             params = only_declared(src, parameters)
             log(f"executing {src.relative_to(root)} with {params}")
@@ -140,7 +142,7 @@ def build_book(parameters: dict[str, Any], *, root: Path | None = None,
                                 f"{outcome.error} (executed notebook with the error: "
                                 f"{outcome.notebook})")
             log(f"  done in {outcome.seconds:.0f} s")
-    missing = [n for n in CHAPTERS
+    missing = [n for n in (*CHAPTERS, *PAGES)
                if not (root / "book" / "chapters" / f"{n}.ipynb").is_file()]
     if missing:
         raise BookError(f"no executed chapters {missing} in book/chapters; build "

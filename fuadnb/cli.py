@@ -89,8 +89,10 @@ def _shared_options() -> dict[str, argparse.ArgumentParser]:
                                 "book), paper = the papers' settings on a GPU "
                                 "(default: %(default)s)")),
         "--dataset": (DATA, dict(default="synthetic", choices=data.DATASETS,
-                                 help="dataset layout of --root (default: "
-                                 "%(default)s)")),
+                                 help="dataset layout of --root; folder: your "
+                                 "own images, <root>/<category>/normal, abnormal "
+                                 "and mask folders (anomalib's Folder; other names "
+                                 "in its folder.yaml) (default: %(default)s)")),
         "--root": (DATA, dict(type=Path, default=Path("data/synthetic"),
                               help="dataset root folder (generate writes the "
                               "synthetic benchmark there) (default: %(default)s)")),

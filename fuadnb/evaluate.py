@@ -79,7 +79,8 @@ def score(*, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
     Returns:
         ``image_auroc, image_ap, image_f1max, pixel_auroc, pixel_aupro``,
         ``detection_auroc`` (NaN unless the training set is contaminated) and the
-        group columns. Undefined entries are NaN.
+        group columns. Undefined entries are NaN (the pixel metrics of a test
+        set without any mask, e.g. a folder dataset without a mask folder).
     """
     _arrays("score", labels=labels, scores=scores)
     n = len(labels)
@@ -91,7 +92,7 @@ def score(*, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
         _arrays("score", n, **{f"groups[{name!r}]": group})
     if train_injected is not None:
         _arrays("score", train_injected=train_injected, train_scores=train_scores)
-    out = _test_metrics(labels, scores, masks, maps)
+    out = _test_metrics(labels, scores, masks, maps, pixels=bool(np.any(masks)))
     out["detection_auroc"] = float("nan")
     if train_injected is not None and np.any(train_injected):
         out["detection_auroc"] = metrics.detection_auroc(train_injected, train_scores)

@@ -4,7 +4,8 @@ and `fuadnb.grid` (batch grids) share.
 The only module that imports papermill; nothing in fuadnb imports this one but
 `book` and `grid`.
 
-* where the chapters are: `repo_root` (the checkout) and `CHAPTERS` (the book's order);
+* where the chapters are: `repo_root` (the checkout), `CHAPTERS` (the book's order)
+  and `PAGES` (the other executed pages);
 * what a notebook takes: `declared_parameters`, `only_declared`;
 * running one: `execute` (returns an `Outcome`, never raises for a failed cell), with
   environment variables for its kernel alone (`execute`'s ``env``: a grid gives each
@@ -36,6 +37,9 @@ from fuadnb.utils import ToolError
 CHAPTERS = ("01_contamination", "02_reverse_distillation", "03_memory_bank",
             "04_expert_distillation", "05_cross_domain_distillation",
             "06_funad_pseudo_labels", "07_llb_filtering", "08_benchmark")
+# other executed pages of the book (notebooks/<name>.ipynb -> book/chapters/), run
+# after the chapters (own_method reuses chapter 02's cached RD runs)
+PAGES = ("own_method",)
 
 
 class BookError(ToolError):

@@ -66,6 +66,29 @@ BOOK_FILES = ("notebooks", "book", "benchmarks", "_config.yml", "package.json",
               "package-lock.json")
 
 
+def copy_book(root: Path) -> Path:
+    """A private copy of the repository's book sources at `root` (executed chapters,
+    vendored assets and HTML left out; the package and node_modules linked), so a
+    test builds the book without writing to the checkout. Returns `root`."""
+    for name in BOOK_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns(
+                "chapters", "_vendor", "_build", ".ipynb_checkpoints"))
+        else:
+            shutil.copy(src, root / name)
+    (root / "fuadnb").symlink_to(REPO / "fuadnb")   # the book's literalincludes
+    if (REPO / "node_modules").is_dir():
+        (root / "node_modules").symlink_to(REPO / "node_modules")
+    return root
+
+
+@pytest.fixture(scope="session")
+def book_copy(tmp_path_factory):
+    """``book_copy(name)``: `copy_book` into a fresh temporary folder."""
+    return lambda name: copy_book(tmp_path_factory.mktemp(name))
+
+
 @pytest.fixture(scope="session")
 def smoke_grid(tiny_synth, tmp_path_factory) -> Path:
     """A grid of two cells of ``benchmarks/grids/cell.ipynb`` at the smoke profile
@@ -95,17 +118,7 @@ def smoke_book(tiny_synth, smoke_grid, tmp_path_factory) -> Path:
     ``_build/html``.
     """
     book = pytest.importorskip("fuadnb.book")
-    root = tmp_path_factory.mktemp("repo")
-    for name in BOOK_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns(
-                "chapters", "_vendor", "_build", ".ipynb_checkpoints"))
-        else:
-            shutil.copy(src, root / name)
-    (root / "fuadnb").symlink_to(REPO / "fuadnb")   # the book's literalincludes
-    if (REPO / "node_modules").is_dir():
-        (root / "node_modules").symlink_to(REPO / "node_modules")
+    root = copy_book(tmp_path_factory.mktemp("repo"))
     parameters = {"PROFILE": "smoke", "DATASET": "synthetic",
                   "DATA_ROOT": str(tiny_synth), "CATEGORY": TINY_CATEGORIES[0],
                   "NOISE_RATIO": 0.2, "RUNS_ROOT": str(root / "runs"),

@@ -13,7 +13,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fuadnb"
 LAYERS = [{"utils", "config"}, {"data", "metrics", "runs"}, {"nn"}, {"engine"},
-          {"models"}, {"evidence"}, {"evaluate", "strategies"}, {"experiment", "plot"},
+          {"models"}, {"evidence"}, {"evaluate", "strategies"},
+          {"experiment", "plot", "chapter_table"},
           {"nb"}, {"notebooks"}, {"book", "grid", "student"}, {"cluster", "rehearsal"},
           {"cli"}, {"__main__"}]
 RANK = {name: level for level, names in enumerate(LAYERS) for name in names}

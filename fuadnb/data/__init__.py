@@ -15,6 +15,7 @@ from fuadnb.data import (
     anomalies,
     btad,
     contamination,
+    folder,
     images,
     mpdd,
     mvtec,
@@ -27,7 +28,7 @@ from fuadnb.data.index import COLUMNS, DatasetError
 from fuadnb.utils import check_name
 
 READERS = {"mvtec_ad": mvtec, "visa": visa, "mpdd": mpdd, "btad": btad,
-           "real_iad": real_iad, "synthetic": synthetic}
+           "real_iad": real_iad, "synthetic": synthetic, "folder": folder}
 DATASETS = tuple(READERS)
 
 __all__ = ["COLUMNS", "DATASETS", "DatasetError", "Split", "anomalies", "categories",
@@ -89,4 +90,6 @@ def categories(dataset: str, root: Path | str) -> list[str]:
     root = _check(dataset, root)
     if dataset in ("visa", "real_iad"):
         return list(READERS[dataset].CATEGORIES)
+    if dataset == "folder":
+        return folder.categories(root)
     return sorted(p.name for p in root.iterdir() if (p / "train").is_dir())

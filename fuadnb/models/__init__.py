@@ -6,6 +6,10 @@ not in the middle of a run. What every method does the same way (prediction, the
 meaning across methods: ``precision``, ``load_size``) is in `fuadnb.models.base`.
 """
 
+import importlib
+import importlib.util
+import os
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
@@ -104,6 +108,50 @@ def register(name: str, module: ModuleType) -> ModuleType:
 for _name, _module in (("rd", rd), ("rde", rde), ("cdd", cdd), ("funad", funad),
                        ("patchcore", patchcore), ("softpatch", softpatch)):
     register(_name, _module)
+
+# methods defined outside fuadnb, registered in every process that imports it (a
+# grid's kernels, the CLI): ``name=module`` entries separated by commas, ``module`` a
+# dotted module name on the Python path or a ``.py`` file
+PLUGINS = "FUADNB_METHODS"
+
+
+def load_plugins(spec: str | None = None) -> list[str]:
+    """Import and `register` the methods `spec` names (default: the ``FUADNB_METHODS``
+    environment variable), e.g. ``knn=notebooks/knn_method.py`` or
+    ``knn=my_package.knn``. Returns the names registered.
+
+    Raises:
+        ValueError: an entry that is not ``name=module``, a file or module that
+            cannot be imported; TypeError: a module that lacks part of `Method`.
+    """
+    spec = os.environ.get(PLUGINS, "") if spec is None else spec
+    names = []
+    for entry in filter(None, (e.strip() for e in spec.split(","))):
+        name, sep, target = (part.strip() for part in entry.partition("="))
+        if not sep or not name.isidentifier() or not target:
+            raise ValueError(f"{PLUGINS}: {entry!r} is not name=module (e.g. "
+                             "knn=my_methods/knn.py or knn=my_package.knn)")
+        try:
+            if target.endswith(".py"):
+                path = Path(target).expanduser().resolve()
+                found = importlib.util.spec_from_file_location(
+                    f"fuadnb_method_{name}", path)
+                if found is None or not path.is_file():
+                    raise FileNotFoundError(f"no file {path}")
+                module = importlib.util.module_from_spec(found)
+                sys.modules[found.name] = module   # dataclasses look it up
+                found.loader.exec_module(module)
+            else:
+                module = importlib.import_module(target)
+        except Exception as err:   # whatever the module's own import raises
+            raise ValueError(f"{PLUGINS}: method {name!r} from {target!r} cannot be "
+                             f"imported ({type(err).__name__}: {err})") from err
+        register(name, module)
+        names.append(name)
+    return names
+
+
+load_plugins()
 
 
 def get(name: str) -> ModuleType:

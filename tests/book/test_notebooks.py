@@ -19,6 +19,7 @@ from fuadnb.experiment import Scenario
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CELL = NOTEBOOKS.parent / "benchmarks" / "grids" / "cell.ipynb"
 CHAPTERS = [NOTEBOOKS / f"{name}.ipynb" for name in notebooks.CHAPTERS]
+PAGES = [NOTEBOOKS / f"{name}.ipynb" for name in notebooks.PAGES]   # run like them
 REQUIRED = {"DATASET", "DATA_ROOT", "CATEGORY", "NOISE_RATIO", "REGIME", "SEED"}
 TRAINING = {"PROFILE", "BACKBONE", "WEIGHTS", "IMAGE_SIZE", "DEVICE", "RUNS_ROOT"}
 
@@ -41,11 +42,11 @@ def test_every_chapter_is_in_the_book_and_the_toc():
     toc = (NOTEBOOKS.parent / "book" / "_toc.yml").read_text()
     assert sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")) == \
         list(notebooks.CHAPTERS)
-    for name in notebooks.CHAPTERS:
+    for name in (*notebooks.CHAPTERS, *notebooks.PAGES):
         assert f"chapters/{name}" in toc
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", CHAPTERS + PAGES, ids=lambda p: p.stem)
 def test_exactly_one_parameters_cell_of_literals(path):
     tagged = [c for c in _cells(path) if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "without it papermill silently injects at the top"
@@ -58,14 +59,17 @@ def test_exactly_one_parameters_cell_of_literals(path):
         assert {"BENCHMARK", "NOISE_RATIO"} <= names
     else:
         assert REQUIRED <= names
-    if path.stem not in ("01_contamination", "08_benchmark"):
+    if path in PAGES:   # a page runs its own method: no chapter's training options
+        assert {"PROFILE", "DEVICE", "RUNS_ROOT"} <= names
+    elif path.stem not in ("01_contamination", "08_benchmark"):
         assert TRAINING <= names
-    if path.stem not in ("01_contamination", "03_memory_bank", "08_benchmark"):
+    if path.stem not in ("01_contamination", "03_memory_bank", "08_benchmark",
+                         *notebooks.PAGES):
         assert names & {"EPOCHS", "ITERATIONS", "STEPS"}   # a memory bank has none
     assert set(pm.inspect_notebook(str(path))) == names   # papermill parses every line
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", CHAPTERS + PAGES, ids=lambda p: p.stem)
 def test_chapter_sources_are_stripped_and_thin(path):
     for cell in _cells(path):
         if cell.cell_type != "code":
@@ -80,7 +84,7 @@ def test_chapter_sources_are_stripped_and_thin(path):
 
 
 @pytest.mark.book
-@pytest.mark.parametrize("name", notebooks.CHAPTERS)
+@pytest.mark.parametrize("name", (*notebooks.CHAPTERS, *notebooks.PAGES))
 def test_chapter_runs_at_the_smoke_profile(smoke_book, name):
     executed = smoke_book / "book" / "chapters" / f"{name}.ipynb"
     nb = nbformat.read(executed, as_version=4)
