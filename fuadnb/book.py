@@ -61,20 +61,20 @@ RUN_IT_YOURSELF = """\
 :::{{admonition}} Run it yourself
 :class: tip
 
-This page is the notebook `notebooks/{name}.ipynb`
-({{download}}`download the source <../../notebooks/{name}.ipynb>`), executed by
-papermill with the parameters printed below its `parameters` cell. The source runs
-top to bottom as it is, at its default parameters (the synthetic data is generated
-on first use): open it in JupyterLab (`make lab`), change the cell tagged
-`parameters` and run every cell. From the command line, at the root of the checkout:
+This page is `notebooks/{name}.ipynb`
+({{download}}`the source <../../notebooks/{name}.ipynb>`), executed by papermill with
+the parameters printed below its `parameters` cell. The source runs top to bottom
+as it is, at its default parameters: open it in JupyterLab (`make lab`), change the
+cell tagged `parameters` and run every cell. Or, at the root of the checkout:
 
 ```bash
-papermill notebooks/{name}.ipynb out.ipynb --cwd notebooks {example}
-python -m fuadnb book {book_example}   # every chapter with it, then the book
+papermill notebooks/{name}.ipynb out.ipynb \\
+    --cwd notebooks {example}
+python -m fuadnb book {book_example}   # every chapter
 ```
 
-`--cwd notebooks` starts the kernel where the chapter's relative paths hold. The
-download button at the top of this page gives the executed copy, outputs included.
+(`--cwd notebooks`: the chapter's paths are relative to `notebooks/`. The download
+button at the top of the page gives this executed copy, outputs included.)
 :::
 """
 EXAMPLES = (("CATEGORY", "gravel"), ("NOISE_RATIO", "0.1"))   # the first declared
@@ -90,11 +90,17 @@ def run_it_yourself(source: Path) -> str:
 
 
 def add_run_it_yourself(executed: Path, source: Path) -> None:
-    """Put the note of `run_it_yourself` in the executed chapter `executed`, as the
-    cell after its first (the title); a note already there (cell tagged
+    """Put the note of `run_it_yourself` in the executed chapter `executed`, right
+    under its title (a first Markdown cell that holds more than its ``# `` title
+    line is split after it); a note already there (the cell tagged
     ``run-it-yourself``) is replaced, so a rebuild without executing adds none."""
     nb = nbformat.read(executed, as_version=4)
     cells = [c for c in nb.cells if RUN_IT_TAG not in c.metadata.get("tags", [])]
+    first = cells[0]
+    title, _, rest = first.source.partition("\n")
+    if first.cell_type == "markdown" and title.startswith("# ") and rest.strip():
+        first.source = title        # the note right under the title: split the
+        cells.insert(1, nbformat.v4.new_markdown_cell(rest.strip("\n")))  # rest off
     note = nbformat.v4.new_markdown_cell(run_it_yourself(source),
                                          metadata={"tags": [RUN_IT_TAG]})
     nb.cells = cells[:1] + [note] + cells[1:]

@@ -4,6 +4,7 @@ source and says how to run it with other parameters, `make lab` installs Jupyter
 with the book's extra, and the reference pages (glossary, API) build without
 warnings and without touching CUDA or the network."""
 
+import html as html_module
 import os
 import re
 import shutil
@@ -100,36 +101,44 @@ def test_the_run_it_yourself_note_names_the_source_and_a_declared_parameter(
         source = NOTEBOOKS / f"{name}.ipynb"
         text = book.run_it_yourself(source)
         assert f"<../../notebooks/{name}.ipynb>" in text      # the source, not the copy
-        line = next(x for x in text.splitlines() if x.startswith("papermill notebooks"))
-        assert line.startswith(f"papermill notebooks/{name}.ipynb out.ipynb "
-                               "--cwd notebooks -p ")
-        assert line.split()[-2] in notebooks.declared_parameters(source)
+        lines = text.splitlines()
+        at = next(i for i, x in enumerate(lines) if x.startswith("papermill "
+                                                                  "notebooks"))
+        assert lines[at] == f"papermill notebooks/{name}.ipynb out.ipynb \\"
+        option, parameter, value = lines[at + 1].split()[-3:]
+        assert lines[at + 1].split()[:2] == ["--cwd", "notebooks"] and option == "-p"
+        assert parameter in notebooks.declared_parameters(source)
+        assert f"python -m fuadnb book -p {parameter}={value}" in text
     executed = Path(shutil.copy(NOTEBOOKS / "02_reverse_distillation.ipynb",
                                 tmp_path / "02_reverse_distillation.ipynb"))
     before = nbformat.read(executed, as_version=4).cells
     for _ in range(2):                                     # a rebuild adds no second
         book.add_run_it_yourself(executed, NOTEBOOKS / executed.name)
     after = nbformat.read(executed, as_version=4).cells
-    assert len(after) == len(before) + 1
+    title, rest = before[0].source.split("\n", 1)
+    assert title.startswith("# ") and after[0].source == title   # right under it
     assert after[1].metadata["tags"] == [book.RUN_IT_TAG]
-    assert [c.source for c in after[:1] + after[2:]] == [c.source for c in before]
+    assert after[2].source == rest.strip("\n")
+    assert [c.source for c in after[3:]] == [c.source for c in before[1:]]
 
 
 @pytest.mark.book
 @pytest.mark.parametrize("name", notebooks.CHAPTERS)
 def test_every_chapter_page_links_its_source_and_the_command(smoke_book, name):
     html = (smoke_book / "_build" / "html" / "chapters" / f"{name}.html").read_text()
-    links = [h for h in re_hrefs(html) if h.endswith(f"/{name}.ipynb")
-             and "_downloads" in h]
+    links = [h for h in re.findall(r'href="([^"]+)"', html)
+             if h.endswith(f"/{name}.ipynb") and "_downloads" in h]
     assert len(links) == 1, links
     served = (smoke_book / "_build" / "html" / "chapters" / links[0]).resolve()
     assert served.read_bytes() == (smoke_book / "notebooks" / f"{name}.ipynb"
                                    ).read_bytes()
-    assert f"papermill notebooks/{name}.ipynb out.ipynb --cwd notebooks" in html
-
-
-def re_hrefs(html: str) -> list[str]:
-    return re.findall(r'href="([^"]+)"', html)
+    text = html_module.unescape(re.sub(r"<[^>]+>", "", html))   # code is highlighted
+    assert f"papermill notebooks/{name}.ipynb out.ipynb \\\n    --cwd notebooks -p " \
+        in text
+    assert "Run it yourself" in text
+    note = html.index("Run it yourself")
+    under_title = html[html.rindex("<h1", 0, note):note]
+    assert "<h2" not in under_title and "cell_input" not in under_title
 
 
 API = REPO / "book" / "api"
