@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup tools book demo benchmark budget regimes speed rehearsal gpu-check test lint clean
+.PHONY: setup tools book lab demo benchmark budget regimes speed rehearsal gpu-check test lint clean
 
 # one stamp per extra: `make book` installs what the book needs (the `book` extra),
 # `make test` adds the test tools (the `dev` extra: pytest, ruff, timm, playwright)
@@ -23,6 +23,13 @@ tools:
 book: $(VENV)/.installed-book
 	@bash .ci/tools npm
 	$(PY) -m fuadnb book
+
+## the chapter sources in JupyterLab, widgets live: installs the `lab` extra (the
+## book's and JupyterLab) into .venv, then opens notebooks/; each chapter runs top to
+## bottom at its default parameters (LAB_OPTIONS, e.g. --no-browser --port 8889)
+LAB_OPTIONS ?=
+lab: $(VENV)/.installed-lab
+	$(PY) -m jupyterlab --ServerApp.root_dir=notebooks $(LAB_OPTIONS)
 
 ## RD on the synthetic benchmark at noise 0 / 0.1 / 0.2, as a table (a grid of the
 ## benchmark cell: runs/demo/ holds its grid file, notebooks and table)

@@ -6,6 +6,10 @@
   offline browser assets copied into ``book/_vendor`` (`vendor_assets`), then
   ``jupyter-book build book/`` (Jupyter Book 1.x, ``execute_notebooks: off``: the book
   renders what papermill ran).
+* `add_run_it_yourself`: every executed chapter gets, below its title, a note that
+  links its parameterized source in ``notebooks/`` (not the executed copy, which the
+  theme's download button serves) and gives the commands that run it with other
+  parameters.
 
 Nothing else in fuadnb imports this module.
 """
@@ -20,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import nbformat
+
 from fuadnb.experiment import check_parameters
 from fuadnb.notebooks import (
     CHAPTERS,
@@ -27,6 +33,7 @@ from fuadnb.notebooks import (
     BookError,
     check_names,
     check_types,
+    declared_parameters,
     execute,
     only_declared,
     repo_root,
@@ -50,6 +57,56 @@ require.config({paths: {"@jupyter-widgets/html-manager/dist":
   document.currentScript.src.replace(/\\/[^\\/]*$/, "")}});
 """
 
+# the executed chapters' note on how to run their source (`add_run_it_yourself`)
+RUN_IT_TAG = "run-it-yourself"
+RUN_IT_YOURSELF = """\
+:::{{admonition}} Run it yourself
+:class: tip
+
+This page is `notebooks/{name}.ipynb`
+({{download}}`the source <../../notebooks/{name}.ipynb>`), executed by papermill with
+the parameters printed below its `parameters` cell. The source runs top to bottom
+as it is, at its default parameters: open it in JupyterLab (`make lab`), change the
+cell tagged `parameters` and run every cell. Or, at the root of the checkout:
+
+```bash
+papermill notebooks/{name}.ipynb out.ipynb \\
+    --cwd notebooks {example}
+python -m fuadnb book {book_example}   # every chapter
+```
+
+(`--cwd notebooks`: the chapter's paths are relative to `notebooks/`. The download
+button at the top of the page gives this executed copy, outputs included.)
+:::
+"""
+EXAMPLES = (("CATEGORY", "gravel"), ("NOISE_RATIO", "0.1"))   # the first declared
+
+
+def run_it_yourself(source: Path) -> str:
+    """The Markdown of `add_run_it_yourself`'s note for the chapter `source` (a
+    notebook in ``notebooks/``), its example parameter one the chapter declares."""
+    declared = declared_parameters(source)
+    name, value = next((n, v) for n, v in EXAMPLES if n in declared)
+    return RUN_IT_YOURSELF.format(name=source.stem, example=f"-p {name} {value}",
+                                  book_example=f"-p {name}={value}")
+
+
+def add_run_it_yourself(executed: Path, source: Path) -> None:
+    """Put the note of `run_it_yourself` in the executed chapter `executed`, right
+    under its title (a first Markdown cell that holds more than its ``# `` title
+    line is split after it); a note already there (the cell tagged
+    ``run-it-yourself``) is replaced, so a rebuild without executing adds none."""
+    nb = nbformat.read(executed, as_version=4)
+    cells = [c for c in nb.cells if RUN_IT_TAG not in c.metadata.get("tags", [])]
+    first = cells[0]
+    title, _, rest = first.source.partition("\n")
+    if first.cell_type == "markdown" and title.startswith("# ") and rest.strip():
+        first.source = title        # the note right under the title: split the
+        cells.insert(1, nbformat.v4.new_markdown_cell(rest.strip("\n")))  # rest off
+    note = nbformat.v4.new_markdown_cell(run_it_yourself(source),
+                                         metadata={"tags": [RUN_IT_TAG]})
+    nb.cells = cells[:1] + [note] + cells[1:]
+    nbformat.write(nb, executed)
 
 
 def vendor_assets(root: Path, npm: str | None = None) -> Path:
@@ -147,5 +204,8 @@ def build_book(parameters: dict[str, Any], *, root: Path | None = None,
     if missing:
         raise BookError(f"no executed chapters {missing} in book/chapters; build "
                         "without --no-execute first")
+    for name in CHAPTERS:
+        add_run_it_yourself(root / "book" / "chapters" / f"{name}.ipynb",
+                            root / "notebooks" / f"{name}.ipynb")
     vendor_assets(root)
     return jupyter_book(root)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__version__ = "0.1.0"   # the package version (pyproject.toml says the same)
+__version__ = "0.2.0"   # the package version (pyproject.toml, CITATION.cff and
+                        # CHANGELOG.md's latest release say the same)
 
 
 class DeviceError(RuntimeError):

@@ -18,7 +18,9 @@ PAGES = ("intro", "chapters/01_contamination", "chapters/02_reverse_distillation
          "chapters/05_cross_domain_distillation",
          "chapters/06_funad_pseudo_labels",
          "chapters/07_llb_filtering", "chapters/08_benchmark", "running",
-         "course", "bibliography")
+         "course", "chapters/own_method", "bibliography", "glossary", "api/index",
+         "api/methods", "api/experiment", "api/data", "api/evaluate", "api/metrics",
+         "api/grid")
 # Known and harmless, each with why; anything else a page logs as an error fails.
 KNOWN_PAGE_ERRORS = {
     # sphinx-book-theme's Thebe launcher declares this `let` in two scripts of a page

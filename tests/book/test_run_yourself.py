@@ -1,0 +1,218 @@
+"""Running the book yourself: the chapter sources run top to bottom as JupyterLab
+opens them (no papermill, their default parameters), every chapter page links its
+source and says how to run it with other parameters, `make lab` installs JupyterLab
+with the book's extra, and the reference pages (glossary, API) build without
+warnings and without touching CUDA or the network."""
+
+import html as html_module
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from fuadnb import notebooks
+
+try:
+    import tomllib
+except ModuleNotFoundError:   # Python 3.10: pytest's own dependency
+    import tomli as tomllib
+
+nbclient = pytest.importorskip("nbclient")
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPO / "notebooks"
+
+
+def _errors(nb) -> list[str]:
+    return [f"{o.get('ename')}: {o.get('evalue')}" for c in nb.cells
+            for o in c.get("outputs", []) if o.get("output_type") == "error"]
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("name", [
+    # generates the synthetic grass category at 256 px first: 4.4 min on 2 busy
+    # cores (2026-12-06), so slow; 08 reads committed tables (75 s on them)
+    pytest.param("01_contamination", marks=pytest.mark.slow), "08_benchmark"])
+def test_a_source_notebook_runs_top_to_bottom_without_papermill(name, tmp_path,
+                                                               monkeypatch):
+    """What a reader gets from Run All in JupyterLab: the source as it is in
+    ``notebooks/`` (no injected parameters), its kernel in the notebook's folder, at
+    its default parameters; the synthetic data is generated on first use (here in a
+    private copy's ``data/``, next to which ``benchmarks/`` holds the committed
+    tables). The cheapest chapters: 01 trains nothing, 08 reads tables."""
+    copy = tmp_path / "repo"
+    (copy / "notebooks").mkdir(parents=True)
+    shutil.copy(NOTEBOOKS / f"{name}.ipynb", copy / "notebooks")
+    (copy / "benchmarks").symlink_to(REPO / "benchmarks")
+    monkeypatch.setenv("PYTHONPATH", notebooks.kernel_pythonpath())
+    nb = nbformat.read(copy / "notebooks" / f"{name}.ipynb", as_version=4)
+    assert not any("injected-parameters" in c.metadata.get("tags", [])
+                   for c in nb.cells)
+    client = nbclient.NotebookClient(
+        nb, kernel_name="python3", timeout=900,
+        resources={"metadata": {"path": str(copy / "notebooks")}})
+    client.execute()
+    assert _errors(nb) == []
+    images = [o for c in nb.cells for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert images
+    if name == "01_contamination":
+        assert (copy / "data" / "synthetic" / "grass").is_dir()
+
+
+def _make_n(*args: str) -> str:
+    done = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True,
+                          text=True, check=True)
+    return done.stdout
+
+
+def test_make_lab_installs_the_lab_extra_then_opens_the_notebooks(tmp_path):
+    """``make lab`` (dry run: no install, no server): a fresh venv gets the ``lab``
+    extra, which is the book's plus JupyterLab; an installed one only opens
+    ``notebooks/``."""
+    venv = tmp_path / "venv"
+    steps = _make_n("lab", f"VENV={venv}").splitlines()
+    assert steps[1] == f"{venv}/bin/python -m pip install -q -e '.[lab]'"
+    assert steps[-1].split() == [f"{venv}/bin/python", "-m", "jupyterlab",
+                                 "--ServerApp.root_dir=notebooks"]
+    venv.mkdir()
+    (venv / ".installed-lab").touch()     # newer than pyproject.toml: installed
+    assert _make_n("lab", f"VENV={venv}", "LAB_OPTIONS=--no-browser").splitlines() \
+        == [f"{venv}/bin/python -m jupyterlab --ServerApp.root_dir=notebooks "
+            "--no-browser"]
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())[
+        "project"]["optional-dependencies"]
+    assert "fuadnb[book]" in extras["lab"]
+    assert any(r.startswith("jupyterlab") for r in extras["lab"])
+    assert not any(r.startswith("jupyterlab") for r in extras["dev"] + extras["book"])
+    assert "ipywidgets" in " ".join(extras["book"])      # the widgets' kernel side
+
+
+def test_the_run_it_yourself_note_names_the_source_and_a_declared_parameter(
+        tmp_path):
+    book = pytest.importorskip("fuadnb.book")
+    for name in notebooks.CHAPTERS:
+        source = NOTEBOOKS / f"{name}.ipynb"
+        text = book.run_it_yourself(source)
+        assert f"<../../notebooks/{name}.ipynb>" in text      # the source, not the copy
+        lines = text.splitlines()
+        at = next(i for i, x in enumerate(lines) if x.startswith("papermill "
+                                                                  "notebooks"))
+        assert lines[at] == f"papermill notebooks/{name}.ipynb out.ipynb \\"
+        option, parameter, value = lines[at + 1].split()[-3:]
+        assert lines[at + 1].split()[:2] == ["--cwd", "notebooks"] and option == "-p"
+        assert parameter in notebooks.declared_parameters(source)
+        assert f"python -m fuadnb book -p {parameter}={value}" in text
+    executed = Path(shutil.copy(NOTEBOOKS / "02_reverse_distillation.ipynb",
+                                tmp_path / "02_reverse_distillation.ipynb"))
+    before = nbformat.read(executed, as_version=4).cells
+    for _ in range(2):                                     # a rebuild adds no second
+        book.add_run_it_yourself(executed, NOTEBOOKS / executed.name)
+    after = nbformat.read(executed, as_version=4).cells
+    title, rest = before[0].source.split("\n", 1)
+    assert title.startswith("# ") and after[0].source == title   # right under it
+    assert after[1].metadata["tags"] == [book.RUN_IT_TAG]
+    assert after[2].source == rest.strip("\n")
+    assert [c.source for c in after[3:]] == [c.source for c in before[1:]]
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("name", notebooks.CHAPTERS)
+def test_every_chapter_page_links_its_source_and_the_command(smoke_book, name):
+    html = (smoke_book / "_build" / "html" / "chapters" / f"{name}.html").read_text()
+    links = [h for h in re.findall(r'href="([^"]+)"', html)
+             if h.endswith(f"/{name}.ipynb") and "_downloads" in h]
+    assert len(links) == 1, links
+    served = (smoke_book / "_build" / "html" / "chapters" / links[0]).resolve()
+    assert served.read_bytes() == (smoke_book / "notebooks" / f"{name}.ipynb"
+                                   ).read_bytes()
+    text = html_module.unescape(re.sub(r"<[^>]+>", "", html))   # code is highlighted
+    assert f"papermill notebooks/{name}.ipynb out.ipynb \\\n    --cwd notebooks -p " \
+        in text
+    assert "Run it yourself" in text
+    note = html.index("Run it yourself")
+    under_title = html[html.rindex("<h1", 0, note):note]
+    assert "<h2" not in under_title and "cell_input" not in under_title
+
+
+API = REPO / "book" / "api"
+
+
+def _documented_modules() -> set[str]:
+    """The modules the API pages' autodoc directives import."""
+    names = set()
+    for page in API.glob("*.md"):
+        for kind, target in re.findall(r"^\.\. auto(\w+):: ([\w.]+)",
+                                       page.read_text(), re.M):
+            parts = target.split(".")
+            names.add(target if kind == "module" else ".".join(parts[:-1]))
+    return names
+
+
+def test_the_api_pages_import_fuadnb_without_cuda_or_network():
+    """Autodoc imports every documented module: that must neither initialise CUDA
+    nor open a connection (each would fail the offline build on a GPU machine)."""
+    modules = sorted(_documented_modules())
+    assert {"fuadnb.models", "fuadnb.experiment", "fuadnb.data", "fuadnb.evaluate",
+            "fuadnb.metrics", "fuadnb.grid", "fuadnb.data.contamination",
+            "fuadnb.data.mvtec", "fuadnb.data.visa", "fuadnb.data.real_iad"} <= \
+        set(modules)
+    code = f"""
+import importlib, socket
+def refuse(*a, **k):
+    raise AssertionError("network at import: " + repr(a))
+socket.socket.connect = refuse
+socket.create_connection = refuse
+for name in {modules!r}:
+    importlib.import_module(name)
+import torch
+assert not torch.cuda.is_initialized(), "CUDA initialised at import"
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("FUADNB_OFFLINE",
+                                                           "HF_HUB_OFFLINE")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, env=env | {"PYTHONPATH": str(REPO)})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.book
+def test_the_pages_besides_the_chapters_build_without_warnings(tmp_path):
+    """Introduction, running page, glossary and API reference with the book's own
+    ``_config.yml`` and table of contents (the chapters left out): no Sphinx
+    warning, so every docstring parses under napoleon, every ``{term}`` is in the
+    glossary and every equation and figure label resolves."""
+    jb = pytest.importorskip("jupyter_book")
+    assert jb
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns(
+        "chapters", "_vendor", "_build", ".ipynb_checkpoints"))
+    (root / "book" / "_vendor").mkdir()
+    shutil.copy(REPO / "_config.yml", root)
+    toc = yaml.safe_load((root / "book" / "_toc.yml").read_text())
+    toc["parts"] = [p for p in toc["parts"] if not any(
+        c["file"].startswith("chapters/") for c in p["chapters"])]
+    assert any(p["caption"] == "Reference" for p in toc["parts"])
+    (root / "book" / "_toc.yml").write_text(yaml.safe_dump(toc))
+    done = subprocess.run(
+        [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
+         "build", "book/"], cwd=root, capture_output=True, text=True,
+        env=os.environ | {"PYTHONPATH": str(REPO)})
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert [x for x in out.splitlines() if "WARNING" in x or "ERROR" in x] == []
+    html = root / "_build" / "html"
+    for page in ("glossary", "api/index", "api/methods", "api/experiment",
+                 "api/data", "api/evaluate", "api/metrics", "api/grid"):
+        assert (html / f"{page}.html").is_file()
+    intro = (html / "intro.html").read_text()
+    assert 'href="glossary.html#term-noise-ratio"' in intro
+    assert "Fig. 1" in intro and 'alt="A diagram.' in intro
+    assert 'id="fuadnb.experiment.Scenario"' in (html / "api" / "experiment.html"
+                                                 ).read_text()
