@@ -31,7 +31,7 @@ GRID_BEFORE_POINTS = {"cdd_demo.csv": "cdd", "funad_demo.csv": "funad",
                       "teacher_comparison_lite2_demo.csv": "teachers"}
 # grid tables still growing (a grid longer than a session): their rows are grid
 # points in grid order, with the points' parameters
-GROWING = {"pilot_v3_demo.csv": "pilot_v3"}
+GROWING = {"pilot_v3_demo.csv": "pilot_v3", "benchmark_v3_demo.csv": "benchmark_v3"}
 PROVENANCE = ("commit", "date")
 # tables made by a script: the script and the columns it writes
 SCRIPTS = {
@@ -228,3 +228,15 @@ def test_benchmark_demo_keeps_what_its_commit_recorded_for_rde():
         (recount.images_seen / rde.fit_seconds.reindex(recount.index)).to_numpy())
     chapter = (REPO / "notebooks" / "08_benchmark.ipynb").read_text()
     assert "benchmark_demo_budget_recomputed.csv" in chapter   # said where it lives
+
+
+def test_the_third_edition_comes_from_one_clean_commit():
+    """Issue 31: every row of the third edition's table from a clean commit, all
+    from the same method and data code. The grid runs from one commit (281aa6e, a
+    worktree kept there while main moves on), so one commit is the check; a row
+    from another commit needs the package's and the cell's code shown equal
+    first."""
+    rows = pd.read_csv(RESULTS / "benchmark_v3_demo.csv")
+    assert (rows.status == "ok").all()
+    assert rows.commit.nunique() == 1 and "dirty" not in rows.commit.iloc[0]
+    assert rows.fuadnb.nunique() == rows.torch.nunique() == 1

@@ -207,3 +207,36 @@ def test_a_chapter_the_cell_and_the_cli_build_the_same_scenario(path, tiny_synth
                                     "--seed", "7"])
     assert _scenario_built_by(CELL, given | more) == cli.scenario(
         args, "washer", 0.1) == expected.replace(definition="fraction", repeat=True)
+
+
+FIGURE = re.compile(r"\bfig\b\s*=|plot\.\w+\(|plt\.|sns\.|\.show\(")
+
+
+def test_every_figure_is_numbered_captioned_and_has_alt_text():
+    """Every code cell of a chapter or page that draws a figure carries myst-nb's
+    figure metadata: a caption (numbered in the book, "Fig. N") and alt text; the
+    names figures are cross-referenced by are unique across the book."""
+    names = []
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        for cell in _cells(path):
+            if cell.cell_type != "code" or not FIGURE.search(cell.source) \
+                    or "nb.explorer" in cell.source:   # a widget, not an image
+                continue
+            meta = cell.metadata.get("mystnb", {})
+            caption = meta.get("figure", {}).get("caption", "")
+            assert len(caption) > 20, (path.name, cell.source[:60])
+            assert len(meta.get("image", {}).get("alt", "")) > 10, path.name
+            names += [meta["figure"]["name"]] if "name" in meta["figure"] else []
+    assert len(names) == len(set(names)) and len(names) > 30
+
+
+@pytest.mark.book
+def test_the_book_shows_each_figure_with_its_number_caption_and_alt(smoke_book):
+    for name in [*notebooks.CHAPTERS, *notebooks.PAGES]:
+        html = (smoke_book / "_build" / "html" / "chapters" / f"{name}.html"
+                ).read_text()
+        images = re.findall(r"<img [^>]*>", html)
+        assert images, name
+        for tag in images:
+            assert re.search(r'alt="[^"]{10,}"', tag), (name, tag[:120])
+        assert '<span class="caption-number">Fig. ' in html, name
