@@ -104,6 +104,7 @@ def test_page_loads_offline_with_figures_and_no_errors(smoke_book, browser, name
                               ".map(i => [i.naturalWidth, i.getBoundingClientRect()"
                               ".width])")
         assert sizes and all(w > 0 and shown > 0 for w, shown in sizes), sizes
+    if name.startswith("chapters/0"):   # every chapter has math; the pages need not
         assert page.locator("mjx-container").count() > 0, "math is not typeset"
 
 
