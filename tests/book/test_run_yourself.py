@@ -196,8 +196,10 @@ def test_the_pages_besides_the_chapters_build_without_warnings(tmp_path):
     (root / "book" / "_vendor").mkdir()
     shutil.copy(REPO / "_config.yml", root)
     toc = yaml.safe_load((root / "book" / "_toc.yml").read_text())
-    toc["parts"] = [p for p in toc["parts"] if not any(
-        c["file"].startswith("chapters/") for c in p["chapters"])]
+    for part in toc["parts"]:   # the executed pages left out, their parts kept
+        part["chapters"] = [c for c in part["chapters"]
+                            if not c["file"].startswith("chapters/")]
+    toc["parts"] = [p for p in toc["parts"] if p["chapters"]]
     assert any(p["caption"] == "Reference" for p in toc["parts"])
     (root / "book" / "_toc.yml").write_text(yaml.safe_dump(toc))
     done = subprocess.run(
@@ -206,7 +208,10 @@ def test_the_pages_besides_the_chapters_build_without_warnings(tmp_path):
         env=os.environ | {"PYTHONPATH": str(REPO)})
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
-    assert [x for x in out.splitlines() if "WARNING" in x or "ERROR" in x] == []
+    assert [x for x in out.splitlines() if ("WARNING" in x or "ERROR" in x)
+            # links to the chapters this build leaves out (the course page's)
+            and "unknown document: 'chapters/" not in x
+            and "target not found: 'chapters/" not in x] == []
     html = root / "_build" / "html"
     for page in ("glossary", "api/index", "api/methods", "api/experiment",
                  "api/data", "api/evaluate", "api/metrics", "api/grid"):
