@@ -67,8 +67,10 @@ def test_a_source_notebook_runs_top_to_bottom_without_papermill(name, tmp_path,
 
 
 def _make_n(*args: str) -> str:
-    done = subprocess.run(["make", "-n", *args], cwd=REPO, capture_output=True,
-                          text=True, check=True)
+    env = {k: v for k, v in os.environ.items()   # as from a shell, not from `make
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}   # test` (CI)
+    done = subprocess.run(["make", "--no-print-directory", "-n", *args], cwd=REPO,
+                          capture_output=True, text=True, check=True, env=env)
     return done.stdout
 
 
