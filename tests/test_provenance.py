@@ -91,7 +91,9 @@ GAPS = {
 # (lines, sha256 prefix of those first lines) when last checked: a table only grows
 FROZEN = {
     "benchmark_demo.csv": (337, "434774617ab36376"),
-    "benchmark_v3_demo.csv": (101, "db3adf6c26af7716"),   # growing: 100 of 2205
+    # growing: 188 of 2205; rewritten as it grows, for brick's and weave's defect
+    # columns join the header (its first 100 rows checked unchanged when rewritten)
+    "benchmark_v3_demo.csv": (189, "7d76fa57d2736d2b"),
     "benchmark_demo_budget_recomputed.csv": (43, "7671cc38de2c97e3"),
     "budget_histories_64px_demo.csv": (362, "f7e3f56ec58ef364"),
     "budget_histories_budget_recomputed.csv": (3, "a6e999d17820dccd"),
