@@ -213,14 +213,8 @@ def versus(rows: pd.DataFrame, metric: str, baseline: str, *,
     """Each method against `baseline` in every `by` group, paired by category
     (seeds averaged first): one row per (method, `by`...) with the `COMPARE`
     columns, ``delta`` = method - baseline."""
-    out = []
-    for key, _ in rows[rows["method"] != baseline].groupby(["method", *by],
-                                                            observed=True):
-        where = dict(zip(["method", *by], key, strict=True))
-        d = differences(rows, metric, where, where | {"method": baseline})
-        out.append(where | compare(d, alpha=alpha, n_resamples=n_resamples,
-                                   clusters=_families(rows, d.index, family)))
-    return pd.DataFrame(out, columns=["method", *by, *COMPARE])
+    return _paired(rows, rows["method"] != baseline, {"method": baseline}, metric,
+                   by, alpha, family, n_resamples)
 
 
 def cost(rows: pd.DataFrame, metric: str, *, by: Sequence[str] = ("regime",
@@ -232,11 +226,19 @@ def cost(rows: pd.DataFrame, metric: str, *, by: Sequence[str] = ("regime",
     > 0 and the `COMPARE` columns, ``delta`` = contaminated - clean (negative: a
     loss). `rows` hold every method's clean runs under every regime
     (`fuadnb.evaluate.with_clean`)."""
+    return _paired(rows, rows["noise_ratio"] > 0, {"noise_ratio": 0.0}, metric, by,
+                   alpha, family, n_resamples)
+
+
+def _paired(rows: pd.DataFrame, chosen: pd.Series, other: Mapping[str, object],
+            metric: str, by: Sequence[str], alpha: float, family: str | None,
+            n_resamples: int) -> pd.DataFrame:
+    """`versus` and `cost`: each (method, `by`...) group of the `chosen` rows
+    against the same group with `other`'s values, paired by category, `compare`d."""
     out = []
-    for key, _ in rows[rows["noise_ratio"] > 0].groupby(["method", *by],
-                                                        observed=True):
+    for key, _ in rows[chosen].groupby(["method", *by], observed=True):
         where = dict(zip(["method", *by], key, strict=True))
-        d = differences(rows, metric, where, where | {"noise_ratio": 0.0})
+        d = differences(rows, metric, where, where | dict(other))
         out.append(where | compare(d, alpha=alpha, n_resamples=n_resamples,
                                    clusters=_families(rows, d.index, family)))
     return pd.DataFrame(out, columns=["method", *by, *COMPARE])
