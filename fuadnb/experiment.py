@@ -557,10 +557,18 @@ def check_parameters(parameters: Mapping[str, Any], folder: Path | str) -> None:
     curve = where is not None and where.is_dir() and curve_every
     if "METHOD" not in p and not curve:   # a chapter's options: not one method's
         return
-    # the benchmark cell: its options (OPTIONS too) are this method's
-    module, cfg, _ = configure(method, dataset=dataset, category=scenario.category,
-                               profile=p.get("PROFILE", "demo"), seed=scenario.seed,
-                               options=options | (extra if "METHOD" in p else {}))
+    # the benchmark cell: its options (OPTIONS too) are this method's, and a path
+    # among them (RD-E's textures) is read from `folder`, where the kernel runs
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        module, cfg, _ = configure(method, dataset=dataset,
+                                   category=scenario.category,
+                                   profile=p.get("PROFILE", "demo"),
+                                   seed=scenario.seed,
+                                   options=options | (extra if "METHOD" in p else {}))
+    finally:
+        os.chdir(previous)
     if not curve:
         return
     split = scenario.split()

@@ -62,3 +62,28 @@ def test_ensure_generates_the_synthetic_benchmark_on_first_use(tiny_synth,
                                    "progress": False})]
     Scenario("mvtec_ad", tiny_synth, "washer").ensure()
     assert len(calls) == 1                      # other datasets are read as they are
+
+
+def test_a_relative_option_path_is_checked_from_the_notebooks_folder(tmp_path,
+                                                                     monkeypatch):
+    """A grid's OPTIONS path (RD-E's textures) is read where the kernel runs, the
+    notebook's folder, also by the check before any kernel starts: `make rehearsal`
+    passes ``../../runs/rehearsal/data/dtd/images`` from ``benchmarks/grids``."""
+    cell, textures = tmp_path / "repo" / "grids", tmp_path / "repo" / "tex"
+    cell.mkdir(parents=True)
+    textures.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)            # the grid runs from another folder
+    point = {"METHOD": "rde", "DATASET": "synthetic", "PROFILE": "smoke",
+             "OPTIONS": "{textures: ../tex}"}
+    experiment.check_parameters(point, cell)
+    assert Path.cwd() == elsewhere
+    with pytest.raises(ValueError, match="textures: no folder ../nothing"):
+        experiment.check_parameters(point | {"OPTIONS": "{textures: ../nothing}"},
+                                    cell)
+    assert Path.cwd() == elsewhere
+    (tmp_path / "nothing").mkdir()          # there from here, not from the cell
+    with pytest.raises(ValueError, match="textures: no folder ../nothing"):
+        experiment.check_parameters(point | {"OPTIONS": "{textures: ../nothing}"},
+                                    cell)
