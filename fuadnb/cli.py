@@ -347,7 +347,7 @@ def cmd_book(args: argparse.Namespace) -> None:
                   "RUNS_ROOT": _notebook_path(args.runs, root), "DEVICE": args.device,
                   **dict(args.parameter)}
     index = book.build_book(parameters, root=root, progress=not args.quiet,
-                            execute_chapters=not args.no_execute)
+                            execute_chapters=not args.no_execute, jobs=args.jobs)
     print(f"book: {index}\nopen it in a browser, e.g. file://{index}")
 
 
@@ -500,6 +500,10 @@ def parser() -> argparse.ArgumentParser:
                    "true, text); each chapter gets the ones it declares")
     b.add_argument("--no-execute", action="store_true", help="only rebuild the HTML "
                    "from the chapters already executed in book/chapters")
+    b.add_argument("--jobs", type=int, default=2, help="chapters executed at once, "
+                   "each after the ones whose cached runs it reuses; each gets cores "
+                   "/ jobs compute threads unless OMP_NUM_THREADS is set (default: "
+                   "%(default)s; 1: one after the other, with per-cell progress bars)")
     b.set_defaults(func=cmd_book)
 
     gr = command("grid", ("quiet",), help="run a notebook over a grid of parameters "

@@ -40,6 +40,20 @@ CHAPTERS = ("01_contamination", "02_reverse_distillation", "03_memory_bank",
 # other executed pages of the book (notebooks/<name>.ipynb -> book/chapters/), run
 # after the chapters (own_method reuses chapter 02's cached RD runs)
 PAGES = ("own_method",)
+# What each executed page needs another's run for, when the book runs several at
+# once (`fuadnb.book`): chapter 01 generates the synthetic data on first use, 03 and
+# own_method reuse chapter 02's cached RD runs, 06 and 07 chapter 05's RD at 128 px.
+# A page starts once these finished (08 reads committed tables: at once); a run two
+# pages computed at the same time would still be cached once (`fuadnb.runs`).
+AFTER: dict[str, tuple[str, ...]] = {
+    "02_reverse_distillation": ("01_contamination",),
+    "03_memory_bank": ("02_reverse_distillation",),
+    "04_expert_distillation": ("01_contamination",),
+    "05_cross_domain_distillation": ("01_contamination",),
+    "06_funad_pseudo_labels": ("05_cross_domain_distillation",),
+    "07_llb_filtering": ("05_cross_domain_distillation",),
+    "own_method": ("02_reverse_distillation",),
+}
 
 
 class BookError(ToolError):

@@ -19,3 +19,66 @@ def test_vendor_assets_without_npm_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(book.shutil, "which", lambda _: None)
     with pytest.raises(notebooks.BookError, match="npm, which is not installed"):
         book.vendor_assets(tmp_path)
+
+
+def _fake_pages(monkeypatch, fail: str = ""):
+    """`book.execute` replaced by a short sleep that records when each page ran."""
+    import threading
+    import time
+
+    log, lock = [], threading.Lock()
+
+    def execute(src, dst, params, *, progress=False, env=None):
+        with lock:
+            log.append(("start", src.stem, time.perf_counter(), progress, env))
+        time.sleep(0.05)
+        with lock:
+            log.append(("end", src.stem, time.perf_counter(), progress, env))
+        return notebooks.Outcome(dst, src.stem != fail, 0.05, "Boom: failed")
+
+    monkeypatch.setattr(book, "execute", execute)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    return log
+
+
+def test_pages_run_two_at_once_each_after_the_runs_it_reuses(monkeypatch):
+    root = notebooks.repo_root()
+    log = _fake_pages(monkeypatch)
+    book.execute_pages(root, {}, jobs=2, log=lambda _: None)
+    pages = (*notebooks.CHAPTERS, *notebooks.PAGES)
+    start = {name: t for kind, name, t, *_ in log if kind == "start"}
+    end = {name: t for kind, name, t, *_ in log if kind == "end"}
+    assert sorted(start) == sorted(end) == sorted(pages)      # each once
+    for name, before in notebooks.AFTER.items():
+        assert set(before) <= set(pages) and name in pages
+        assert all(end[b] <= start[name] for b in before), name
+    assert start["08_benchmark"] < end["01_contamination"]    # needs no data
+    running = most = 0
+    for kind, *_ in sorted(log, key=lambda e: e[2]):
+        running += 1 if kind == "start" else -1
+        most = max(most, running)
+    assert most == 2
+    threads = str(max(1, (book.os.cpu_count() or 1) // 2))
+    assert {e[4]["OMP_NUM_THREADS"] for e in log} == {threads}
+    assert not any(e[3] for e in log)          # no per-cell bars side by side
+
+
+def test_one_job_runs_the_pages_in_the_books_order(monkeypatch):
+    log = _fake_pages(monkeypatch)
+    book.execute_pages(notebooks.repo_root(), {}, jobs=1, log=lambda _: None)
+    assert [e[1] for e in log if e[0] == "start"] == [*notebooks.CHAPTERS,
+                                                      *notebooks.PAGES]
+    assert all(e[3] and e[4] == {} for e in log)
+
+
+def test_a_failed_page_stops_the_book_and_names_itself(monkeypatch):
+    log = _fake_pages(monkeypatch, fail="02_reverse_distillation")
+    with pytest.raises(notebooks.BookError, match="chapter 02_reverse_distillation "
+                       "failed after 0 s: Boom: failed"):
+        book.execute_pages(notebooks.repo_root(), {}, jobs=2, log=lambda _: None)
+    failed_at = next(t for kind, n, t, *_ in log
+                     if kind == "end" and n == "02_reverse_distillation")
+    assert not [n for kind, n, t, *_ in log if kind == "start" and t > failed_at]
+    assert "03_memory_bank" not in {e[1] for e in log}
+    with pytest.raises(notebooks.BookError, match="--jobs must be a whole number"):
+        book.execute_pages(notebooks.repo_root(), {}, jobs=0)
