@@ -20,8 +20,10 @@ points keep their names):
 - the teacher: the paper's ImageNet WRN-50-2 (and DINO ViT-B/8) cannot be had
   offline, so every method gets the offline teacher of the demo profile
   (`TEACHER`), as DESIGN.md §3 says;
-- the schedule (`SCHEDULE`): 64 px; RD and LLB(RD) 2 optimiser steps, CDD and
-  FUN-AD 1 epoch, RD-E 2 iterations; a method whose paper profile resizes and then
+- the schedule (`SCHEDULE`, `SUB_STEPS`): 64 px; RD and LLB(RD) 2 optimiser steps,
+  LLB's stage-1 sub-models 2 steps each (``llb.sub_steps``, its own setting: 1000 at
+  the paper profile, about four minutes a point on 2 cores), CDD and FUN-AD 1 epoch,
+  RD-E 2 iterations; a method whose paper profile resizes and then
   centre-crops keeps the crop's ratio (`crop`);
 - the device (CPU) and the run cache (``<out>/runs``).
 """
@@ -51,6 +53,7 @@ TEACHER = {"BACKBONE": "efficientnet_lite2", "WEIGHTS": "imagenet"}
 SCHEDULE: dict[str, dict[str, Any]] = {
     "rd": {"STEPS": 2}, "llb-rd": {"STEPS": 2}, "cdd": {"EPOCHS": 1},
     "funad": {"EPOCHS": 1}, "rde": {"ITERATIONS": 2}}
+SUB_STEPS = 2   # LLB's stage-1 sub-models (``llb.sub_steps``), where they train
 READERS = ("btad", "mpdd", "real_iad")
 BANNER = ("DRESS REHEARSAL on generated stand-in data with a schedule of a few "
           "steps at 64 px: it shows that every point runs, its numbers are NOT "
@@ -76,6 +79,12 @@ def crop(method: str, size: int = SIZE) -> int:
     return round(cfg.load_size * size / cfg.image_size)
 
 
+def _trains(method: str) -> bool:
+    """Whether `method` has a training loop (optimiser steps at its paper profile)."""
+    module = models.get(method)
+    return module.budget(module.config("paper"), 100).steps > 0
+
+
 def _from_cell(path: Path) -> str:
     """`path` relative to the benchmark cell's folder (where its kernel runs), so a
     point's parameters, and its `grid.point_key`, are the same in every clone of the
@@ -96,8 +105,11 @@ def overrides(stand: Path, runs: Path, methods: list[str]
         options: dict[str, Any] = {}
         if crop(method):
             options["load_size"] = crop(method)
-        if parse_method(method)[1] == "rde":
+        strategy, inner = parse_method(method)
+        if inner == "rde":
             options["textures"] = _from_cell(Path(stand) / "dtd" / "images")
+        if strategy == "llb" and _trains(inner):   # a bank ignores sub_steps
+            options["llb.sub_steps"] = SUB_STEPS
         per[method] = dict(SCHEDULE.get(method, {}))
         if options:
             per[method]["OPTIONS"] = yaml.safe_dump(options, default_flow_style=True

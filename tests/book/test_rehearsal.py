@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from fuadnb import cli, data, models
 from fuadnb.data import standin
+from fuadnb.experiment import parse_method
 
 grids = pytest.importorskip("fuadnb.grid")
 rehearsal = pytest.importorskip("fuadnb.rehearsal")
@@ -87,6 +89,19 @@ def test_the_override_keeps_every_point_and_name_of_the_paper_grid(tmp_path):
                                                                   "SEED")}
     rde = next(q for _, q in over if q["METHOD"] == "rde")
     assert "dtd/images" in rde["OPTIONS"] and rde["ITERATIONS"] == 2
+    # LLB's stage-1 sub-models have their own schedule (1000 steps at the paper
+    # profile): a few steps too, where the method trains; a bank trains nothing
+    llb = {q["METHOD"]: yaml.safe_load(q.get("OPTIONS", "{}")) for _, q in over
+           if q["METHOD"].startswith("llb-")}
+    assert llb["llb-rd"]["llb.sub_steps"] == 2 and llb["llb-rd"].get(
+        "load_size", 0) == rehearsal.crop("rd")
+    assert "llb.sub_steps" not in llb["llb-patchcore"]
+    for method in methods:   # every method that trains gets a few steps
+        strategy, inner = parse_method(method)
+        q = next(q for _, q in over if q["METHOD"] == method)
+        shortened = {k: q[k] for k in ("STEPS", "EPOCHS", "ITERATIONS") if k in q}
+        assert (list(shortened.values()) in ([1], [2])) == rehearsal._trains(inner)
+    assert not rehearsal._trains("patchcore") and rehearsal._trains("funad")
     assert set(methods) == {"rd", "patchcore", "softpatch", "cdd", "funad", "llb-rd",
                             "llb-patchcore", "rde"}
 
