@@ -38,7 +38,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import scikit_posthocs
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
@@ -434,6 +433,10 @@ def friedman_nemenyi(table: pd.DataFrame) -> dict[str, object]:
     ``mean_ranks`` (rank 1 = best = highest metric, ties get mid-ranks),
     ``nemenyi`` (the methods x methods p-values, scikit-posthocs) and ``cd`` (the
     critical difference of mean ranks at 0.05)."""
+    # imported here: scikit-posthocs brings matplotlib and seaborn (about 1 s), which
+    # every kernel that imports fuadnb (each grid point) would otherwise pay
+    import scikit_posthocs
+
     n, k = table.shape
     ranks = table.rank(axis=1, ascending=False).mean()
     test = stats.friedmanchisquare(*(table[c].to_numpy() for c in table.columns))

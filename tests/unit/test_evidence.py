@@ -319,3 +319,17 @@ def test_conditions_are_the_contaminated_pairs_in_the_books_order():
     assert evidence.conditions(rows) == [("overlap", 0.1), ("overlap", 0.2),
                                          ("iid", 0.2), ("recurring", 0.2),
                                          ("fuiad", 0.1)]
+
+
+def test_importing_fuadnb_leaves_scikit_posthocs_and_seaborn_unloaded():
+    """Every grid point's kernel imports fuadnb: the post-hoc library (and the
+    seaborn it brings) loads only when a Friedman test runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fuadnb, fuadnb.evidence, fuadnb.evaluate, fuadnb.nb\n"
+            "print(sorted(m for m in ('scikit_posthocs', 'seaborn') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.strip() == "[]"
