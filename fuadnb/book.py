@@ -33,6 +33,7 @@ from fuadnb.experiment import check_parameters
 from fuadnb.notebooks import (
     AFTER,
     CHAPTERS,
+    ORDER,
     PAGES,
     BookError,
     check_names,
@@ -179,8 +180,9 @@ def preflight(root: Path, parameters: dict[str, Any]) -> None:
 def execute_pages(root: Path, parameters: dict[str, Any], *, jobs: int = 2,
                   progress: bool = True, log: Callable[[str], None] = print) -> None:
     """Execute every chapter and page into ``book/chapters/``, `jobs` kernels at
-    once: each starts, in the book's order, once the pages it reuses runs from
-    (`fuadnb.notebooks.AFTER`) finished, and gets cores // jobs compute threads
+    once: a free kernel takes the first page of `fuadnb.notebooks.ORDER` (the
+    longest first) whose AFTER pages (those it reuses runs from) finished; each
+    kernel gets cores // jobs compute threads
     (``OMP_NUM_THREADS``, unless set). On 2 CPU cores two single-threaded kernels
     train more per second than one with two threads, and a chapter's imports,
     plots and metrics leave a core idle. Per-cell progress bars with one job only.
@@ -192,7 +194,7 @@ def execute_pages(root: Path, parameters: dict[str, Any], *, jobs: int = 2,
         raise BookError(f"--jobs must be a whole number >= 1, got {jobs!r}")
     env = {} if jobs == 1 or "OMP_NUM_THREADS" in os.environ else {
         "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
-    waiting, finished, failed = [*CHAPTERS, *PAGES], set(), []
+    waiting, finished, failed = list(ORDER), set(), []
     running: dict[Any, str] = {}
     with ThreadPoolExecutor(jobs) as pool:
         while running or (waiting and not failed):

@@ -63,11 +63,14 @@ def test_pages_run_two_at_once_each_after_the_runs_it_reuses(monkeypatch):
     assert not any(e[3] for e in log)          # no per-cell bars side by side
 
 
-def test_one_job_runs_the_pages_in_the_books_order(monkeypatch):
+def test_one_job_runs_the_pages_in_order_each_after_what_it_reuses(monkeypatch):
     log = _fake_pages(monkeypatch)
     book.execute_pages(notebooks.repo_root(), {}, jobs=1, log=lambda _: None)
-    assert [e[1] for e in log if e[0] == "start"] == [*notebooks.CHAPTERS,
-                                                      *notebooks.PAGES]
+    started = [e[1] for e in log if e[0] == "start"]
+    assert started == list(notebooks.ORDER)
+    assert sorted(started) == sorted([*notebooks.CHAPTERS, *notebooks.PAGES])
+    for name, before in notebooks.AFTER.items():   # ORDER itself respects AFTER
+        assert all(started.index(b) < started.index(name) for b in before)
     assert all(e[3] and e[4] == {} for e in log)
 
 

@@ -240,3 +240,17 @@ def test_the_book_shows_each_figure_with_its_number_caption_and_alt(smoke_book):
         for tag in images:
             assert re.search(r'alt="[^"]{10,}"', tag), (name, tag[:120])
         assert '<span class="caption-number">Fig. ' in html, name
+        # one rendered output per figure cell: myst-nb wraps each in the figure, so
+        # a table or a second plot in the same cell defines its label twice (a
+        # Sphinx "Duplicate explicit target name" and a reference that may miss)
+        executed = nbformat.read(smoke_book / "book" / "chapters" / f"{name}.ipynb",
+                                 as_version=4)
+        for cell in executed.cells:
+            if "name" not in cell.metadata.get("mystnb", {}).get("figure", {}):
+                continue
+            shown = [o for o in cell.get("outputs", [])
+                     if o.output_type in ("display_data", "execute_result")
+                     and not all(k.startswith("application/papermill.record")
+                                 for k in o.get("data", {}))]
+            assert len(shown) <= 1, (name, cell.metadata.mystnb.figure.name,
+                                     [sorted(o.data) for o in shown])
