@@ -56,9 +56,9 @@ AFTER: dict[str, tuple[str, ...]] = {
 }
 # The order in which a free kernel takes the next page whose AFTER pages finished:
 # the longest first, so that two kernels end together. Measured with the demo
-# profile on 2 CPU cores, one thread per kernel, two at once (2026-12-07), in
-# seconds: 04 about 310, 02 278, 07 232, 05 146, 06 80, own_method 77, 03 75,
-# 01 53 (it generates the data all others wait for), 08 23.
+# profile from a fresh clone on 2 CPU cores, one thread per kernel, two at once
+# (2026-12-07, README), in seconds: 04 324, 02 281, 07 238, 05 150, own_method 77,
+# 03 64, 06 59, 01 54 (it generates the data all others wait for), 08 22.
 ORDER: tuple[str, ...] = (
     "01_contamination", "08_benchmark", "04_expert_distillation",
     "05_cross_domain_distillation", "02_reverse_distillation", "07_llb_filtering",
