@@ -87,8 +87,9 @@ $(VENV)-peers/.installed: pyproject.toml
 ## the dress rehearsal of the paper grid on the CPU: benchmarks/grids/paper.yaml (all
 ## 3240 points) and the same methods on BTAD, MPDD and Real-IAD (624), on generated
 ## stand-ins of the datasets at a few steps of 64 px, then chapter 08 per dataset;
-## not results. About 20 s a point on 2 cores: SUBSET=stratified (every method,
-## regime, ratio, dataset, category and seed; 165 points) takes about 35 minutes
+## not results. About 11 points a minute on 2 cores (all: about 6 hours; resumes from
+## the committed tables): SUBSET=stratified (every method, regime, ratio, dataset,
+## category and seed; 165 points) about a quarter of an hour
 SUBSET ?= all
 JOBS ?= 2
 rehearsal: $(VENV)/.installed-dev
