@@ -7,6 +7,7 @@ The tables whose provenance falls short are listed in `GAPS` with what is missin
 and the test fails if a gap is closed or a new one opens, so the list stays true.
 """
 
+import functools
 import hashlib
 import math
 from pathlib import Path
@@ -116,8 +117,17 @@ FROZEN = {
     "teacher_comparison_lite2_demo.csv": (17, "f90f0ba0477c6be4"),
     "teacher_screen.csv": (36, "a8aa0a9477b2a163"),
     "vs_anomalib_cpu.csv": (13, "4cebca6146c0b496"),
+    # growing: 201 of the paper grid's 3240 (commit 6c71a46), all ok
+    "rehearsal_paper_cpu.csv": (202, "bc11ea0e77338d42"),
 }
-RECIPES = {**GRID, **GROWING, **GRID_BEFORE_POINTS, **SCRIPTS, **BY_HAND}
+# the dress rehearsal's tables (`make rehearsal`: `python -m fuadnb rehearse --out
+# runs/rehearsal --tables benchmarks/results`, issue 30), growing over sessions: their
+# rows are points of the paper grid (or of the readers' grid) with the rehearsal's
+# override, in grid order; their numbers are not results
+# (rehearsal_readers_cpu.csv, "readers", joins when its first rows are committed)
+REHEARSAL = {"rehearsal_paper_cpu.csv": "paper"}
+RECIPES = {**GRID, **GROWING, **GRID_BEFORE_POINTS, **SCRIPTS, **BY_HAND,
+           **REHEARSAL}
 
 
 def test_every_committed_table_has_a_recipe():
@@ -174,6 +184,41 @@ def test_a_growing_grid_table_holds_grid_points_in_grid_order(table):
     ok = rows[rows.status == "ok"]
     for column in PROVENANCE:
         assert ok[column].notna().all(), (table, column)
+
+
+@functools.cache
+def _rehearsal_points(name: str) -> dict[str, dict]:
+    """The named points of rehearsal grid `name` with the override `make rehearsal`
+    gives them (stand-ins under runs/rehearsal, relative to the cell's folder)."""
+    import tempfile
+
+    from fuadnb import rehearsal
+
+    _, fixed, points = grids.load_grid(rehearsal.paper_grid())
+    methods = list(dict.fromkeys(p["METHOD"] for p in points))
+    out = REPO / "runs" / "rehearsal"
+    every, per = rehearsal.overrides(out / "data", out / "runs", methods)
+    if name == "paper":
+        return dict(grids.named_points(rehearsal.paper_grid(), every, per))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = rehearsal.readers_grid(Path(tmp) / "grid.yaml", methods, dict(fixed))
+        return dict(grids.named_points(path, every, per))
+
+
+@pytest.mark.parametrize("table", sorted(REHEARSAL))
+def test_a_rehearsal_table_holds_its_grids_points_with_the_override(table):
+    rows = pd.read_csv(RESULTS / table)
+    named = _rehearsal_points(REHEARSAL[table])
+    order = list(named)
+    assert set(rows.point) <= set(order)
+    assert rows.point.tolist() == sorted(rows.point, key=order.index)
+    assert (rows.status == "ok").all()
+    for row in rows.to_dict("records"):
+        for key, value in named[row["point"]].items():
+            assert _same(row[f"param.{key}"], value), (table, row["point"], key)
+    for column in PROVENANCE:
+        assert rows[column].notna().all(), (table, column)
+    assert set(rows.profile) == {"paper"} and set(rows["cfg.image_size"]) == {64}
 
 
 @pytest.mark.parametrize("table", sorted(GRID_BEFORE_POINTS))
