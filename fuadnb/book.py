@@ -40,6 +40,7 @@ from fuadnb.notebooks import (
     check_types,
     declared_parameters,
     execute,
+    kernel_threads,
     only_declared,
     repo_root,
     with_defaults,
@@ -192,8 +193,7 @@ def execute_pages(root: Path, parameters: dict[str, Any], *, jobs: int = 2,
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise BookError(f"--jobs must be a whole number >= 1, got {jobs!r}")
-    env = {} if jobs == 1 or "OMP_NUM_THREADS" in os.environ else {
-        "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
+    env = kernel_threads(jobs)
     waiting, finished, failed = list(ORDER), set(), []
     running: dict[Any, str] = {}
     with ThreadPoolExecutor(jobs) as pool:

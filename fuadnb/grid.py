@@ -40,6 +40,7 @@ from fuadnb.notebooks import (
     check_names,
     check_types,
     execute,
+    kernel_threads,
     recorded_row,
     repo_root,
     stopping,
@@ -329,10 +330,11 @@ def pending(grid_file: Path, out: Path, overrides: dict[str, Any] | None = None,
 def _threads_per_kernel(jobs: int):
     """With `jobs` notebooks at once, each kernel gets cores // jobs compute threads
     (``OMP_NUM_THREADS``, which torch reads at start), unless the caller set it."""
-    if jobs == 1 or "OMP_NUM_THREADS" in os.environ:
+    threads = kernel_threads(jobs)
+    if not threads:
         yield
         return
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    os.environ.update(threads)
     try:
         yield
     finally:

@@ -117,6 +117,15 @@ def kernel_pythonpath() -> str:
     return os.pathsep.join([str(PACKAGE_ROOT), *rest])
 
 
+def kernel_threads(jobs: int) -> dict[str, str]:
+    """The environment that gives each of `jobs` kernels at once cores // jobs
+    compute threads (``OMP_NUM_THREADS``, which torch reads at start); none with
+    one job or when the caller set it (`fuadnb.grid`, `fuadnb.book`)."""
+    if jobs == 1 or "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
+
+
 _RUNNING: set[int] = set()   # process ids of the kernels `execute` started
 _RUNNING_LOCK = threading.Lock()
 _STOPPING = threading.Event()   # set by `stopping`: a kernel starting now dies
