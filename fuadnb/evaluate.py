@@ -9,8 +9,9 @@ anomalies (each against all good test images): ``*_seen`` (the anomalies trained
 or the recurring defects) and ``*_unseen`` (the others, or the novel defects).
 
 Results tables (one row per run) are summarised over seeds (`seed_summary`,
-`pm_table`) or by category (`by_category`) and methods compared with a baseline on
-paired runs (`versus`).
+`pm_table`) or by category (`by_category`); `with_clean` repeats the clean runs under
+every regime. Methods and conditions are compared with the category as the unit in
+`fuadnb.evidence`.
 """
 
 from __future__ import annotations
@@ -20,24 +21,30 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from fuadnb import evidence, metrics
+from fuadnb import metrics
 
 KEYS = ("method", "regime", "noise_ratio", "category", "seed")   # a row's identity
 
 
-def _table(rows: object, columns: Sequence[str], where: str) -> None:
-    """A results table with `columns`, else one ValueError naming the function and
-    what is missing (instead of a KeyError deep inside pandas)."""
+def require_columns(rows: object, columns: Sequence[str], where: str) -> None:
+    """A results table with `columns`, else one ValueError naming the function
+    `where` (e.g. ``evidence.cost``) and what is missing, instead of a KeyError deep
+    inside pandas."""
     if any(not isinstance(c, str) for c in columns):
-        raise ValueError(f"evaluate.{where}: column names must be text; a list of "
+        raise ValueError(f"{where}: column names must be text; a list of "
                          f"them where several are taken, got {list(columns)!r}")
     if not isinstance(rows, pd.DataFrame):
-        raise ValueError(f"evaluate.{where}: rows must be a results table (a pandas "
+        raise ValueError(f"{where}: rows must be a results table (a pandas "
                          f"DataFrame), got {type(rows).__name__}")
     missing = [c for c in dict.fromkeys(columns) if c not in rows]
     if missing:
-        raise ValueError(f"evaluate.{where}: the table has no column(s) {missing}; "
+        raise ValueError(f"{where}: the table has no column(s) {missing}; "
                          "pass results rows (a grid's table, `fuadnb results --csv`)")
+
+
+def _table(rows: object, columns: Sequence[str], where: str) -> None:
+    """`require_columns` for a function of this module."""
+    require_columns(rows, columns, f"evaluate.{where}")
 
 
 def _lists(where: str, **named: object) -> None:
@@ -194,97 +201,6 @@ def by_category(rows: pd.DataFrame, index: Sequence[str],
     return wide
 
 
-def versus(rows: pd.DataFrame, metric: str, baseline: str, *, alpha: float = 0.05,
-           min_pairs: int = 6) -> pd.DataFrame:
-    """Each method against `baseline` at every noise ratio, paired by (category,
-    seed): the same data, contamination draw and seed.
-
-    Returns:
-        one row per (method, noise_ratio): ``delta`` (mean difference method -
-        baseline over the pairs), ``delta_std_seeds`` (std over seeds of the per-seed
-        mean difference), ``seeds_agree`` (every seed's mean difference has the sign
-        of ``delta``), ``n_pairs`` (the non-zero pairs the test used), ``n_zero``,
-        ``p`` (exact two-sided Wilcoxon signed-rank test over the pairs, `paired`;
-        NaN under `min_pairs`) and ``verdict``: ``higher`` / ``lower`` where p <
-        `alpha`, ``too few pairs`` under `min_pairs`, else ``no ranking``.
-    """
-    _table(rows, ["method", "noise_ratio", "category", "seed", metric], "versus")
-    keys = ["noise_ratio", "category", "seed"]
-    base = rows[rows["method"] == baseline].set_index(keys)[metric]
-    out = []
-    for (method, noise), group in rows[rows["method"] != baseline].groupby(
-            ["method", "noise_ratio"]):
-        diff = (group.set_index(keys)[metric] - base).dropna()
-        out.append({"method": method, "noise_ratio": noise,
-                    **paired(diff, alpha=alpha, min_pairs=min_pairs)})
-    return pd.DataFrame(out, columns=["method", "noise_ratio", *PAIRED])
-
-
-PAIRED = ("delta", "delta_std_seeds", "seeds_agree", "n_pairs", "n_zero", "p",
-          "verdict")
-
-
-def paired(diff: pd.Series, *, alpha: float = 0.05, min_pairs: int = 6
-           ) -> dict[str, object]:
-    """Paired differences (indexed by ..., seed) summarised: the `PAIRED` columns of
-    `versus` and `cost` (mean, std over seeds of the per-seed means, whether every
-    seed agrees in sign, a two-sided Wilcoxon p and its verdict).
-
-    The test is `fuadnb.evidence.signed_rank`'s: the exact null distribution
-    (``method="exact"``, pinned) with zero differences dropped; ``n_pairs`` is the
-    pairs it used and ``n_zero`` those it dropped. Under `min_pairs` used pairs p is
-    NaN and the verdict ``too few pairs``. The unit here is the run (category x
-    seed); `fuadnb.evidence` compares with the category as the unit."""
-    if not isinstance(diff, pd.Series) or "seed" not in (diff.index.names or []):
-        raise ValueError("evaluate.paired: diff must be a pandas Series of paired "
-                         "differences indexed by (..., seed)")
-    per_seed = diff.groupby(level="seed").mean()
-    delta = float(diff.mean()) if len(diff) else float("nan")
-    test = evidence.signed_rank(diff.to_numpy())
-    p = test["p"] if test["n"] >= min_pairs else float("nan")
-    return {"delta": delta, "delta_std_seeds": float(per_seed.std(ddof=1)),
-            "seeds_agree": bool(len(per_seed)) and bool(
-                np.all(np.sign(per_seed) == np.sign(delta))),
-            "n_pairs": test["n"], "n_zero": test["n_zero"], "p": p,
-            "verdict": ("higher" if delta > 0 else "lower") if p < alpha
-            else "too few pairs" if np.isnan(p) else "no ranking"}
-
-
-def _by_pair(rows: pd.DataFrame, method: str, regime: str, noise: float,
-             column: str) -> pd.Series:
-    """`column` of one method's runs under one regime and noise ratio, indexed by
-    (category, seed): the pairs of `cost` and `recovery`."""
-    at = rows[(rows["method"] == method) & (rows["regime"] == regime)
-              & (rows["noise_ratio"] == noise)]
-    return at.set_index(["category", "seed"])[column]
-
-
-def cost(rows: pd.DataFrame, metric: str, *, reference: str | None = None,
-         alpha: float = 0.05, min_pairs: int = 6) -> pd.DataFrame:
-    """What contamination costs each method: every contaminated run against the
-    clean run (noise ratio 0) of the same method, category and seed.
-
-    Args:
-        metric: the contaminated runs' column (e.g. ``image_auroc_seen``).
-        reference: the clean runs' column it is compared with (default: `metric`;
-            e.g. ``image_auroc`` where the clean run has no such group).
-
-    Returns:
-        one row per (method, regime, noise ratio) with the `PAIRED` columns
-        (``delta`` = contaminated - clean, negative = a loss). The clean runs are
-        looked up under the same regime (`with_clean` repeats them per regime).
-    """
-    _table(rows, [*KEYS, metric, *([reference] if reference else [])], "cost")
-    out = []
-    for (method, regime, noise), _ in rows[rows["noise_ratio"] > 0].groupby(
-            ["method", "regime", "noise_ratio"]):
-        diff = (_by_pair(rows, method, regime, noise, metric)
-                - _by_pair(rows, method, regime, 0, reference or metric)).dropna()
-        out.append({"method": method, "regime": regime, "noise_ratio": noise,
-                    **paired(diff, alpha=alpha, min_pairs=min_pairs)})
-    return pd.DataFrame(out, columns=["method", "regime", "noise_ratio", *PAIRED])
-
-
 def one_dataset(rows: pd.DataFrame, dataset: str = "", *, source: str = "the table"
                 ) -> tuple[pd.DataFrame, str]:
     """The rows of one dataset and its name: `dataset`, or (empty) the table's only
@@ -328,66 +244,6 @@ def with_clean(rows: pd.DataFrame, regimes: Sequence[str] = ("iid", "overlap",
                     c[f"{m}_{group}"] = np.nan
         copies.append(c)
     return pd.concat([rows[rows["noise_ratio"] > 0], *copies], ignore_index=True)
-
-
-RECOVERY = ("baseline_drop", "baseline_verdict", "own_drop", "gain", "recovery",
-            "recovery_std_seeds", "clean_gap", "n_pairs", "n_zero", "p", "verdict")
-
-
-def recovery(rows: pd.DataFrame, metric: str, *, baseline: str = "rd",
-             reference: str | None = None, alpha: float = 0.05, min_pairs: int = 6
-             ) -> pd.DataFrame:
-    """How much of the baseline's contamination damage each method repairs, per
-    regime and noise ratio (chapter 08), from rows with every method's clean runs
-    under every regime (`with_clean`).
-
-    With B the baseline and m the method, 0 clean and r contaminated, paired by
-    (category, seed): ``baseline_drop`` = mean(B_0 - B_r), ``own_drop`` = mean(m_0 -
-    m_r) (the method's own loss), ``gain`` = mean(m_r - B_r), ``recovery`` = gain /
-    baseline_drop (1: the method is as good contaminated as the baseline was clean;
-    0: no better than the contaminated baseline; negative: worse), computed from the
-    means (a per-pair ratio explodes where the baseline barely drops); and per seed
-    the same ratio over the seed's categories, whose std is ``recovery_std_seeds``.
-    ``clean_gap`` = mean(m_0 - B_0): a method that repairs by losing accuracy on
-    clean data shows it here. ``p`` and ``verdict`` are the paired test of the gain
-    (`paired`). `metric` / `reference` as in `cost` (e.g. ``image_auroc_seen``
-    against the clean runs' ``image_auroc_seen``). ``baseline_verdict`` is the
-    paired test of the baseline's own drop (`paired` of B_r - B_0); recovery and its
-    spread are NaN unless it says ``lower``: where the seeds do not support a drop
-    there is no damage to repair, and a ratio over a drop of about zero means
-    nothing.
-    """
-    _table(rows, [*KEYS, metric], "recovery")
-    clean_col = reference or metric
-    noisy = rows[rows["noise_ratio"] > 0]
-    out = []
-    for (method, regime, noise), _ in noisy[noisy["method"] != baseline].groupby(
-            ["method", "regime", "noise_ratio"]):
-        pairs = pd.DataFrame({
-            "m_r": _by_pair(rows, method, regime, noise, metric),
-            "b_r": _by_pair(rows, baseline, regime, noise, metric),
-            "b_0": _by_pair(rows, baseline, regime, 0, clean_col),
-            "m_0": _by_pair(rows, method, regime, 0, clean_col)}).dropna()
-        gain = pairs["m_r"] - pairs["b_r"]
-        damage = pairs["b_0"] - pairs["b_r"]
-        harmed = paired(-damage, alpha=alpha, min_pairs=min_pairs)["verdict"]
-        per_seed = (gain.groupby(level="seed").mean()
-                    / damage.groupby(level="seed").mean())
-        defined = harmed == "lower"
-        test = paired(gain, alpha=alpha, min_pairs=min_pairs)
-        out.append({"method": method, "regime": regime, "noise_ratio": noise,
-                    "baseline_drop": float(damage.mean()), "baseline_verdict": harmed,
-                    "own_drop": float((pairs["m_0"] - pairs["m_r"]).mean()),
-                    "gain": float(gain.mean()),
-                    "recovery": float(gain.mean() / damage.mean()) if defined
-                    else np.nan,
-                    "recovery_std_seeds": float(per_seed.std(ddof=1)) if defined
-                    else np.nan,
-                    "clean_gap": float((pairs["m_0"] - pairs["b_0"]).mean()),
-                    "n_pairs": test["n_pairs"], "n_zero": test["n_zero"],
-                    "p": test["p"],
-                    "verdict": test["verdict"]})
-    return pd.DataFrame(out, columns=["method", "regime", "noise_ratio", *RECOVERY])
 
 
 def flattened(losses: Sequence[float], *, every: int = 1, fraction: float = 0.9,

@@ -41,6 +41,8 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from fuadnb.evaluate import require_columns
+
 ZERO_METHOD = "wilcox"       # zero differences are dropped; n shrinks and is reported
 TEST_METHOD = "exact"        # the exact null distribution, never scipy's "auto"
 FLOOR = 0.02                 # recovery is defined where the baseline loses more
@@ -178,7 +180,7 @@ def statement(what: str, row: Mapping[str, object], *,
 
 
 COMPARE = ("delta", "ci_low", "ci_high", "median", "sd", "detectable",
-           "n_categories", "n_zero", "n", "p", "p_floor", "verdict")
+           "n_categories", "n_lower", "n_zero", "n", "p", "p_floor", "verdict")
 
 
 def compare(d: pd.Series, *, alpha: float = 0.05, clusters: Sequence | None = None,
@@ -188,7 +190,8 @@ def compare(d: pd.Series, *, alpha: float = 0.05, clusters: Sequence | None = No
     given, from `MIN_CI` categories on; median; ``sd`` between categories and
     ``detectable``, the mean difference these categories detect with power 0.8 at
     `alpha` for that sd (`detectable_gain`, the power statement read from the
-    table itself);
+    table itself); ``n_lower``, the categories whose difference is below zero (a
+    description beside the test, e.g. "lower in 4 of 5 categories");
     `signed_rank`'s n and p; `verdict`)."""
     values = np.asarray(d, float)
     test = signed_rank(values)
@@ -202,6 +205,7 @@ def compare(d: pd.Series, *, alpha: float = 0.05, clusters: Sequence | None = No
             "median": float(np.median(values)) if len(values) else np.nan,
             "sd": sd, "detectable": detectable_gain(sd, len(values), alpha=alpha)
             if len(values) > 1 else np.nan,
+            "n_lower": int((values < 0).sum()),
             **{k: test[k] for k in ("n_categories", "n_zero", "n", "p", "p_floor")},
             "verdict": verdict(delta, test, alpha)}
 
@@ -212,6 +216,8 @@ def versus(rows: pd.DataFrame, metric: str, baseline: str, *,
     """Each method against `baseline` in every `by` group, paired by category
     (seeds averaged first): one row per (method, `by`...) with the `COMPARE`
     columns, ``delta`` = method - baseline."""
+    require_columns(rows, ["method", *by, "category", "seed", metric],
+                    "evidence.versus")
     return _paired(rows, rows["method"] != baseline, {"method": baseline}, metric,
                    by, alpha, family, n_resamples)
 
@@ -225,6 +231,8 @@ def cost(rows: pd.DataFrame, metric: str, *, by: Sequence[str] = ("regime",
     > 0 and the `COMPARE` columns, ``delta`` = contaminated - clean (negative: a
     loss). `rows` hold every method's clean runs under every regime
     (`fuadnb.evaluate.with_clean`)."""
+    require_columns(rows, ["method", "noise_ratio", *by, "category", "seed", metric],
+                    "evidence.cost")
     return _paired(rows, rows["noise_ratio"] > 0, {"noise_ratio": 0.0}, metric, by,
                    alpha, family, n_resamples)
 
@@ -381,6 +389,9 @@ def recovery(rows: pd.DataFrame, metric: str, *, baseline: str = "rd",
     """`recovery_overall` for every method (but the baseline), regime and noise
     ratio > 0 of `rows` (with every method's clean runs under every regime,
     `fuadnb.evaluate.with_clean`): one row each with the `RECOVERY` columns."""
+    require_columns(rows, ["method", "regime", "noise_ratio", "category", "seed",
+                           metric, *([reference] if reference else [])],
+                    "evidence.recovery")
     out = []
     noisy = rows[(rows["noise_ratio"] > 0) & (rows["method"] != baseline)]
     for (method, regime, noise), _ in noisy.groupby(

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from fuadnb import cli, data, evaluate, experiment, runs
+from fuadnb import cli, data, evaluate, evidence, experiment, runs
 from fuadnb.experiment import Scenario
 
 REPO = Path(__file__).resolve().parents[1]
@@ -400,8 +400,8 @@ def test_experiment_run_and_evaluate_name_the_bad_argument(tiny_synth, tmp_path)
         experiment.run("rd", {"category": "brick"}, runs_root=tmp_path)
     with pytest.raises(ValueError, match="curve_every"):
         experiment.run("rd", scenario, curve_every=-1, runs_root=tmp_path)
-    with pytest.raises(ValueError, match=r"evaluate.recovery: .*\['regime'"):
-        evaluate.recovery(pd.DataFrame({"method": ["rd"], "noise_ratio": [0.1],
+    with pytest.raises(ValueError, match=r"evidence.recovery: .*\['regime'"):
+        evidence.recovery(pd.DataFrame({"method": ["rd"], "noise_ratio": [0.1],
                                         "category": ["a"], "seed": [1],
                                         "image_auroc": [0.5]}), "image_auroc")
     with pytest.raises(ValueError, match="evaluate.score: scores must be a 1-D array "

@@ -2,10 +2,10 @@
 
 One refinement of B3: ``engine`` sits one layer above ``nn`` because it normalises
 inputs with the backbones' ImageNet statistics; ``evidence`` (the statistics over
-categories, which imports no fuadnb module) sits one layer under ``evaluate``, whose
-paired test is its pinned Wilcoxon. A sub-package in `SUBLAYERS` has its
-own order on top: each of its modules imports only strictly lower ones of it (never
-the sub-package itself); its ``__init__`` may import them all.
+categories) sits one layer above ``evaluate``, whose column check it uses. A
+sub-package in `SUBLAYERS` has its own order on top: each of its modules imports
+only strictly lower ones of it (never the sub-package itself); its ``__init__`` may
+import them all.
 """
 
 import ast
@@ -13,7 +13,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fuadnb"
 LAYERS = [{"utils", "config"}, {"data", "metrics", "runs"}, {"nn"}, {"engine"},
-          {"models"}, {"evidence"}, {"evaluate", "strategies"},
+          {"models"}, {"evaluate", "strategies"}, {"evidence"},
           {"experiment", "plot", "chapter_table"},
           {"nb"}, {"notebooks"}, {"book", "grid", "student"}, {"cluster", "rehearsal"},
           {"cli"}, {"__main__"}]

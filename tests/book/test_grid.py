@@ -334,11 +334,8 @@ def test_the_committed_regimes_table_is_the_whole_rd_regimes_grid():
 
 def test_the_committed_memory_bank_table_is_the_whole_grid_and_chapter_03_reads_it():
     """What chapter 03 renders: every point of memorybank_regimes.yaml once, ok, from
-    one clean commit; and the claims of the chapter's reading (written for this
-    table) hold for it: only overlap costs PatchCore, SoftPatch recovers most of it
-    at a small price on clean data, RD falls between the two."""
-    from fuadnb import evaluate
-
+    one clean commit, on the categories and image size of the RD regimes table it is
+    read beside (the chapter's claims about it: tests/test_claims.py)."""
     table = pd.read_csv(RESULTS / "memorybank_regimes_demo.csv")
     named = grids.named_points(GRIDS / "memorybank_regimes.yaml")
     assert table.point.tolist() == [n for n, _ in named]
@@ -346,36 +343,8 @@ def test_the_committed_memory_bank_table_is_the_whole_grid_and_chapter_03_reads_
     assert set(table.method) == {"patchcore", "softpatch"}
     assert table.commit.nunique() == 1 and "+dirty" not in table.commit.iloc[0]
     rd = pd.read_csv(RESULTS / "rd_regimes_demo.csv")
-    rows = evaluate.with_clean(pd.concat([rd, table], ignore_index=True))
-    cost = evaluate.cost(rows, "image_auroc").set_index(
-        ["method", "regime", "noise_ratio"])
-    pc = cost.loc["patchcore"]
-    assert (pc.loc["overlap"].verdict == "lower").all()
-    assert (pc.loc[["iid", "recurring"]].verdict == "no ranking").all()
-    seen = evaluate.cost(rows, "image_auroc_seen").set_index(
-        ["method", "regime", "noise_ratio"]).loc["patchcore"]
-    assert (seen.loc["recurring"].verdict == "no ranking").all()
-    summary = evaluate.seed_summary(rows, ["image_auroc", "image_auroc_seen"],
-                                    ["method", "regime", "noise_ratio"]).set_index(
-        ["method", "regime", "noise_ratio"])
-    assert summary.loc[("patchcore", "overlap", 0.2), "image_auroc_seen"] < 0.5
-    banks = rows[rows.method.isin(["patchcore", "softpatch"])]
-    for metric in ("image_auroc_seen", "image_auroc"):
-        rec = evaluate.recovery(banks, metric, baseline="patchcore").set_index(
-            ["regime", "noise_ratio"]).loc[("overlap", 0.2)]
-        assert rec.recovery > 0.5 and rec.verdict == "higher"       # "most"
-        assert rec.n_pairs == 15 and rec.p < 0.001
-    clean = rows[(rows.noise_ratio == 0) & (rows.regime == "overlap")]
-    price = evaluate.versus(clean[clean.method.isin(["patchcore", "softpatch"])],
-                            "image_auroc", "patchcore").iloc[0]     # "a price"
-    assert price.verdict == "lower" and price.n_pairs == 14 and price.n_zero == 1
-    assert price.p == pytest.approx(0.0353, abs=1e-4)
-    sp_seen = summary.loc[("softpatch", "overlap", 0.2), "image_auroc_seen"]
-    assert sp_seen < summary.loc[("softpatch", "overlap", 0.0), "image_auroc_seen"]
-    at = summary.xs(("overlap", 0.2), level=["regime", "noise_ratio"])
-    assert at.image_auroc.patchcore < at.image_auroc.rd < at.image_auroc.softpatch
-    assert at.image_auroc_seen.patchcore < at.image_auroc_seen.rd < \
-        at.image_auroc_seen.softpatch
+    assert set(table.category) == set(rd.category)
+    assert set(table["cfg.image_size"]) == set(rd["cfg.image_size"])
 
 
 def test_the_committed_funad_diagnosis_is_the_whole_grid_and_chapter_06_reads_it():
@@ -394,9 +363,6 @@ def test_the_committed_funad_diagnosis_is_the_whole_grid_and_chapter_06_reads_it
                                        "detection_auroc"],
                                ["method", "noise_ratio"]).set_index(
         ["method", "noise_ratio"])
-    gap = evaluate.versus(table, "image_auroc", "knn").set_index(
-        ["method", "noise_ratio"])
-    assert gap.loc[("funad-code", 0.0), "verdict"] == "lower"        # not features
     assert at.loc[("funad-code", 0.2), "image_auroc"] > \
         at.loc[("funad-code", 0.0), "image_auroc"] + 0.1                # the rule
     assert at.loc[("funad-code", 0.2), "detection_auroc"] > 0.7

@@ -299,7 +299,8 @@ def test_cost_is_each_methods_own_loss_by_category_with_its_power():
         z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
         assert out.loc[method, "detectable"] == pytest.approx(
             z * d.std(ddof=1) / np.sqrt(8))
-    assert out.loc["rd", "verdict"] == "lower"
+        assert out.loc[method, "n_lower"] == (d < 0).sum()
+    assert out.loc["rd", "verdict"] == "lower" and out.loc["rd", "n_lower"] == 8
     assert out.loc["rd", "regime"] == "overlap" and len(out) == 2
 
 
@@ -333,3 +334,22 @@ def test_importing_fuadnb_leaves_scikit_posthocs_and_seaborn_unloaded():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True,
                           text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_versus_pairs_each_method_with_the_baseline_by_category():
+    rows = _rows({c: 0.05 for c in "abcdefg"}, seed=4)
+    out = evidence.versus(rows, "image_auroc", "rd", n_resamples=99).set_index(
+        ["method", "noise_ratio"])
+    assert list(out.index) == [("sp", 0.0), ("sp", 0.2)]
+    wide = rows.pivot_table(index=["noise_ratio", "category"], columns="method",
+                            values="image_auroc")          # seeds averaged first
+    for ratio in (0.0, 0.2):
+        d = (wide.loc[ratio, "sp"] - wide.loc[ratio, "rd"]).to_numpy()
+        got = out.loc[("sp", ratio)]
+        assert got.delta == pytest.approx(d.mean())
+        assert got.n_categories == 7 and got.n_lower == (d < 0).sum()
+        assert got.p == pytest.approx(stats.wilcoxon(d, method="exact").pvalue)
+    assert out.loc[("sp", 0.2), "verdict"] == "higher"       # +0.05 on all seven
+    assert out.loc[("sp", 0.0), "verdict"] == "lower"        # the clean gap -0.02
+    only = evidence.versus(rows[rows.method == "rd"], "image_auroc", "rd")
+    assert only.empty and "verdict" in only.columns
