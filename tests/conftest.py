@@ -46,7 +46,7 @@ def write_notebook():
     """``write(path, parameters, *code)``: a Python 3 notebook at `path` whose first
     cell, when `parameters` is not None, is papermill's tagged parameters cell, then
     one code cell per `code`. Returns `path`."""
-    nbformat = pytest.importorskip("nbformat")
+    import nbformat
 
     def write(path: Path, parameters: str | None, *code: str) -> Path:
         cells = [nbformat.v4.new_code_cell(c) for c in code]
@@ -94,7 +94,7 @@ def smoke_grid(tiny_synth, tmp_path_factory) -> Path:
     """A grid of two cells of ``benchmarks/grids/cell.ipynb`` at the smoke profile
     (RD and LLB(RD) on the tiny brick at noise 0.2), run two at a time. Returns the
     output folder (executed notebooks and ``grid_results.csv``)."""
-    grids = pytest.importorskip("fuadnb.grid")
+    from fuadnb import grid as grids
     folder = tmp_path_factory.mktemp("grid")
     grid = folder / "smoke.yaml"
     grid.write_text(yaml.safe_dump({

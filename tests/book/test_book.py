@@ -3,10 +3,8 @@ tested in test_notebooks.py)."""
 
 import pytest
 
-from fuadnb import cli
-
-book = pytest.importorskip("fuadnb.book")
-notebooks = pytest.importorskip("fuadnb.notebooks")
+# papermill (dev extra): missing fails, never skips
+from fuadnb import book, cli, notebooks
 
 
 def test_book_outside_a_checkout_is_one_clear_error(tmp_path, monkeypatch, capsys):

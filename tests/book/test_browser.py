@@ -8,8 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-sync_api = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api  # the dev extra: missing fails, never skips
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PAGES = ("intro", "chapters/01_contamination", "chapters/02_reverse_distillation",

@@ -1,19 +1,18 @@
 """A grid on a Dask cluster (`fuadnb.cluster`): the same rows, notebooks, skips and
 resumes as `fuadnb.grid.run_grid`, with the points executed by the workers and every
 file written by the coordinating process. The cluster tests run on Dask's
-LocalCluster when ``distributed`` (the ``distributed`` extra) is installed."""
+LocalCluster; ``distributed`` (the ``distributed`` extra, in the dev extra) missing
+fails them, never skips them."""
 
 import sys
 from pathlib import Path
 
+import distributed  # noqa: F401  (the dev extra: a missing one fails, never skips)
 import pandas as pd
 import pytest
 
-from fuadnb import cli
-
-grids = pytest.importorskip("fuadnb.grid")
-cluster = pytest.importorskip("fuadnb.cluster")
-notebooks = pytest.importorskip("fuadnb.notebooks")
+from fuadnb import cli, cluster
+from fuadnb import grid as grids
 
 
 class _Future:
@@ -72,7 +71,6 @@ def test_the_runner_writes_the_workers_notebook_here_and_records_a_lost_worker(
 def test_a_missing_engine_or_scheduler_is_one_clear_error(toy, tmp_path, capsys,
                                                          monkeypatch):
     grid = toy
-    pytest.importorskip("distributed")
     args = ["grid", str(grid), "--out", str(tmp_path / "out"), "--scheduler",
             "tcp://127.0.0.1:9"]
     assert cli.main(args) == 2
@@ -86,7 +84,6 @@ def test_a_missing_engine_or_scheduler_is_one_clear_error(toy, tmp_path, capsys,
 
 
 def test_a_toy_grid_on_a_local_cluster_records_failures_and_resumes(toy, tmp_path):
-    pytest.importorskip("distributed")
     grid, out = toy, tmp_path / "out"
     logged = []
     table = cluster.run_grid(grid, out, "local", jobs=2, log=logged.append)
@@ -111,7 +108,6 @@ def test_the_smoke_grid_on_a_local_cluster_gives_the_local_rows(smoke_grid,
     executed notebooks here, the same results as the local run (the models come
     from the same run cache), each kernel with cores // 2 threads; a rerun skips
     every point."""
-    pytest.importorskip("distributed")
     import os
 
     grid, out = smoke_grid.parent / "smoke.yaml", tmp_path / "dask"
