@@ -110,10 +110,10 @@ def _both_sides_within(d: pd.Series, bound: float) -> bool:
 
 
 def _every_category_lower(table: pd.DataFrame, method: str, regime: str) -> bool:
-    c = _costs(table, method)
-    return bool(table.category.nunique() == 5 and all(
-        len(d) == 5 and (d < 0).all() for (r, _), d in c.items() if r == regime)
-        and sum(r == regime for r, _ in c) == 2)
+    """Lower in each of the five categories at both ratios of `regime`."""
+    at = [d for (r, _), d in _costs(table, method).items() if r == regime]
+    return bool(table.category.nunique() == 5 and len(at) == 2
+                and all(len(d) == 5 and (d < 0).all() for d in at))
 
 
 def _rd_most_on_seen(table: pd.DataFrame) -> bool:
