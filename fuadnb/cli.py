@@ -417,7 +417,8 @@ def cmd_rehearse(args: argparse.Namespace) -> None:
     report = rehearsal.rehearse(args.out, subset=args.subset, jobs=args.jobs,
                                 datasets=tuple(args.datasets),
                                 chapters=() if args.no_chapter else None,
-                                progress=not args.quiet, tables=args.tables)
+                                progress=not args.quiet, tables=args.tables,
+                                keep_weights=args.keep_weights)
     print("\n".join(["", *report.lines()]))
     for name, table in report.tables.items():
         _raise_failed(table, args.out / name)
@@ -582,6 +583,10 @@ def parser() -> argparse.ArgumentParser:
                     "with the same parameters, code and inputs are done, on any "
                     "clone, and the finished points are written back, also when "
                     "interrupted (default: none)")
+    rh.add_argument("--keep-weights", action="store_true", help="keep each "
+                    "finished point's trained weights under OUT/runs (up to 13 MB "
+                    "a point; default: removed once the "
+                    "point's row is written)")
     rh.set_defaults(func=cmd_rehearse)
 
     st = command("student", (), help="write student copies of the chapters: the "

@@ -378,7 +378,8 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
              overrides: dict[str, Any] | None = None, per: Per | None = None,
              only: Collection[str] | None = None,
              log: Callable[[str], None] = print,
-             runner: Runner | None = None, resume: Path | None = None
+             runner: Runner | None = None, resume: Path | None = None,
+             on_ok: Callable[[dict[str, Any]], None] | None = None
              ) -> pd.DataFrame:
     """Run a grid; ``out/<name>.ipynb`` per point and ``out/grid_results.csv``.
 
@@ -406,6 +407,9 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
         resume: a committed table of this grid (``--table``): its finished rows
             whose parameters, code and inputs match count as done, so a grid
             resumes on a fresh clone.
+        on_ok: called with the row of each point that finished ok in this run,
+            after its row is written (e.g. to remove what the point no longer
+            needs: `fuadnb.rehearsal` drops trained weights).
 
     Raises:
         GridInterrupted: on Ctrl-C or SIGTERM (a KeyboardInterrupt in this
@@ -481,6 +485,8 @@ def run_grid(grid_file: Path, out: Path, *, jobs: int = 1, progress: bool = True
         write_table(finished(every=True), table)
         say(f"{label}: {row['status']} in {outcome.seconds:.0f} s"
             + (f": {outcome.error}" if outcome.error else ""))
+        if outcome.ok and on_ok is not None:
+            on_ok(rows[name])
 
     futures, seen = [], set()
     with _threads_per_kernel(jobs if runner is None else 1):

@@ -214,10 +214,24 @@ def _keep(kept: Path, table: pd.DataFrame, named: list[tuple[str, Any]]) -> None
         rows["point"].iloc[k], len(rank)))], kept)
 
 
+def drop_weights(runs: Path, row: dict[str, Any]) -> int:
+    """Remove the trained weights of the run a finished point's `row` recorded
+    (``<runs>/<method>/<dataset>/<category>/<tag>/s<seed>-<run_key>/weights.pt``),
+    keeping its metrics, predictions and fit record; returns the files removed.
+    A point that records no run removes nothing."""
+    key = str(row.get("run_key") or "")
+    if not key:
+        return 0
+    found = list(Path(runs).glob(f"*/*/*/*/s*-{key}/weights.pt"))
+    for path in found:
+        path.unlink()
+    return len(found)
+
+
 def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all",
              jobs: int = 1, datasets: tuple[str, ...] = standin.DATASETS,
              chapters: tuple[str, ...] | None = None, progress: bool = False,
-             tables: Path | None = None,
+             tables: Path | None = None, keep_weights: bool = False,
              log: Callable[[str], None] = print) -> Report:
     """Generate the stand-ins under ``<out>/data``, run the paper grid (and the
     readers' grid) with the rehearsal's `overrides` into ``<out>/paper`` (and
@@ -266,7 +280,9 @@ def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all"
             ran[name] = grid.run_grid(grid_file, out / name, jobs=jobs,
                                       progress=progress, overrides=every, per=per,
                                       only=only, log=log,
-                                      resume=kept if kept and kept.is_file() else None)
+                                      resume=kept if kept and kept.is_file() else None,
+                                      on_ok=None if keep_weights else
+                                      lambda row: drop_weights(runs, row))
         except grid.GridInterrupted as stopped:   # the finished points kept
             if kept is not None and len(stopped.table):
                 _keep(kept, stopped.table, named)

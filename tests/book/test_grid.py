@@ -67,9 +67,11 @@ def _grid(tmp_path, text):
 def test_grid_runs_every_point_records_failures_and_resumes(toy_notebook, tmp_path):
     grid = _grid(tmp_path, "notebook: toy.ipynb\nfixed: {NAME: b}\n"
                  "grid:\n  X: [2, -1, 3]\n")
-    out = tmp_path / "out"
-    table = grids.run_grid(grid, out, progress=False, log=lambda _: None)
+    out, finished = tmp_path / "out", []
+    table = grids.run_grid(grid, out, progress=False, log=lambda _: None,
+                           on_ok=finished.append)
     assert list(table["status"]) == ["ok", "failed", "ok"]
+    assert [(r["point"], r["square"]) for r in finished] == [("X-2", 4), ("X-3", 9)]
     assert list(table["square"].iloc[[0, 2]]) == [4, 9]
     assert (table["name"].iloc[[0, 2]] == "b").all()
     assert "X must not be negative" in table["error"].iloc[1]
@@ -78,9 +80,11 @@ def test_grid_runs_every_point_records_failures_and_resumes(toy_notebook, tmp_pa
     saved = pd.read_csv(out / "grid_results.csv")
     assert len(saved) == 3
     logged = []
-    grids.run_grid(grid, out, progress=False, log=logged.append)
+    grids.run_grid(grid, out, progress=False, log=logged.append,
+                   on_ok=finished.append)
     assert sum("skipped" in line for line in logged) == 2       # the failed one reruns
     assert sum("running" in line for line in logged) == 1
+    assert len(finished) == 2   # it failed again: on_ok sees only points ok now
 
 
 @pytest.mark.parametrize("text, message", [

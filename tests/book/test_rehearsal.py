@@ -132,6 +132,22 @@ def test_the_stratified_subset_covers_every_method_regime_ratio_category_seed(
     assert len(rehearsal.select(named, "ci")) == 2
 
 
+def test_drop_weights_removes_only_the_recorded_runs_weights(tmp_path):
+    def run(key, seed=111):
+        folder = tmp_path / "rd" / "visa" / "candle" / "n0.10-iid" / f"s{seed}-{key}"
+        folder.mkdir(parents=True)
+        for name in ("weights.pt", "fit.json", "metrics.json"):
+            (folder / name).write_text("x")
+        return folder
+    mine, other = run("0123456789"), run("abcdefabcd", 222)
+    assert rehearsal.drop_weights(tmp_path, {"run_key": "0123456789"}) == 1
+    assert sorted(p.name for p in mine.iterdir()) == ["fit.json", "metrics.json"]
+    assert (other / "weights.pt").is_file()
+    assert rehearsal.drop_weights(tmp_path, {"run_key": ""}) == 0
+    assert rehearsal.drop_weights(tmp_path, {}) == 0
+    assert (other / "weights.pt").is_file()
+
+
 def test_grid_set_fills_templates_from_each_point(write_notebook, tmp_path):
     write_notebook(tmp_path / "toy.ipynb", "A: str = 'x'  # a\nB: str = ''  # b",
                    "pass")
@@ -162,6 +178,9 @@ def test_the_ci_slice_runs_end_to_end(tmp_path):
     assert set(report.tables["readers"]["dataset"]) == {"btad", "mpdd", "real_iad"}
     assert report.chapters == {"visa": tmp_path / "r" / "08_benchmark_visa.ipynb"}
     assert report.totals == {"paper": 3240, "readers": 624}
+    runs = tmp_path / "r" / "runs"   # each run's weights dropped, its record kept
+    assert len(list(runs.rglob("fit.json"))) == 5
+    assert not list(runs.rglob("weights.pt"))
     text = (tmp_path / "r" / "REHEARSAL.md").read_text()
     assert "NOT results" in text and "2 of 3240 grid points run, 2 ok" in text
     # the committed tables: on a fresh clone (no run folders, notebooks or cache)
