@@ -350,11 +350,22 @@ def _portable(root: Path) -> str:
         return str(absolute)
 
 
+def _names_a_path(value: Any) -> bool:
+    """A Config value written as a file or folder (a weights file, a texture
+    folder), as opposed to a choice such as ``imagenet``."""
+    return isinstance(value, str) and ("/" in value or value.endswith((".pth", ".pt")))
+
+
 def _is_path(value: Any) -> bool:
-    """A Config value that names a file or folder on disk (a weights file, a
-    texture folder), as opposed to a choice such as ``imagenet``."""
-    return isinstance(value, str) and ("/" in value or value.endswith(
-        (".pth", ".pt"))) and Path(value).exists()
+    """A Config value that names a file or folder on disk."""
+    return _names_a_path(value) and Path(value).exists()
+
+
+def _anchored(options: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """`options` with each relative file or folder read from `base` (where the
+    notebook's kernel runs), without moving this process's working folder."""
+    return {k: str(base / v) if _names_a_path(v) and not Path(v).is_absolute()
+            else v for k, v in options.items()}
 
 
 def current(row: Mapping[str, Any]) -> str:
@@ -371,11 +382,9 @@ def current(row: Mapping[str, Any]) -> str:
         recipe = json.loads(recipe) if isinstance(recipe, str) else recipe
         where = recipe["scenario"] | {"root": CHECKOUT / recipe["scenario"]["root"]}
         cwd = CHECKOUT / recipe.get("cwd", ".")   # where relative option paths start
-        options = {k: str(cwd / v) if isinstance(v, str) and not Path(v).is_absolute()
-                   and _is_path(str(cwd / v)) else v
-                   for k, v in recipe["options"].items()}
         again = plan(recipe["method"], Scenario(**where),
-                     profile=recipe["profile"], device="cpu", options=options,
+                     profile=recipe["profile"], device="cpu",
+                     options=_anchored(recipe["options"], cwd),
                      curve_every=recipe["curve_every"])
     except (ValueError, KeyError, TypeError, OSError) as err:
         return f"missing: {' '.join(str(err).split())}"
@@ -559,16 +568,10 @@ def check_parameters(parameters: Mapping[str, Any], folder: Path | str) -> None:
         return
     # the benchmark cell: its options (OPTIONS too) are this method's, and a path
     # among them (RD-E's textures) is read from `folder`, where the kernel runs
-    previous = os.getcwd()
-    os.chdir(folder)
-    try:
-        module, cfg, _ = configure(method, dataset=dataset,
-                                   category=scenario.category,
-                                   profile=p.get("PROFILE", "demo"),
-                                   seed=scenario.seed,
-                                   options=options | (extra if "METHOD" in p else {}))
-    finally:
-        os.chdir(previous)
+    module, cfg, _ = configure(method, dataset=dataset, category=scenario.category,
+                               profile=p.get("PROFILE", "demo"), seed=scenario.seed,
+                               options=_anchored(options | (
+                                   extra if "METHOD" in p else {}), Path(folder)))
     if not curve:
         return
     split = scenario.split()
