@@ -42,7 +42,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.cluster import KMeans
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -143,6 +142,8 @@ def balanced_kmeans(x: np.ndarray, k: int, seed: int) -> torch.Tensor:
     """k-means on the rows of `x`, then each row to its nearest centre that still
     has room (at most ceil(N / k) per domain, nearest pairs first), so that no
     domain student is left with a handful of images. Returns (N,) int64 domains."""
+    from sklearn.cluster import KMeans   # here: importing sklearn takes ~1 s, and
+    # every kernel that imports fuadnb (every grid point, any method) would pay it
     n = len(x)
     dist = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x).transform(x)
     capacity = math.ceil(n / k)

@@ -163,3 +163,17 @@ def test_run_cache_round_trip_keeps_the_domain_students(smoke_kw):
         assert torch.equal(a.cpu(), b.cpu())
     assert first.row["method"] == "cdd" and np.isfinite(first.row["image_auroc"])
     assert first.row["cfg.domains"] == 2
+
+
+def test_importing_fuadnb_leaves_sklearn_unloaded():
+    """Every grid point's kernel imports fuadnb.nb (about 1 s more with sklearn):
+    sklearn loads only when CDD's balanced k-means runs."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys, fuadnb, fuadnb.nb\nprint('sklearn' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                          text=True, check=True,
+                          env=os.environ | {"HF_HUB_OFFLINE": "1"})
+    assert done.stdout.strip() == "False"
