@@ -142,8 +142,9 @@ def balanced_kmeans(x: np.ndarray, k: int, seed: int) -> torch.Tensor:
     """k-means on the rows of `x`, then each row to its nearest centre that still
     has room (at most ceil(N / k) per domain, nearest pairs first), so that no
     domain student is left with a handful of images. Returns (N,) int64 domains."""
-    from sklearn.cluster import KMeans   # here: importing sklearn takes ~1 s, and
-    # every kernel that imports fuadnb (every grid point, any method) would pay it
+    # imported here: sklearn takes about 1 s to import, which every kernel that
+    # imports fuadnb (every grid point, any method) would pay
+    from sklearn.cluster import KMeans
     n = len(x)
     dist = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(x).transform(x)
     capacity = math.ceil(n / k)
