@@ -243,6 +243,9 @@ def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all"
     table there (`table_path`: the points whose parameters, code and inputs match
     count as done, on any clone) and writes the points that hold back to it, also
     when interrupted: a rehearsal longer than one sitting goes on from the commit.
+    The tables are written once every grid has run (or stopped), never between
+    grids, so that no point runs in a checkout whose tables are modified (its row
+    would name a dirty commit).
 
     Returns:
         the `Report` (also written to ``<out>/REHEARSAL.md``).
@@ -266,29 +269,33 @@ def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all"
     if set(READERS) & set(datasets):
         grids["readers"] = readers_grid(out / "readers" / "grid.yaml", methods,
                                         dict(fixed))
-    ran, totals = {}, {}
-    for name, grid_file in grids.items():
-        named = [(n, p) for n, p in grid.named_points(grid_file, every, per)
-                 if p["DATASET"] in datasets]
-        if not named:
-            continue
-        only = select(named, subset, every_case=name == "paper")
-        totals[name] = len(named)
-        log(f"{BANNER}\n{name}: {len(only)} of {len(named)} points ({subset})")
-        kept = table_path(tables, name) if tables is not None else None
-        try:
-            ran[name] = grid.run_grid(grid_file, out / name, jobs=jobs,
-                                      progress=progress, overrides=every, per=per,
-                                      only=only, log=log,
-                                      resume=kept if kept and kept.is_file() else None,
-                                      on_ok=None if keep_weights else
-                                      lambda row: drop_weights(runs, row))
-        except grid.GridInterrupted as stopped:   # the finished points kept
-            if kept is not None and len(stopped.table):
-                _keep(kept, stopped.table, named)
-            raise
-        if kept is not None:
-            _keep(kept, ran[name], named)
+    ran, totals, keep = {}, {}, {}
+    try:
+        for name, grid_file in grids.items():
+            named = [(n, p) for n, p in grid.named_points(grid_file, every, per)
+                     if p["DATASET"] in datasets]
+            if not named:
+                continue
+            only = select(named, subset, every_case=name == "paper")
+            totals[name] = len(named)
+            log(f"{BANNER}\n{name}: {len(only)} of {len(named)} points ({subset})")
+            kept = table_path(tables, name) if tables is not None else None
+            if kept is not None:
+                keep[name] = (kept, named)
+            try:
+                ran[name] = grid.run_grid(
+                    grid_file, out / name, jobs=jobs, progress=progress,
+                    overrides=every, per=per, only=only, log=log,
+                    resume=kept if kept and kept.is_file() else None,
+                    on_ok=None if keep_weights else lambda row: drop_weights(runs, row))
+            except grid.GridInterrupted as stopped:   # its finished points kept
+                ran[name] = stopped.table
+                raise
+    finally:   # only now: a committed table rewritten while the next grid runs
+        # would make the checkout dirty, and with it every later point's commit
+        for name, (kept, named) in keep.items():
+            if name in ran and len(ran[name]):
+                _keep(kept, ran[name], named)
     done = {}
     for name, table in ran.items():
         path = out / name / "grid_results.csv"

@@ -148,6 +148,39 @@ def test_drop_weights_removes_only_the_recorded_runs_weights(tmp_path):
     assert (other / "weights.pt").is_file()
 
 
+@pytest.mark.parametrize("stop", [False, True])
+def test_the_tables_are_written_after_every_grid_ran_never_between(tmp_path,
+                                                                   monkeypatch, stop):
+    """A table written into the checkout while the next grid runs would make every
+    later point's commit dirty: both tables are written at the end, also when the
+    second grid is stopped (with the points it finished)."""
+    tables, seen = tmp_path / "t", []
+
+    def run_grid(grid_file, out, *, only, **_):
+        seen.append(sorted(p.name for p in tables.glob("*.csv")))
+        rows = pd.DataFrame({"point": sorted(only), "status": "ok", "seconds": 1.0,
+                             "param.DATASET": "x"})
+        if stop and len(seen) == 2:
+            raise grids.GridInterrupted(rows.iloc[:1])
+        return rows
+
+    monkeypatch.setattr(grids, "run_grid", run_grid)
+    monkeypatch.setattr(rehearsal, "_keep", lambda kept, table, named: (
+        kept.parent.mkdir(exist_ok=True), table.to_csv(kept, index=False)))
+    call = dict(subset="ci", datasets=("mvtec_ad", "btad", "mpdd"), chapters=(),
+                tables=tables, log=lambda _: None)
+    if stop:
+        with pytest.raises(grids.GridInterrupted):
+            rehearsal.rehearse(tmp_path / "r", **call)
+    else:
+        rehearsal.rehearse(tmp_path / "r", **call)
+    assert seen == [[], []]   # nothing written before either grid ran
+    written = {n: pd.read_csv(rehearsal.table_path(tables, n)) for n in
+               ("paper", "readers")}
+    assert {n: len(t) for n, t in written.items()} == {"paper": 1,
+                                                       "readers": 1 if stop else 2}
+
+
 def test_grid_set_fills_templates_from_each_point(write_notebook, tmp_path):
     write_notebook(tmp_path / "toy.ipynb", "A: str = 'x'  # a\nB: str = ''  # b",
                    "pass")
