@@ -118,8 +118,9 @@ FROZEN = {
     "teacher_screen.csv": (36, "a8aa0a9477b2a163"),
     "vs_anomalib_cpu.csv": (13, "4cebca6146c0b496"),
     # complete: all 3240 points of the paper grid, all ok (commits 6c71a46, a02c316,
-    # abcbfa9 and 27cc067, whose method and data code is the same); rewritten as it
-    # grew, in grid order, its earlier rows checked unchanged cell by cell each time
+    # abcbfa9 and 27cc067, whose method and data code differ only in where CDD
+    # imports k-means); rewritten as it grew, in grid order, its earlier rows
+    # checked unchanged cell by cell each time
     "rehearsal_paper_cpu.csv": (3241, "f4248221dd0a4c0b"),
 }
 # the dress rehearsal's tables (`make rehearsal`: `python -m fuadnb rehearse --out
