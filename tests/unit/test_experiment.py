@@ -80,10 +80,12 @@ def test_a_relative_option_path_is_checked_from_the_notebooks_folder(tmp_path,
     point = {"METHOD": "rde", "DATASET": "synthetic", "PROFILE": "smoke",
              "OPTIONS": "{textures: ../tex}"}
     experiment.check_parameters(point, cell)
+    assert Path.cwd() == elsewhere
     missing = "textures: no folder .*/repo/grids/../nothing"   # where it looked
     with pytest.raises(ValueError, match=missing):
         experiment.check_parameters(point | {"OPTIONS": "{textures: ../nothing}"},
                                     cell)
+    assert Path.cwd() == elsewhere
     (tmp_path / "nothing").mkdir()          # there from here, not from the cell
     with pytest.raises(ValueError, match=missing):
         experiment.check_parameters(point | {"OPTIONS": "{textures: ../nothing}"},
