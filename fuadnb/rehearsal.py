@@ -44,7 +44,7 @@ from fuadnb import data, grid, models
 from fuadnb.data import standin
 from fuadnb.experiment import parse_method
 from fuadnb.notebooks import BookError, execute
-from fuadnb.runs import write_table
+from fuadnb.runs import drop_weights, write_table
 
 Subset = Literal["all", "stratified", "ci"]
 SUBSETS: tuple[str, ...] = ("all", "stratified", "ci")
@@ -214,20 +214,6 @@ def _keep(kept: Path, table: pd.DataFrame, named: list[tuple[str, Any]]) -> None
         rows["point"].iloc[k], len(rank)))], kept)
 
 
-def drop_weights(runs: Path, row: dict[str, Any]) -> int:
-    """Remove the trained weights of the run a finished point's `row` recorded
-    (``<runs>/<method>/<dataset>/<category>/<tag>/s<seed>-<run_key>/weights.pt``),
-    keeping its metrics, predictions and fit record; returns the files removed.
-    A point that records no run removes nothing."""
-    key = str(row.get("run_key") or "")
-    if not key:
-        return 0
-    found = list(Path(runs).glob(f"*/*/*/*/s*-{key}/weights.pt"))
-    for path in found:
-        path.unlink()
-    return len(found)
-
-
 def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all",
              jobs: int = 1, datasets: tuple[str, ...] = standin.DATASETS,
              chapters: tuple[str, ...] | None = None, progress: bool = False,
@@ -287,7 +273,8 @@ def rehearse(out: Path | str = Path("runs/rehearsal"), *, subset: Subset = "all"
                     grid_file, out / name, jobs=jobs, progress=progress,
                     overrides=every, per=per, only=only, log=log,
                     resume=kept if kept and kept.is_file() else None,
-                    on_ok=None if keep_weights else lambda row: drop_weights(runs, row))
+                    on_ok=None if keep_weights else lambda row: drop_weights(
+                        runs, str(row.get("run_key") or "")))
             except grid.GridInterrupted as stopped:   # its finished points kept
                 ran[name] = stopped.table
                 raise

@@ -65,6 +65,7 @@ TMP_MARK = ".tmp-"  # in the names of the hidden folders a training writes into
 class RunCacheError(ValueError):
     """A cached run folder or file cannot be read, or the runs root is unusable."""
 RESULTS_FILE = "results.csv"
+WEIGHTS_FILE = "weights.pt"   # a trained model's state (`load_or_fit`)
 TRACE_FILE = "trace.npz"   # a method's per-iteration record (``model.trace``), if any
 CURVE_FILE = "curve.json"   # the learning-bias curve (``model.curve``), if recorded
 
@@ -274,7 +275,7 @@ def _temp_folder(folder: Path) -> Path:
 def _load_cached(spec: RunSpec, build: Callable[[], Cached]
                  ) -> tuple[Cached, dict]:
     folder = spec.dir
-    weights = folder / "weights.pt"
+    weights = folder / WEIGHTS_FILE
     record = read_json(folder / "fit.json")
     model = build()
     try:
@@ -324,7 +325,7 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], Cached],
             file and the folder to delete).
     """
     folder = spec.dir
-    if (folder / "fit.json").is_file() and (folder / "weights.pt").is_file():
+    if (folder / "fit.json").is_file() and (folder / WEIGHTS_FILE).is_file():
         return _load_cached(spec, build)
     tmp = _temp_folder(folder)
     try:
@@ -337,7 +338,7 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], Cached],
         skip = tuple(model.reproducible_prefixes)
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()
                  if not (skip and k.startswith(skip))}
-        _save_torch(state, tmp / "weights.pt")
+        _save_torch(state, tmp / WEIGHTS_FILE)
         if model.trace:
             _save_npz(tmp / TRACE_FILE, model.trace)
         if model.curve:
@@ -360,7 +361,20 @@ def load_or_fit(spec: RunSpec, *, build: Callable[[], Cached],
 def stored_bytes(folder: Path | str) -> int:
     """What a trained run keeps on disk for its model: the bytes of its weights
     (without the parts `build` restores exactly, e.g. a pretrained teacher)."""
-    return (Path(folder) / "weights.pt").stat().st_size
+    return (Path(folder) / WEIGHTS_FILE).stat().st_size
+
+
+def drop_weights(root: Path | str, key: str) -> int:
+    """Remove the trained weights of run `key` under `root` (its folder as
+    `RunSpec.dir` lays it out, any seed), keeping its metrics, predictions and fit
+    record; returns the files removed. A later `load_or_fit` of that run trains it
+    again. An empty `key` (a point that recorded no run) removes nothing."""
+    if not key:
+        return 0
+    found = list(Path(root).glob(f"*/*/*/*/s*-{key}/{WEIGHTS_FILE}"))
+    for path in found:
+        path.unlink()
+    return len(found)
 
 
 def load_or_compute(path: Path, compute: Callable[[], dict[str, np.ndarray]]

@@ -132,22 +132,6 @@ def test_the_stratified_subset_covers_every_method_regime_ratio_category_seed(
     assert len(rehearsal.select(named, "ci")) == 2
 
 
-def test_drop_weights_removes_only_the_recorded_runs_weights(tmp_path):
-    def run(key, seed=111):
-        folder = tmp_path / "rd" / "visa" / "candle" / "n0.10-iid" / f"s{seed}-{key}"
-        folder.mkdir(parents=True)
-        for name in ("weights.pt", "fit.json", "metrics.json"):
-            (folder / name).write_text("x")
-        return folder
-    mine, other = run("0123456789"), run("abcdefabcd", 222)
-    assert rehearsal.drop_weights(tmp_path, {"run_key": "0123456789"}) == 1
-    assert sorted(p.name for p in mine.iterdir()) == ["fit.json", "metrics.json"]
-    assert (other / "weights.pt").is_file()
-    assert rehearsal.drop_weights(tmp_path, {"run_key": ""}) == 0
-    assert rehearsal.drop_weights(tmp_path, {}) == 0
-    assert (other / "weights.pt").is_file()
-
-
 @pytest.mark.parametrize("stop", [False, True])
 def test_the_tables_are_written_after_every_grid_ran_never_between(tmp_path,
                                                                    monkeypatch, stop):

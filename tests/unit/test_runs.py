@@ -53,6 +53,23 @@ def test_second_call_loads_instead_of_training(tmp_path):
         "config.json", "fit.json", "split.json", "weights.pt"]
 
 
+
+def test_drop_weights_removes_only_that_runs_weights(tmp_path):
+    mine, other = spec(tmp_path), spec(tmp_path, seed=2)
+    for s in (mine, other):
+        runs.load_or_fit(s, build=Tiny, fit=Tiny)
+    assert mine.key != other.key
+    assert runs.drop_weights(tmp_path, mine.key) == 1   # where RunSpec.dir puts it
+    assert sorted(p.name for p in mine.dir.iterdir()) == [
+        "config.json", "fit.json", "split.json"]
+    assert (other.dir / runs.WEIGHTS_FILE).is_file()
+    assert runs.drop_weights(tmp_path, mine.key) == 0
+    assert runs.drop_weights(tmp_path, "") == 0
+    assert (other.dir / runs.WEIGHTS_FILE).is_file()
+    calls = []
+    runs.load_or_fit(mine, build=Tiny, fit=lambda: calls.append(1) or Tiny())
+    assert calls == [1]                                  # trained again
+
 def test_unfinished_run_is_retrained(tmp_path):
     s = spec(tmp_path)
     runs.load_or_fit(s, build=Tiny, fit=Tiny)
