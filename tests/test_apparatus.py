@@ -95,3 +95,29 @@ def test_the_tag_scheme_is_written_down():
     for text in (changelog, readme):
         assert "vMAJOR.MINOR.PATCH" in text
         assert re.search(r"MINOR[^.]*edition", text)
+
+
+def _sources() -> list[Path]:
+    """The repository's hand-written text: pages, notebooks, code, grids, tables'
+    write-ups (not generated folders such as book/_build, runs/ or data/)."""
+    found = [p for pattern in ("*.md", "*.toml", "*.yml", "*.cff", "Makefile")
+             for p in REPO.glob(pattern)]
+    kinds = {"book": ("*.md", "*.yml", "*.bib"), "notebooks": ("*.ipynb", "*.py", "*.md"),
+             "fuadnb": ("*.py",), "tests": ("*.py",),
+             "benchmarks": ("*.py", "*.yaml", "*.md", "*.ipynb")}
+    for folder, patterns in kinds.items():
+        found += [p for pattern in patterns for p in (REPO / folder).rglob(pattern)
+                  if "_build" not in p.parts]
+    return found
+
+
+def test_no_source_holds_a_control_character():
+    """A LaTeX command written in a non-raw Python string loses its backslash to an
+    escape (``\\frac`` becomes a form feed and "rac"): book/intro.md's equations
+    were broken this way for a week and rendered as garbage."""
+    sources = _sources()
+    assert len(sources) > 100 and REPO / "book" / "intro.md" in sources
+    bad = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+    hit = [f"{p.relative_to(REPO)}: {m.group()!r}" for p in sources
+           for m in [bad.search(p.read_text(encoding="utf-8"))] if m]
+    assert not hit, hit
