@@ -102,7 +102,8 @@ def _sources() -> list[Path]:
     write-ups (not generated folders such as book/_build, runs/ or data/)."""
     found = [p for pattern in ("*.md", "*.toml", "*.yml", "*.cff", "Makefile")
              for p in REPO.glob(pattern)]
-    kinds = {"book": ("*.md", "*.yml", "*.bib"), "notebooks": ("*.ipynb", "*.py", "*.md"),
+    kinds = {"book": ("*.md", "*.yml", "*.bib"),
+             "notebooks": ("*.ipynb", "*.py", "*.md"),
              "fuadnb": ("*.py",), "tests": ("*.py",),
              "benchmarks": ("*.py", "*.yaml", "*.md", "*.ipynb")}
     for folder, patterns in kinds.items():
