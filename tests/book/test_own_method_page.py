@@ -38,6 +38,9 @@ def test_the_page_runs_at_the_smoke_profile(tiny_synth, tmp_path):
     assert glued["own_grid_ok"] == 2                       # both points ran
     # the grid's contaminated point is the cell's run (loaded from the cache)
     assert glued["own_knn_20_image_auroc"] == glued["own_knn_image_auroc"]
+    # every training image finds its own patches in the bank: all score 0 and tie,
+    # so the page's "chance is 0.5" is what the run measured
+    assert glued["own_knn_detection_auroc"] == 0.5
     for key in ("own_knn_0_image_auroc", "own_rd_0_image_auroc",
                 "own_rd_20_image_auroc"):
         assert 0 <= glued[key] <= 1
