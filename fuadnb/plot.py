@@ -316,6 +316,45 @@ def recovery_strip(per_category, overall=None, *, kind: str = "kind",
     return fig
 
 
+def cost_by_budget(per_category, *, joined: Sequence[str] = (), title: str = ""
+                   ) -> Figure:
+    """What contamination costs (contaminated - clean, per category) at each budget:
+    one panel per condition (`per_category`'s index level 0, e.g. "iid 0.2"), one
+    column per budget or method (level 1, in the order given), one dot per category
+    (level 2) from the ``cost`` column, and the mean over categories as a black
+    tick. A category's dots at the positions named in `joined` (the budgets of one
+    method) are joined by a thin line, so a cost that grows with the budget shows as
+    lines that fall; 0 (solid): contamination cost nothing on that category."""
+    panels = list(dict.fromkeys(per_category.index.get_level_values(0)))
+    columns = list(dict.fromkeys(per_category.index.get_level_values(1)))
+    fig, axes = plt.subplots(1, len(panels), sharey=True, squeeze=False,
+                             figsize=(min(6.4, 0.6 + 3.0 * len(panels)), 2.8))
+    for ax, panel in zip(axes[0], panels, strict=True):
+        part = per_category.xs(panel, level=0)["cost"]
+        wide = part.unstack(level=0).reindex(columns=columns)   # category x column
+        at = [columns.index(c) for c in joined if c in wide]
+        for _, row in wide.iterrows():
+            if len(at) > 1:
+                ax.plot(at, row.iloc[at].to_numpy(float), color="grey",
+                        linewidth=0.6, alpha=0.6)
+        for x, column in enumerate(columns):
+            values = wide[column].dropna().to_numpy(float)
+            ax.scatter(np.full(len(values), x), values, s=14, color=CLEAN,
+                       alpha=0.75, linewidths=0, zorder=3)
+            if len(values):
+                ax.plot([x - 0.25, x + 0.25], [values.mean()] * 2, color="black",
+                        linewidth=2, zorder=4)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(columns)), columns, fontsize=7, rotation=30,
+                      ha="right")
+        ax.set_xlim(-0.5, len(columns) - 0.5)
+        ax.set_title(str(panel))
+    axes[0][0].set_ylabel("contaminated - clean\n(image AUROC, per category)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
 def critical_difference(test: dict, *, title: str = "", alpha: float = 0.05
                         ) -> Figure:
     """The critical-difference diagram (Demšar 2006) of one Friedman + Nemenyi

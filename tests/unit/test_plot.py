@@ -157,3 +157,23 @@ def test_recovery_strip_draws_each_category_and_keeps_extremes_on_the_edge():
              and line.get_linewidth() == 2]
     assert [round(float(t[0]), 2) for t in ticks] == [0.41, 0.1]
     plt.close(fig)
+
+
+def test_cost_by_budget_draws_each_category_joins_a_methods_budgets_and_the_mean():
+    columns = ["400", "1600", "6400", "patchcore"]
+    idx = pd.MultiIndex.from_product([["iid 0.2", "recurring 0.2"], columns,
+                                      ["a", "b", "c"]])
+    cost = np.arange(len(idx), dtype=float) / 100 - 0.1
+    per = pd.DataFrame({"cost": cost}, index=idx)
+    fig = plot.cost_by_budget(per, joined=["400", "1600", "6400"])
+    assert [ax.get_title() for ax in fig.axes] == ["iid 0.2", "recurring 0.2"]
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == columns
+    dots = np.concatenate([c.get_offsets() for c in ax.collections])
+    assert len(dots) == 12 and set(dots[:, 0]) == {0, 1, 2, 3}
+    joined = [line for line in ax.lines if len(line.get_xdata()) == 3]
+    assert len(joined) == 3                        # one line per category
+    assert list(joined[0].get_xdata()) == [0, 1, 2]   # the bank is not joined
+    means = [line.get_ydata()[0] for line in ax.lines if line.get_linewidth() == 2]
+    assert np.allclose(means, cost[:12].reshape(4, 3).mean(1))
+    plt.close(fig)
