@@ -519,6 +519,40 @@ CLAIMS += [
           _moved("fit_seconds", 400.0, method="rde", image_size=256)),
 ]
 
+def _subsets_flatten_by(steps: int):
+    def check(table: pd.DataFrame) -> bool:
+        return bool(len(table) and table.flattened.max() <= steps)
+    return check
+
+
+def _rde_flattens_by(iterations: int):
+    def check(table: pd.DataFrame) -> bool:
+        h = table[table.method == "rde"]
+        return bool(len(h) and evaluate.flattened(
+            h["loss"], every=h["steps_per_record"].iloc[0]) <= iterations)
+    return check
+
+
+def _rde_still_falling(table: pd.DataFrame) -> pd.DataFrame:
+    """A planted history: RD-E's loss falling steadily to its last record."""
+    planted = table.copy()
+    rde = planted.method == "rde"
+    planted.loc[rde, "loss"] = np.linspace(1, 0, rde.sum())
+    return planted
+
+
+LLB_STEPS, HISTORIES = "llb_substeps_64px_demo.csv", "budget_histories_64px_demo.csv"
+CLAIMS += [
+    Claim("README.md", "`demo` 400, past the step by which RD's loss on a subset has "
+          "flattened", LLB_STEPS, _subsets_flatten_by(400),
+          lambda t: t.assign(flattened=t.flattened + 100)),
+    Claim("07_llb_filtering", "`demo` 400, measured as every demo budget: past the "
+          "step by which RD's loss on each subset has flattened", LLB_STEPS,
+          _subsets_flatten_by(400), lambda t: t.assign(flattened=t.flattened + 100)),
+    Claim("README.md", "245 iterations, past the step by which its loss has "
+          "flattened", HISTORIES, _rde_flattens_by(245), _rde_still_falling),
+]
+
 def _markdown(chapter: str) -> str:
     """The Markdown of a chapter (``notebooks/<chapter>.ipynb``) or of a page named
     by its path (``README.md``, ``book/intro.md``), whitespace folded."""
