@@ -116,8 +116,13 @@ def test_the_committed_cost_table_holds_what_the_book_says_of_it():
     assert 0.7 < time["cdd", "images"] < 1.2                     # fixed epochs
     assert time["funad", "images"] > 1.3                         # all pairs
     cost = _script("cost_growth")
-    for method in ("patchcore", "softpatch"):
-        assert 0.7 < time[method, "images"] < 1.2
+    for method, (first, last) in (("patchcore", ("0.38", "1.55")),
+                                  ("softpatch", ("0.54", "1.70"))):
+        count = table[(table.method == method) & (table.sweep == "images")]
+        assert not cost.power_law(count.n_images, count.fit_seconds)   # no a
+        local = cost.local_exponents(count.n_images, count.fit_seconds)
+        assert local == sorted(local)                                  # "rise"
+        assert (f"{local[0]:.2f}", f"{local[-1]:.2f}") == (first, last)
         assert memory[method, "images"] < 0.6            # memory: not "linearly"
         side = table[(table.method == method) & (table.sweep == "image_size")]
         assert len(side) == 3                             # three single runs
@@ -197,3 +202,27 @@ def test_the_committed_precision_table_is_what_its_rows_say():
     assert set(table.method) == {"rd", "patchcore"}
     assert set(table.category) == {"grass", "coin"}
     assert not table.commit.dropna().str.endswith("+dirty").any()
+
+
+def test_render_rewrites_the_page_from_a_table_without_measuring(tmp_path):
+    """`--render`: the figure and page from the --out table alone, its exponents
+    fitted again by the power-law rule, its header saying what the table records
+    (here: no commit, date or repeats)."""
+    rows = [{"sweep": "images", "method": "patchcore", "n_images": n,
+             "image_size": 64, "fit_seconds": s, "fit_rss_mib": 10.0 * n,
+             "peak_rss_mib": 900.0, "threads": 2, "error": np.nan,
+             "seconds_exponent": 0.83, "memory_exponent": 1.0}
+            for n, s in ((50, 1.0), (100, 1.3), (200, 2.0), (400, 6.0))]
+    out, page = tmp_path / "cost.csv", tmp_path / "cost.md"
+    pd.DataFrame(rows).to_csv(out, index=False)
+    done = subprocess.run(
+        [sys.executable, str(SPEED / "cost_growth.py"), "--render", "--out", str(out),
+         "--page", str(page), "--figure", str(tmp_path / "cost.svg")],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    text = page.read_text()
+    assert "| patchcore | not a power law (local: 0.38 0.62 1.58) | 1.00 |" in text
+    assert "with no commit or date recorded" in text and "each point one run" in text
+    assert "0.83" not in text                        # the table's old exponent
+    assert (tmp_path / "cost.svg").stat().st_size > 0
+    assert pd.read_csv(out).equals(pd.DataFrame(rows))   # the table is left alone

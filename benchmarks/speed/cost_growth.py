@@ -244,10 +244,17 @@ def page(table: pd.DataFrame, figure: Path, page_path: Path, args) -> None:
             else f"{v:.2f}" for v, loc in zip(cells, local, strict=True)) + " |")
     rel = os.path.relpath(figure, page_path.parent)
     command = " ".join(["python benchmarks/speed/cost_growth.py", *sys.argv[1:]])
+    # what the table itself records: a table from before commits, dates and repeats
+    # were recorded says so rather than borrowing today's date
+    when = (f"at commit {', '.join(sorted(table.commit.dropna().astype(str).unique()))}"
+            f", {str(table.date.dropna().max())[:10]}" if "commit" in table
+            and table.commit.notna().all() else "with no commit or date recorded")
+    repeats = int(table.repeats.max()) if "repeats" in table else 1
+    made = (f"Re-read by `{command}` from a table measured" if args.render
+            else f"Measured by `{command}`")
     page_path.write_text(
-        f"Measured by `{command}` "
-        f"on {platform.processor() or platform.machine()}, "
-        f"{int(table.threads.dropna().iloc[0])} threads, {time.strftime('%Y-%m-%d')} "
+        f"{made} on {platform.processor() or platform.machine()}, "
+        f"{int(table.threads.dropna().iloc[0])} threads, {when} "
         f"(profile `{args.profile}`, device `{args.device}`; the table is "
         f"`{args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}`"
         f"):\n\n```{{figure}} {rel}\n:width: 100%\n\nFit seconds and the peak memory "
@@ -256,7 +263,9 @@ def page(table: pd.DataFrame, figure: Path, page_path: Path, args) -> None:
         f"(left) and the image side at {args.size_count} images (right).\n```\n\n"
         "The exponent a of each curve (least squares on log-log; 1 = linear), "
         "given only where the points are a power law (every local exponent within "
-        f"{args.tolerance} of it), each point the median of {args.repeats} runs:\n\n"
+        f"{args.tolerance} of it), "
+        + (f"each point the median of {repeats} runs" if repeats > 1
+           else "each point one run") + ":\n\n"
         + "\n".join(lines) + "\n")
 
 
@@ -288,8 +297,18 @@ def main() -> None:
                    default=REPO / "book" / "figures" / "cost_growth_cpu.svg")
     p.add_argument("--page", default=str(REPO / "book" / "cost_growth.md"),
                    help="the book's include to rewrite ('' for none)")
+    p.add_argument("--render", action="store_true", help="measure nothing: redraw "
+                   "the figure and rewrite the page from the --out table, its "
+                   "exponents fitted again by the power-law rule (--tolerance)")
     p.add_argument("--point", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.render:
+        table = with_exponents(pd.read_csv(args.out), args.tolerance)
+        ok = table[table.error.isna()]
+        draw(ok, args.figure)
+        page(ok, args.figure, Path(args.page), args)
+        print(f"figure: {args.figure}\nbook include: {args.page}")
+        return
     if args.point:                                   # the child: one measurement
         point = json.loads(args.point)
         print(json.dumps(measure(**point)))
