@@ -41,7 +41,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from fuadnb.evaluate import require_columns
+from fuadnb.evaluate import require_columns, with_clean
 
 ZERO_METHOD = "wilcox"       # zero differences are dropped; n shrinks and is reported
 TEST_METHOD = "exact"        # the exact null distribution, never scipy's "auto"
@@ -503,3 +503,55 @@ def categories_needed(sd: float, delta: float, *, alpha: float = 0.05,
     `detectable_gain`): ((z_{1-α/2} + z_{power}) sd / delta)², not rounded."""
     return float(((stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) * sd
                   / delta) ** 2)
+
+
+def budgets(rows: pd.DataFrame, metric: str, *, regimes: Sequence[str] = ("iid",
+                                                                         "recurring"),
+            alpha: float = 0.05, n_resamples: int = 9999) -> dict[str, object]:
+    """A budget ablation read with the category as the unit: what contamination
+    costs each method at each budget, and whether a longer fit changes that cost.
+
+    `rows` are ok results rows of trained methods at several ``steps`` and of
+    methods that train nothing (``steps`` 0), clean and contaminated under
+    `regimes`. Each trained method at each budget becomes its own method, named
+    ``"<method> <steps> steps"``.
+
+    Returns:
+        ``trained``: those names, shortest budget first; ``methods``: every name,
+        the trained ones first; ``cost``: `cost`'s rows (contaminated - clean, by
+        regime and noise ratio, in that order of methods); ``per_category``: the
+        per-category costs, indexed by (condition "<regime> <ratio>", method,
+        category), column ``cost``; ``longer``: for each condition and each longer
+        budget, the per-category change of the cost from the shortest budget
+        (cost at k x minus cost at 1 x; negative: the longer fit costs more),
+        `compare`d.
+    """
+    require_columns(rows, ["method", "steps", "regime", "noise_ratio", "category",
+                          "seed", metric], "evidence.budgets")
+    rows = rows.sort_values("steps", kind="stable")
+    rows = rows.assign(method=rows["method"].where(
+        rows["steps"] == 0, rows["method"] + " " + rows["steps"].astype(int).astype(str)
+        + " steps"))
+    named = list(dict.fromkeys(rows["method"]))
+    trained = [m for m in named if m.endswith(" steps")]
+    methods = trained + [m for m in named if m not in trained]
+    rows = with_clean(rows, regimes).astype(
+        {"method": pd.CategoricalDtype(methods, ordered=True)})
+    per = {(f"{r} {n:g}", m): differences(rows, metric, {"method": m, "regime": r,
+                                                         "noise_ratio": n},
+                                          {"method": m, "regime": r,
+                                           "noise_ratio": 0.0})
+           for r, n in conditions(rows) for m in methods}
+    per_category = pd.concat(per, names=["condition", "method"]).rename(
+        "cost").to_frame()
+    wide = per_category["cost"].unstack(level="method")   # (condition, category)
+    longer = pd.DataFrame([
+        {"condition": c, "budget": b, **compare(
+            (wide.loc[c, b] - wide.loc[c, trained[0]]).dropna(), alpha=alpha,
+            n_resamples=n_resamples)}
+        for c in wide.index.unique(0) for b in trained[1:]
+        if b in wide and trained[0] in wide]).reindex(
+            columns=["condition", "budget", *COMPARE])
+    return {"trained": trained, "methods": methods,
+            "cost": cost(rows, metric, alpha=alpha, n_resamples=n_resamples),
+            "per_category": per_category, "longer": longer}

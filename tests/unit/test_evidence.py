@@ -353,3 +353,41 @@ def test_versus_pairs_each_method_with_the_baseline_by_category():
     assert out.loc[("sp", 0.0), "verdict"] == "lower"        # the clean gap -0.02
     only = evidence.versus(rows[rows.method == "rd"], "image_auroc", "rd")
     assert only.empty and "verdict" in only.columns
+
+
+def test_budgets_reads_an_ablation_per_category_by_hand():
+    """RD at 10 and 40 steps and a bank (steps 0) on six categories, clean and under
+    recurring 0.2: RD's cost is -0.01 at 10 steps and -0.01 - 0.01 k at 40 (k the
+    category's index), so the longer fit costs more in every category; the bank's
+    clean run has two seeds (averaged first). A clean row recorded under recurring
+    serves iid's clean too (`with_clean`); no iid rows, so no iid condition."""
+    out = []
+    for k, cat in enumerate("abcdef"):
+        for method, steps, dirty in (("rd", 10, 0.79), ("rd", 40, 0.79 - 0.01 * k),
+                                     ("pc", 0, 0.75)):
+            out.append({"method": method, "steps": steps, "regime": "recurring",
+                        "noise_ratio": 0.2, "category": cat, "seed": 1,
+                        "image_auroc": dirty})
+            seeds = (1, 2) if method == "pc" else (1,)
+            for s, clean in zip(seeds, (0.78, 0.80), strict=False):
+                out.append({"method": method, "steps": steps, "regime": "recurring",
+                            "noise_ratio": 0.0, "category": cat, "seed": s,
+                            "image_auroc": 0.80 if method == "rd" else clean})
+    read = evidence.budgets(pd.DataFrame(out).sample(frac=1, random_state=0),
+                            "image_auroc", n_resamples=99)
+    assert read["trained"] == ["rd 10 steps", "rd 40 steps"]
+    assert read["methods"] == ["rd 10 steps", "rd 40 steps", "pc"]
+    per = read["per_category"]["cost"]
+    assert per.index.unique(0).tolist() == ["recurring 0.2"]
+    assert per["recurring 0.2", "rd 10 steps"].round(6).tolist() == [-0.01] * 6
+    assert per["recurring 0.2", "rd 40 steps"].round(6).tolist() == [
+        round(-0.01 - 0.01 * k, 6) for k in range(6)]
+    assert per["recurring 0.2", "pc"].round(6).tolist() == [-0.04] * 6  # 0.75 - 0.79
+    cost = read["cost"].set_index("method")
+    assert cost.loc["rd 40 steps", "delta"] == pytest.approx(-0.035)
+    longer = read["longer"].iloc[0]
+    assert (longer.condition, longer.budget) == ("recurring 0.2", "rd 40 steps")
+    # changes -0.00, -0.01 .. -0.05: the zero dropped, five left, all lower
+    assert longer.delta == pytest.approx(-0.025) and longer.n == 5
+    assert longer.n_zero == 1 and longer.p == pytest.approx(2 / 2**5)
+    assert longer.verdict == "too few categories"                # 2/2^5 >= 0.05
