@@ -517,14 +517,14 @@ def budgets(rows: pd.DataFrame, metric: str, *, regimes: Sequence[str] = ("iid",
     ``"<method> <steps> steps"``.
 
     Returns:
-        ``trained``: those names, shortest budget first; ``methods``: every name,
-        the trained ones first; ``cost``: `cost`'s rows (contaminated - clean, by
-        regime and noise ratio, in that order of methods); ``per_category``: the
-        per-category costs, indexed by (condition "<regime> <ratio>", method,
-        category), column ``cost``; ``longer``: for each condition and each longer
-        budget, the per-category change of the cost from the shortest budget
-        (cost at k x minus cost at 1 x; negative: the longer fit costs more),
-        `compare`d.
+        A dict with ``trained`` (those names, shortest budget first), ``methods``
+        (every name, the trained ones first), ``cost`` (`cost`'s rows:
+        contaminated - clean by regime and noise ratio, in that order of methods),
+        ``per_category`` (the per-category costs indexed by condition
+        ``"<regime> <ratio>"``, method and category, column ``cost``) and
+        ``longer`` (for each condition and each longer budget, the per-category
+        change of the cost from the shortest budget, cost at k x minus cost at
+        1 x, summarised by `compare`; negative: the longer fit costs more).
     """
     require_columns(rows, ["method", "steps", "regime", "noise_ratio", "category",
                           "seed", metric], "evidence.budgets")
