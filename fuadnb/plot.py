@@ -333,8 +333,8 @@ def cost_by_budget(per_category, *, joined: Sequence[str] = (), title: str = ""
         part = per_category.xs(panel, level=0)["cost"]
         wide = part.unstack(level=0).reindex(columns=columns)   # category x column
         at = [columns.index(c) for c in joined if c in wide]
-        for _, row in wide.iterrows():
-            if len(at) > 1:
+        if len(at) > 1:
+            for _, row in wide.iterrows():
                 ax.plot(at, row.iloc[at].to_numpy(float), color="grey",
                         linewidth=0.6, alpha=0.6)
         for x, column in enumerate(columns):

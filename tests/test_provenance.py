@@ -291,6 +291,11 @@ def test_benchmark_demo_keeps_what_its_commit_recorded_for_rde():
     assert "benchmark_demo_budget_recomputed.csv" in chapter   # said where it lives
 
 
+
+def _all_ok_from_one_clean_commit(rows: pd.DataFrame) -> None:
+    assert (rows.status == "ok").all()
+    assert rows.commit.nunique() == 1 and "dirty" not in rows.commit.iloc[0]
+
 def test_the_third_edition_comes_from_one_clean_commit():
     """Issue 31: every row of the third edition's table from a clean commit, all
     from the same method and data code. The grid runs from one commit (281aa6e, a
@@ -298,8 +303,7 @@ def test_the_third_edition_comes_from_one_clean_commit():
     from another commit needs the package's and the cell's code shown equal
     first."""
     rows = pd.read_csv(RESULTS / "benchmark_v3_demo.csv")
-    assert (rows.status == "ok").all()
-    assert rows.commit.nunique() == 1 and "dirty" not in rows.commit.iloc[0]
+    _all_ok_from_one_clean_commit(rows)
     assert rows.fuadnb.nunique() == rows.torch.nunique() == 1
 
 
@@ -312,8 +316,7 @@ def test_the_budget_ablation_is_one_clean_commit_that_reproduces_the_third_editi
     models and scores."""
     ablation, v3 = (pd.read_csv(RESULTS / name, dtype=str, keep_default_na=False)
                     for name in ("budget_v3_demo.csv", "benchmark_v3_demo.csv"))
-    assert (ablation.status == "ok").all()
-    assert ablation.commit.nunique() == 1 and "dirty" not in ablation.commit.iloc[0]
+    _all_ok_from_one_clean_commit(ablation)
     keys = ["method", "category", "regime", "noise_ratio", "seed", "steps",
             "cfg.image_size"]
     both = ablation.merge(v3, on=keys, suffixes=("", "_v3"))
