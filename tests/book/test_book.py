@@ -29,7 +29,7 @@ def _fake_pages(monkeypatch, fail: str = ""):
     def execute(src, dst, params, *, progress=False, env=None):
         with lock:
             log.append(("start", src.stem, time.perf_counter(), progress, env))
-        time.sleep(0.05)
+        time.sleep(0.2)    # long enough that two pages overlap on a loaded machine
         with lock:
             log.append(("end", src.stem, time.perf_counter(), progress, env))
         return notebooks.Outcome(dst, src.stem != fail, 0.05, "Boom: failed")
@@ -73,13 +73,29 @@ def test_one_job_runs_the_pages_in_order_each_after_what_it_reuses(monkeypatch):
 
 
 def test_a_failed_page_stops_the_book_and_names_itself(monkeypatch):
+    """Nothing is submitted once the scheduler has seen the failure. Both events
+    are recorded on the scheduler's own thread (a page's "end" in the fake comes
+    before its future completes, so comparing with it would race under load)."""
+    import time
+
     log = _fake_pages(monkeypatch, fail="02_reverse_distillation")
+    submitted, seen = [], []
+
+    def watching_wait(futures, **kwargs):
+        done, pending = book_wait(futures, **kwargs)
+        if any(not f.result().ok for f in done):
+            seen.append(time.perf_counter())
+        return done, pending
+
+    book_wait = book.wait
+    monkeypatch.setattr(book, "wait", watching_wait)
     with pytest.raises(notebooks.BookError, match="chapter 02_reverse_distillation "
                        "failed after 0 s: Boom: failed"):
-        book.execute_pages(notebooks.repo_root(), {}, jobs=2, log=lambda _: None)
-    failed_at = next(t for kind, n, t, *_ in log
-                     if kind == "end" and n == "02_reverse_distillation")
-    assert not [n for kind, n, t, *_ in log if kind == "start" and t > failed_at]
+        book.execute_pages(notebooks.repo_root(), {}, jobs=2,
+                           log=lambda line: line.startswith("executing")
+                           and submitted.append(time.perf_counter()))
+    assert len(seen) == 1 and len(submitted) >= 2
+    assert not [t for t in submitted if t > seen[0]]
     assert "03_memory_bank" not in {e[1] for e in log}
     with pytest.raises(notebooks.BookError, match="--jobs must be a whole number"):
         book.execute_pages(notebooks.repo_root(), {}, jobs=0)
