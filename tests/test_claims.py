@@ -553,6 +553,34 @@ CLAIMS += [
           "flattened", HISTORIES, _rde_flattens_by(245), _rde_still_falling),
 ]
 
+def _category_minutes(category: str):
+    """Wall minutes of one category's 45 points at 64 px and seed 111, from its first
+    point's start (recorded time minus its seconds) to its last point's end."""
+    def check(table: pd.DataFrame) -> float:
+        rows = table[(table.category == category) & (table["cfg.image_size"] == 64)
+                     & (table.seed == 111)]
+        end = pd.to_datetime(rows.date)
+        start = end - pd.to_timedelta(rows.seconds, unit="s")
+        return (end.max() - start.min()).total_seconds() / 60 if len(rows) == 45 \
+            else float("nan")
+    return check
+
+
+def _hours_two_at_a_time(table: pd.DataFrame) -> float:
+    return table.seconds.sum() / 2 / 3600
+
+
+CLAIMS += [
+    Claim("README.md", "one category's 45 points at 64 px took 16 minutes two at a "
+          "time (brushed_steel)", "benchmark_v3_demo.csv",
+          lambda t: round(_category_minutes("brushed_steel")(t)) == 16,
+          _moved("seconds", 120.0, category="brushed_steel")),
+    Claim("README.md", "(90 runs, about 2.1 hours two at a time)", "budget_v3_demo.csv",
+          lambda t: len(t) == 90 and round(_hours_two_at_a_time(t), 1) == 2.1,
+          _moved("seconds", 60.0, method="rd")),
+]
+
+
 def _markdown(chapter: str) -> str:
     """The Markdown of a chapter (``notebooks/<chapter>.ipynb``) or of a page named
     by its path (``README.md``, ``book/intro.md``), whitespace folded."""
