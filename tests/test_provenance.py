@@ -292,10 +292,10 @@ def test_benchmark_demo_keeps_what_its_commit_recorded_for_rde():
     assert "benchmark_demo_budget_recomputed.csv" in chapter   # said where it lives
 
 
-
 def _all_ok_from_one_clean_commit(rows: pd.DataFrame) -> None:
     assert (rows.status == "ok").all()
     assert rows.commit.nunique() == 1 and "dirty" not in rows.commit.iloc[0]
+
 
 def test_the_third_edition_comes_from_one_clean_commit():
     """Issue 31: every row of the third edition's table from a clean commit, all

@@ -79,7 +79,7 @@ def test_a_failed_page_stops_the_book_and_names_itself(monkeypatch):
     import time
 
     log = _fake_pages(monkeypatch, fail="02_reverse_distillation")
-    submitted, seen = [], []
+    submitted, seen, book_wait = [], [], book.wait
 
     def watching_wait(futures, **kwargs):
         done, pending = book_wait(futures, **kwargs)
@@ -87,7 +87,6 @@ def test_a_failed_page_stops_the_book_and_names_itself(monkeypatch):
             seen.append(time.perf_counter())
         return done, pending
 
-    book_wait = book.wait
     monkeypatch.setattr(book, "wait", watching_wait)
     with pytest.raises(notebooks.BookError, match="chapter 02_reverse_distillation "
                        "failed after 0 s: Boom: failed"):
