@@ -103,9 +103,11 @@ gpu-check: $(VENV)/.installed-dev
 	PYTHON=$(PY) bash benchmarks/gpu_check.sh
 
 ## the whole test suite (CPU; never downloads weights; builds the book at the smoke
-## profile and checks it in headless Chromium)
+## profile and checks it in headless Chromium; lists the 15 slowest tests, so that the
+## suite's time stays visible as the committed tables grow)
 test: setup tools lint
-	FUADNB_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not gpu"
+	FUADNB_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not gpu" \
+		--durations=15
 
 lint: setup
 	$(PY) -m ruff check fuadnb tests benchmarks

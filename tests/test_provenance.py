@@ -187,6 +187,17 @@ def test_committed_rows_of_a_growing_table_are_never_rewritten(name):
     assert _rows_digest((RESULTS / name).read_text(), cutoff) == (count, digest), name
 
 
+@pytest.mark.parametrize("name", sorted(FROZEN_ROWS))
+def test_a_table_frozen_by_its_rows_is_still_growing(name):
+    """Frozen by content only while it grows: the commit that completes a table
+    freezes it by bytes (`FROZEN`) and names it complete, so its finished state
+    cannot drift."""
+    rows = pd.read_csv(RESULTS / name)
+    points = len(grids.named_points(GRIDS / f"{GROWING[name]}.yaml"))
+    assert rows.point.nunique() < points, (
+        f"{name} holds all {points} points: move it from FROZEN_ROWS to FROZEN")
+
+
 def test_the_row_freeze_sees_an_edit_but_not_growth():
     """Planted tables: reordering, widening and new later rows keep the digest; an
     edited cell, a filled empty cell, a lost row or a re-dated row change it."""
